@@ -1,0 +1,5 @@
+import sys
+
+from edgequant.cli import main
+
+sys.exit(main())

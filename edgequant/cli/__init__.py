@@ -1,0 +1,80 @@
+"""The `edgequant` command. Each command group lives in its own module and only calls the library.
+
+Heavy imports (TensorFlow, LiteRT) happen inside commands, so `edgequant --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import typer
+
+from edgequant.cli import build, inspect_cmd, recipe_cmd
+from edgequant.errors import EXIT_INTERRUPTED, EdgequantError
+
+app = typer.Typer(
+    name="edgequant",
+    help="Turn a trained Keras/TensorFlow model into small, fast, verified .tflite artifacts.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command("build")(build.build)
+app.command("inspect")(inspect_cmd.inspect)
+app.add_typer(recipe_cmd.app, name="recipe")
+
+
+def _divert_native_stderr() -> None:
+    """Send what TensorFlow's C++ code prints (CUDA probes, oneDNN notes, converter chatter) to a log file.
+
+    Python's own stderr (progress, errors) keeps the terminal: it is moved to a copy of
+    file descriptor 2 before descriptor 2 is pointed at the log. EDGEQUANT_DEBUG=1 keeps everything.
+    """
+    if os.environ.get("EDGEQUANT_DEBUG"):
+        return
+    log_dir = Path(os.environ.get("EDGEQUANT_CACHE", Path.home() / ".cache" / "edgequant"))
+    try:
+        log_dir.mkdir(parents=True, exist_ok=True)
+        log = os.open(log_dir / "native-stderr.log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    except OSError:
+        return
+    sys.stderr.flush()
+    sys.stderr = os.fdopen(os.dup(2), "w", buffering=1, encoding="utf-8", errors="replace")
+    os.dup2(log, 2)
+    os.close(log)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point: runs the app and turns known errors into one line and an exit code."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    _divert_native_stderr()
+    try:
+        code = app(args=argv, standalone_mode=False)
+    except EdgequantError as exc:
+        if os.environ.get("EDGEQUANT_DEBUG"):
+            raise
+        print(f"edgequant: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("edgequant: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except typer.Exit as exc:
+        return exc.exit_code
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    except Exception as exc:  # click's usage errors carry their own exit code
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            return 2
+        if isinstance(exc, click.exceptions.Abort):
+            return EXIT_INTERRUPTED
+        raise
+    return code if isinstance(code, int) else 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,31 @@
+"""`edgequant build recipe.yaml`: build, check and report every variant of a recipe."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from edgequant.errors import EXIT_GATE_FAILED
+
+
+def build(
+    recipe: Annotated[Path, typer.Argument(help="recipe YAML file")],
+    output_dir: Annotated[Optional[Path], typer.Option("--output-dir", "-o", help="override the recipe's output_dir")] = None,
+    variant: Annotated[Optional[list[str]], typer.Option("--variant", "-v", help="build only this variant (repeatable)")] = None,
+) -> None:
+    """Build every variant of RECIPE: convert, evaluate, benchmark, check gates, write artifacts and report.
+
+    Exit codes: 0 success, 1 a gate failed, 2 bad input, 3 a build step failed.
+    """
+    from edgequant.pipeline import build_recipe
+    from edgequant.cli.progress import RichProgress
+
+    with RichProgress() as progress:
+        result = build_recipe(recipe, output_dir=output_dir, only=variant or None, progress=progress)
+    from edgequant.cli.render import print_build_summary
+
+    print_build_summary(result)
+    if not result.passed:
+        raise typer.Exit(EXIT_GATE_FAILED)

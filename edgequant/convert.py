@@ -1,0 +1,89 @@
+"""One variant of an exported model into .tflite bytes: the TFLiteConverter settings per mode.
+
+| mode     | weights         | activations                     | converter settings                              |
+|----------|-----------------|---------------------------------|-------------------------------------------------|
+| float32  | float32         | float32                         | none                                            |
+| float16  | float16         | float32                         | DEFAULT + supported_types=[float16]             |
+| dynamic  | int8            | float32, quantized at run time  | DEFAULT                                         |
+| int8     | int8            | int8 (calibrated)               | DEFAULT + representative data + BUILTINS_INT8   |
+| int16x8  | int8            | int16 (calibrated)              | DEFAULT + representative data + 16x8 op set     |
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+
+import numpy as np
+
+from edgequant.errors import BuildError, EdgequantError
+
+RepresentativeData = Callable[[], Iterator[np.ndarray]]
+"""Calls give a fresh stream of float32 input samples, without the batch dimension."""
+
+
+def make_converter(saved_model_dir: Path):
+    import tensorflow as tf
+
+    return tf.lite.TFLiteConverter.from_saved_model(str(saved_model_dir))
+
+
+def configure(converter, variant, representative: RepresentativeData | None) -> None:
+    """Set `converter` up for `variant` (any recipe variant but qat, whose model is trained first)."""
+    import tensorflow as tf
+
+    mode = variant.mode
+    if mode == "float32":
+        return
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if mode == "float16":
+        converter.target_spec.supported_types = [tf.float16]
+    elif mode == "dynamic":
+        pass
+    elif mode in ("int8", "int16x8", "qat"):
+        if mode != "qat":  # a QAT model carries its own ranges; int8/int16x8 are calibrated
+            if representative is None:
+                raise BuildError(f"variant {variant.name!r} ({mode}) needs representative data")
+            converter.representative_dataset = _batched(representative)
+        if mode == "int16x8":
+            ops = tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8
+            converter.target_spec.supported_ops = [ops]
+            io_types = {"float32": tf.float32, "int16": tf.int16}
+        else:
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+            io_types = {"float32": tf.float32, "int8": tf.int8, "uint8": tf.uint8}
+        converter.inference_input_type = io_types[variant.input_type]
+        converter.inference_output_type = io_types[variant.output_type]
+        if mode == "int8" and not variant.per_channel:
+            # TFLiteConverter has no public switch for per-tensor weight scales.
+            converter._experimental_disable_per_channel = True
+    else:
+        raise BuildError(f"variant {variant.name!r}: mode {mode!r} is not converted here")
+
+
+def _batched(representative: RepresentativeData) -> Callable[[], Iterable[list[np.ndarray]]]:
+    def gen():
+        for x in representative():
+            yield [np.asarray(x, dtype=np.float32)[None]]
+
+    return gen
+
+
+def convert(converter, label: str) -> bytes:
+    """Run the converter; errors from the data stream pass through, converter failures become BuildError."""
+    try:
+        return bytes(converter.convert())
+    except EdgequantError:
+        raise
+    except Exception as exc:
+        cause = exc.__cause__ or exc.__context__
+        if isinstance(cause, EdgequantError):  # raised inside the representative dataset generator
+            raise cause from None
+        text = str(exc).strip().splitlines()
+        raise BuildError(f"{label}: conversion failed: {text[-1] if text else type(exc).__name__}") from None
+
+
+def convert_variant(saved_model_dir: Path, variant, representative: RepresentativeData | None = None) -> bytes:
+    converter = make_converter(saved_model_dir)
+    configure(converter, variant, representative)
+    return convert(converter, f"variant {variant.name!r} ({variant.mode})")

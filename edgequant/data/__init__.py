@@ -1,0 +1,5 @@
+"""Data for calibration, evaluation and training: sources, preprocessing, checks, all streamed."""
+
+from edgequant.data.stream import InputSpec, Sample, iter_samples, iter_batches
+
+__all__ = ["InputSpec", "Sample", "iter_samples", "iter_batches"]

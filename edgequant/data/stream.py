@@ -1,0 +1,73 @@
+"""Preprocessed, checked samples for a model input, streamed from a DataSpec.
+
+Every sample is checked as it passes: shape and dtype against the model's input,
+and finiteness. A bad sample stops the stream with a message that names the
+source and the sample's index.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from itertools import islice
+
+import numpy as np
+
+from edgequant.data.preprocess import preprocess
+from edgequant.data.sources import describe, iter_raw
+from edgequant.errors import DataError
+from edgequant.recipe.schema import DataSpec
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """A model input as the data must match it: shape without the batch dimension, dtype."""
+
+    name: str
+    shape: tuple[int, ...]  # without batch; -1 where the model accepts any size
+    dtype: str = "float32"
+
+    def matches(self, sample_shape: tuple[int, ...]) -> bool:
+        return len(sample_shape) == len(self.shape) and all(d in (-1, s) for d, s in zip(self.shape, sample_shape))
+
+
+@dataclass(frozen=True)
+class Sample:
+    index: int
+    x: np.ndarray  # preprocessed, float32, without batch dimension
+    label: int | np.ndarray | None
+
+
+def iter_samples(
+    spec: DataSpec, model_input: InputSpec | None = None, *, limit: int | None = None, role: str = "data"
+) -> Iterator[Sample]:
+    """Yield up to `limit` (default: spec.samples, else all) checked samples."""
+    limit = limit if limit is not None else spec.samples
+    name = describe(spec.source)
+    for index, (raw, label) in enumerate(islice(iter_raw(spec.source), limit)):
+        try:
+            x = preprocess(np.asarray(raw), spec.preprocess)
+        except (ValueError, TypeError) as exc:
+            raise DataError(f"{role} sample {index} from {name}: cannot preprocess ({exc})") from None
+        if model_input is not None and not model_input.matches(x.shape):
+            raise DataError(
+                f"{role} sample {index} from {name} has shape {tuple(x.shape)} after preprocessing; "
+                f"the model's input '{model_input.name}' expects {model_input.shape}"
+                " (check the recipe's preprocess: resize, layout)"
+            )
+        if not np.isfinite(x).all():
+            bad = "NaN" if np.isnan(x).any() else "infinite values"
+            raise DataError(f"{role} sample {index} from {name} contains {bad}")
+        yield Sample(index, x, label)
+
+
+def iter_batches(
+    spec: DataSpec, model_input: InputSpec | None, batch_size: int, *, limit: int | None = None, role: str = "data"
+) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+    """Stacked batches of checked samples (the last one may be smaller); labels None if the source has none."""
+    stream = iter_samples(spec, model_input, limit=limit, role=role)
+    while chunk := list(islice(stream, batch_size)):
+        xs = np.stack([s.x for s in chunk])
+        labels = [s.label for s in chunk]
+        ys = None if any(y is None for y in labels) else np.asarray(labels)
+        yield xs, ys

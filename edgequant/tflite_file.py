@@ -1,0 +1,201 @@
+"""Read a .tflite flatbuffer without running it: tensors, operators, quantization.
+
+Every stage that needs to know what is in an artifact (the manifest, `inspect`,
+the XNNPACK coverage analysis, the device memory model, `push`) reads it here,
+from the file itself rather than from a converter's promises.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgequant.errors import ModelFileError
+
+_FILE_IDENTIFIER = b"TFL3"
+
+
+@dataclass(frozen=True)
+class Quantization:
+    """Affine quantization: real = scale * (q - zero_point), per tensor or per `axis`."""
+
+    scale: tuple[float, ...]
+    zero_point: tuple[int, ...]
+    axis: int = 0
+
+    @property
+    def per_channel(self) -> bool:
+        return len(self.scale) > 1
+
+    def to_dict(self) -> dict:
+        return {"scale": list(self.scale), "zero_point": list(self.zero_point), "axis": self.axis}
+
+
+@dataclass(frozen=True)
+class Tensor:
+    index: int
+    name: str
+    shape: tuple[int, ...]
+    shape_signature: tuple[int, ...]
+    dtype: str
+    quantization: Quantization | None
+    constant_bytes: int  # size of the tensor's weight buffer; 0 for activations
+
+    @property
+    def is_constant(self) -> bool:
+        return self.constant_bytes > 0
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "shape": list(self.shape),
+            "shape_signature": list(self.shape_signature),
+            "dtype": self.dtype,
+            "quantization": self.quantization.to_dict() if self.quantization else None,
+        }
+
+
+@dataclass(frozen=True)
+class Operator:
+    index: int
+    op_type: str  # builtin name such as CONV_2D, or CUSTOM:<name>
+    inputs: tuple[int, ...]
+    outputs: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class TFLiteModel:
+    """What a .tflite file holds. Only the main subgraph's tensors and operators."""
+
+    size_bytes: int
+    sha256: str
+    tensors: tuple[Tensor, ...]
+    operators: tuple[Operator, ...]
+    input_indices: tuple[int, ...]
+    output_indices: tuple[int, ...]
+    num_subgraphs: int
+    description: str = ""
+
+    @property
+    def inputs(self) -> list[Tensor]:
+        return [self.tensors[i] for i in self.input_indices]
+
+    @property
+    def outputs(self) -> list[Tensor]:
+        return [self.tensors[i] for i in self.output_indices]
+
+    def op_counts(self) -> Counter:
+        return Counter(op.op_type for op in self.operators)
+
+    @property
+    def custom_ops(self) -> list[str]:
+        return sorted({op.op_type[7:] for op in self.operators if op.op_type.startswith("CUSTOM:")})
+
+    @property
+    def weight_bytes(self) -> int:
+        return sum(t.constant_bytes for t in self.tensors)
+
+    @property
+    def activation_bytes(self) -> int:
+        """Bytes of every non-constant tensor at its static shape (an upper bound on arena use)."""
+        return sum(
+            _nbytes(t.shape, t.dtype) for t in self.tensors if not t.is_constant and all(d > 0 for d in t.shape)
+        )
+
+    def tensor_dtypes(self, *, constant: bool) -> Counter:
+        return Counter(t.dtype for t in self.tensors if t.is_constant == constant)
+
+
+_ITEMSIZE = {
+    "float32": 4, "float16": 2, "float64": 8, "int8": 1, "uint8": 1, "int16": 2, "uint16": 2,
+    "int32": 4, "uint32": 4, "int64": 8, "uint64": 8, "bool": 1, "int4": 1, "bfloat16": 2,
+}
+
+
+def _nbytes(shape: tuple[int, ...], dtype: str) -> int:
+    return int(np.prod(shape, dtype=np.int64)) * _ITEMSIZE.get(dtype, 4)
+
+
+def _enum_names(enum_cls) -> dict[int, str]:
+    return {v: k for k, v in vars(enum_cls).items() if not k.startswith("_")}
+
+
+def read_tflite(source: str | Path | bytes) -> TFLiteModel:
+    """Parse a .tflite file (path or bytes). Raises ModelFileError if it is not a valid one."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    label = "<bytes>"
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        label = str(path)
+        if not path.is_file():
+            raise ModelFileError(f"{path}: no such .tflite file")
+        data = path.read_bytes()
+    else:
+        data = bytes(source)
+    if len(data) < 8 or data[4:8] != _FILE_IDENTIFIER:
+        raise ModelFileError(f"{label}: not a .tflite file (no TFL3 flatbuffer identifier)")
+    try:
+        model = schema.ModelT.InitFromPackedBuf(data, 0)
+        subgraph = model.subgraphs[0]
+        buffers = model.buffers or []
+    except Exception as exc:  # a truncated or corrupt flatbuffer fails anywhere inside the parser
+        raise ModelFileError(f"{label}: corrupt or truncated .tflite file ({type(exc).__name__}: {exc})") from None
+
+    type_names = _enum_names(schema.TensorType)
+    op_names = _enum_names(schema.BuiltinOperator)
+
+    def buffer_size(index: int) -> int:
+        if index <= 0 or index >= len(buffers):
+            return 0
+        buf = buffers[index]
+        if buf.data is not None and len(buf.data):
+            return len(buf.data)
+        return int(buf.size or 0)  # weights stored after the flatbuffer (models over 2 GB)
+
+    tensors = []
+    for i, t in enumerate(subgraph.tensors or []):
+        q = t.quantization
+        quant = None
+        if q is not None and q.scale is not None and len(q.scale):
+            zp = q.zeroPoint if q.zeroPoint is not None else [0] * len(q.scale)
+            quant = Quantization(tuple(float(s) for s in q.scale), tuple(int(z) for z in zp), int(q.quantizedDimension))
+        shape = tuple(int(d) for d in (t.shape if t.shape is not None else ()))
+        sig = tuple(int(d) for d in t.shapeSignature) if t.shapeSignature is not None else shape
+        tensors.append(
+            Tensor(
+                index=i,
+                name=(t.name or b"").decode("utf-8", "replace"),
+                shape=shape,
+                shape_signature=sig,
+                dtype=type_names.get(t.type, f"type{t.type}").lower(),
+                quantization=quant,
+                constant_bytes=buffer_size(t.buffer),
+            )
+        )
+
+    operators = []
+    for i, op in enumerate(subgraph.operators or []):
+        code = model.operatorCodes[op.opcodeIndex]
+        builtin = max(code.builtinCode, code.deprecatedBuiltinCode)  # schema v3a keeps both fields
+        name = op_names.get(builtin, f"BUILTIN_{builtin}")
+        if name == "CUSTOM":
+            name = "CUSTOM:" + (code.customCode or b"?").decode("utf-8", "replace")
+        inputs = tuple(int(x) for x in (op.inputs if op.inputs is not None else ()))
+        outputs = tuple(int(x) for x in (op.outputs if op.outputs is not None else ()))
+        operators.append(Operator(i, name, inputs, outputs))
+
+    return TFLiteModel(
+        size_bytes=len(data),
+        sha256=hashlib.sha256(data).hexdigest(),
+        tensors=tuple(tensors),
+        operators=tuple(operators),
+        input_indices=tuple(int(x) for x in subgraph.inputs),
+        output_indices=tuple(int(x) for x in subgraph.outputs),
+        num_subgraphs=len(model.subgraphs),
+        description=(model.description or b"").decode("utf-8", "replace"),
+    )
