@@ -1,5 +1,5 @@
 import sys
 
-from edgequant.cli import main
+from edgequant.cli import console_main
 
-sys.exit(main())
+sys.exit(console_main())

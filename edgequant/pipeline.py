@@ -13,6 +13,7 @@ import datetime as dt
 import json
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,9 +22,9 @@ from edgequant import __version__
 from edgequant.artifacts import MANIFEST, MANIFEST_VERSION, Staging, merge_artifacts, read_manifest
 from edgequant.convert import convert_variant
 from edgequant.data.stream import iter_samples
-from edgequant.errors import InputError
+from edgequant.errors import DataError, InputError
 from edgequant.progress import NullProgress, Progress
-from edgequant.recipe.loader import load_recipe, recipe_hash
+from edgequant.recipe.loader import dotted_path, load_recipe, locate, recipe_hash
 from edgequant.recipe.schema import CALIBRATED_MODES, Recipe
 from edgequant.source_model import ExportedModel, export_model
 from edgequant.tflite_file import read_tflite
@@ -92,7 +93,8 @@ def build_recipe(
             task.advance()
         export_seconds = time.perf_counter() - started
         if recipe.calibration is not None and any(v.mode in CALIBRATED_MODES for v in variants):
-            _check_calibration(recipe, exported, progress)
+            with _field_context(recipe_path, ["calibration"]):
+                _check_calibration(recipe, exported, progress)
 
         result = BuildResult(
             recipe=recipe,
@@ -103,11 +105,22 @@ def build_recipe(
             export_seconds=export_seconds,
         )
         for variant in variants:
-            result.artifacts.append(_build_variant(recipe, variant, exported, staging, progress))
+            with _field_context(recipe_path, ["variants", recipe.variants.index(variant)]):
+                result.artifacts.append(_build_variant(recipe, variant, exported, staging, progress))
 
         _write_manifest(result, staging)
         staging.commit()
     return result
+
+
+@contextmanager
+def _field_context(recipe_path: str | None, loc: list):
+    """Prefix data errors with the recipe file, line and field they come from."""
+    try:
+        yield
+    except DataError as exc:
+        where = f"{locate(recipe_path, loc)}: " if recipe_path else ""
+        raise DataError(f"{where}{dotted_path(loc)}: {exc}") from None
 
 
 def _selected(recipe: Recipe, only: list[str] | None) -> list:

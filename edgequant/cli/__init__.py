@@ -49,7 +49,6 @@ def _divert_native_stderr() -> None:
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: runs the app and turns known errors into one line and an exit code."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    _divert_native_stderr()
     try:
         code = app(args=argv, standalone_mode=False)
     except EdgequantError as exc:
@@ -76,5 +75,11 @@ def main(argv: list[str] | None = None) -> int:
     return code if isinstance(code, int) else 0
 
 
+def console_main() -> int:
+    """The `edgequant` console script: `main` with TensorFlow's native log noise kept off the terminal."""
+    _divert_native_stderr()
+    return main()
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    sys.exit(console_main())

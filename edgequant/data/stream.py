@@ -49,16 +49,21 @@ def iter_samples(
             x = preprocess(np.asarray(raw), spec.preprocess)
         except (ValueError, TypeError) as exc:
             raise DataError(f"{role} sample {index} from {name}: cannot preprocess ({exc})") from None
-        if model_input is not None and not model_input.matches(x.shape):
-            raise DataError(
-                f"{role} sample {index} from {name} has shape {tuple(x.shape)} after preprocessing; "
-                f"the model's input '{model_input.name}' expects {model_input.shape}"
-                " (check the recipe's preprocess: resize, layout)"
-            )
-        if not np.isfinite(x).all():
-            bad = "NaN" if np.isnan(x).any() else "infinite values"
-            raise DataError(f"{role} sample {index} from {name} contains {bad}")
+        check_sample(x, index, model_input, source=name, role=role)
         yield Sample(index, x, label)
+
+
+def check_sample(x: np.ndarray, index: int, model_input: InputSpec | None, *, source: str, role: str) -> None:
+    """Raise DataError if sample `index` does not fit `model_input` or is not finite."""
+    if model_input is not None and not model_input.matches(x.shape):
+        raise DataError(
+            f"{role} sample {index} from {source} has shape {tuple(x.shape)} after preprocessing; "
+            f"the model's input '{model_input.name}' expects {model_input.shape}"
+            " (check the recipe's preprocess: resize, layout)"
+        )
+    if not np.isfinite(x).all():
+        bad = "NaN" if np.isnan(x).any() else "infinite values"
+        raise DataError(f"{role} sample {index} from {source} contains {bad}")
 
 
 def iter_batches(

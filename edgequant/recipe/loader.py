@@ -35,9 +35,38 @@ def load_recipe(path: str | Path) -> Recipe:
     data.setdefault("name", _default_name(path))
     data.setdefault("output_dir", f"build/{data['name']}")
     try:
-        return Recipe.model_validate(data, context={"base_dir": path.parent.resolve()})
+        recipe = Recipe.model_validate(data, context={"base_dir": path.parent.resolve()})
     except ValidationError as exc:
         raise recipe_error(exc, path, root) from None
+    for loc, target in _input_paths(recipe):
+        if not target.exists():
+            raise RecipeError(f"no such file or directory: {target}", where=locate(path, loc, root), field=dotted_path(loc))
+    return recipe
+
+
+def _input_paths(recipe: Recipe):
+    """(field location, path) of every file the recipe reads, for a check before anything runs."""
+    yield ["model", "path"], recipe.model.path
+    sections = [(["calibration"], recipe.calibration)]
+    sections += [(["variants", i, "training"], getattr(v, "training", None)) for i, v in enumerate(recipe.variants)]
+    sections += [(["evaluation"], getattr(recipe, "evaluation", None))]
+    for loc, spec in sections:
+        source = getattr(spec, "source", None)
+        for key in ("path", "labels"):
+            value = getattr(source, key, None)
+            if isinstance(value, Path):
+                yield [*loc, "source", key], value
+
+
+def locate(path: str | Path, loc: list, root: yaml.Node | None = None) -> str:
+    """'file:line:col' of the field at `loc` in a recipe file (just 'file' if it cannot be found)."""
+    if root is None:
+        try:
+            root = yaml.compose(Path(path).read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
+        except (OSError, yaml.YAMLError):
+            return str(path)
+    node = _node_at(root, loc)
+    return f"{path}:{node.start_mark.line + 1}:{node.start_mark.column + 1}" if node is not None else str(path)
 
 
 def _default_name(path: Path) -> str:
@@ -57,9 +86,7 @@ def recipe_error(exc: ValidationError, path: Path, root: yaml.Node | None) -> Re
     loc, models = _walk(err["loc"])
     if err["type"] == "union_tag_invalid":  # point at the `mode:` / `type:` key itself
         loc.append(str(err.get("ctx", {}).get("discriminator", "")).strip("'"))
-    node = _node_at(root, loc)
-    where = f"{path}:{node.start_mark.line + 1}:{node.start_mark.column + 1}" if node is not None else str(path)
-    return RecipeError(_message(err, loc, models), where=where, field=_dotted(loc))
+    return RecipeError(_message(err, loc, models), where=locate(path, loc, root), field=dotted_path(loc))
 
 
 def _walk(raw_loc: tuple) -> tuple[list, list[type[BaseModel]]]:
@@ -128,7 +155,7 @@ def _node_at(root: yaml.Node | None, loc: list) -> yaml.Node | None:
     return node
 
 
-def _dotted(loc: list) -> str:
+def dotted_path(loc: list) -> str:
     out = ""
     for part in loc:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))

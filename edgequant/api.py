@@ -1,0 +1,80 @@
+"""The Python API: the same recipe objects as the YAML files, for Keras training code.
+
+    import edgequant as eq
+    tflite = eq.quantize(model, "int8", calibration=x_train[:500])          # bytes
+    result = eq.build("recipes/fashion_mnist.yaml")                          # a BuildResult
+    result = eq.build(eq.Recipe(model=eq.ModelSpec(path="m.keras"), ...))     # the same, in Python
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import TypeAdapter, ValidationError
+
+from edgequant.data.stream import InputSpec, check_sample, iter_samples
+from edgequant.errors import InputError
+from edgequant.recipe.schema import CALIBRATED_MODES, DataSpec, Recipe, Variant
+
+Calibration = DataSpec | np.ndarray | Iterable[np.ndarray] | Callable[[], Iterable[np.ndarray]]
+
+
+def quantize(
+    model: Any,
+    mode: str = "int8",
+    *,
+    calibration: Calibration | None = None,
+    input_shape: list[int] | None = None,
+    **options: Any,
+) -> bytes:
+    """Convert a Keras model (in memory, Keras 3 or tf_keras, or a model file path) to .tflite bytes.
+
+    `mode` and `options` are a recipe variant's (e.g. `per_channel=False`, `input_type="uint8"`).
+    `calibration` (int8, int16x8) is a DataSpec, an array of preprocessed samples stacked on
+    axis 0, an iterable of samples, or a function returning a fresh iterable.
+    """
+    from edgequant.convert import convert_variant
+    from edgequant.source_model import export_keras_model, export_model
+
+    if mode == "qat":
+        raise InputError("mode 'qat' trains the model: use edgequant.qat.prepare / export from training code")
+    try:
+        variant = TypeAdapter(Variant).validate_python({"name": mode, "mode": mode, **options})
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = ".".join(str(p) for p in err["loc"][1:]) or "mode"
+        raise InputError(f"quantize(mode={mode!r}): {field}: {err['msg']}") from None
+    if variant.mode in CALIBRATED_MODES and calibration is None:
+        raise InputError(f"quantize(mode={mode!r}) needs calibration data (a representative dataset)")
+    with tempfile.TemporaryDirectory(prefix="edgequant-") as work:
+        if isinstance(model, (str, Path)):
+            exported = export_model(Path(model), Path(work), input_shape)
+        else:
+            exported = export_keras_model(model, Path(work), input_shape=input_shape)
+        representative = _representative(calibration, exported.input) if variant.mode in CALIBRATED_MODES else None
+        return convert_variant(exported.saved_model_dir, variant, representative)
+
+
+def _representative(calibration: Calibration, model_input: InputSpec) -> Callable[[], Iterator[np.ndarray]]:
+    if isinstance(calibration, DataSpec):
+        return lambda: (s.x for s in iter_samples(calibration, model_input, role="calibration"))
+
+    def checked() -> Iterator[np.ndarray]:
+        samples = calibration() if callable(calibration) else calibration
+        for index, x in enumerate(samples):
+            x = np.asarray(x, dtype=np.float32)
+            check_sample(x, index, model_input, source="the calibration argument", role="calibration")
+            yield x
+
+    return checked
+
+
+def build(recipe: Recipe | str | Path, **kwargs: Any):
+    """Build a recipe (object or file): see `edgequant.pipeline.build_recipe`."""
+    from edgequant.pipeline import build_recipe
+
+    return build_recipe(recipe, **kwargs)
