@@ -48,12 +48,12 @@ def inspect(
     quantized = [t for t in m.tensors if t.quantization]
     if quantized:
         qt = Table(title=f"quantized tensors ({len(quantized)})", title_justify="left")
-        for col in ("#", "name", "dtype", "shape", "scale", "zero point", "per-channel"):
-            qt.add_column(col)
+        for col in ("#", "name", "dtype", "shape", "scale", "zero point", "axis"):
+            qt.add_column(col, overflow="fold")
         for t in quantized:
             q = t.quantization
-            qt.add_row(str(t.index), t.name[:60], t.dtype, str(list(t.shape)), _short(q.scale), _short(q.zero_point),
-                       f"axis {q.axis}, {len(q.scale)}" if q.per_channel else "no")
+            qt.add_row(str(t.index), t.name.split(";")[0][-40:], t.dtype, str(list(t.shape)),
+                       _range(q.scale), _range(q.zero_point), str(q.axis) if q.per_channel else "-")
         console.print(qt)
 
 
@@ -74,6 +74,11 @@ def _dtype_summary(counts) -> str:
 
 
 def _short(values) -> str:
-    values = list(values)
-    text = ", ".join(f"{v:.6g}" if isinstance(v, float) else str(v) for v in values[:3])
-    return text + (f", … ({len(values)})" if len(values) > 3 else "")
+    return ", ".join(f"{v:.6g}" if isinstance(v, float) else str(v) for v in values)
+
+
+def _range(values) -> str:
+    """One value, or `min..max xN` for per-channel parameters."""
+    lo, hi = min(values), max(values)
+    fmt = (lambda v: f"{v:.3g}") if isinstance(lo, float) else str
+    return fmt(lo) if lo == hi else f"{fmt(lo)}..{fmt(hi)} x{len(values)}"
