@@ -44,7 +44,7 @@ def configure(converter, variant, representative: RepresentativeData | None) -> 
         if mode != "qat":  # a QAT model carries its own ranges; int8/int16x8 are calibrated
             if representative is None:
                 raise BuildError(f"variant {variant.name!r} ({mode}) needs representative data")
-            converter.representative_dataset = _batched(representative)
+            converter.representative_dataset = as_converter_dataset(representative)
         if mode == "int16x8":
             ops = tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8
             converter.target_spec.supported_ops = [ops]
@@ -61,7 +61,7 @@ def configure(converter, variant, representative: RepresentativeData | None) -> 
         raise BuildError(f"variant {variant.name!r}: mode {mode!r} is not converted here")
 
 
-def _batched(representative: RepresentativeData) -> Callable[[], Iterable[list[np.ndarray]]]:
+def as_converter_dataset(representative: RepresentativeData) -> Callable[[], Iterable[list[np.ndarray]]]:
     def gen():
         for x in representative():
             yield [np.asarray(x, dtype=np.float32)[None]]

@@ -1,7 +1,7 @@
 """`edgequant build`: the thin orchestrator that runs the stages in order.
 
     recipe -> source model -> export once -> variants (.tflite bytes)
-        -> evaluate -> benchmark -> gates -> artifacts + manifest + report
+        -> evaluate -> benchmark (host, simulated devices) -> gates -> artifacts + manifest + report
 
 Each stage is its own module; this one only wires them and owns the staging of
 outputs, so that a failed or interrupted build changes nothing on disk.
@@ -15,19 +15,36 @@ import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
 from edgequant import __version__
 from edgequant.artifacts import MANIFEST, MANIFEST_VERSION, Staging, merge_artifacts, read_manifest
 from edgequant.convert import convert_variant
-from edgequant.data.stream import iter_samples
+from edgequant.data.sources import describe
+from edgequant.data.stream import iter_batches, iter_samples
 from edgequant.errors import DataError, InputError
+from edgequant.evaluate import Evaluation, evaluate
+from edgequant.gates import GateResult, accuracy_gates_pass, check_gates
 from edgequant.progress import NullProgress, Progress
 from edgequant.recipe.loader import dotted_path, load_recipe, locate, recipe_hash
-from edgequant.recipe.schema import CALIBRATED_MODES, Recipe
+from edgequant.recipe.schema import CALIBRATED_MODES, Float32Variant, Recipe
+from edgequant.report.render import render_report
+from edgequant.report.schema import (
+    EvaluationReport,
+    GateReport,
+    LatencyReport,
+    LayerErrorReport,
+    MixedPrecisionReport,
+    Report,
+    VariantReport,
+)
 from edgequant.source_model import ExportedModel, export_model
 from edgequant.tflite_file import read_tflite
+
+REFERENCE = "float32"
+DEBUG_SAMPLES = 32  # samples the per-layer error analysis compares float and int8 activations on
 
 
 @dataclass
@@ -50,18 +67,28 @@ class Artifact:
 
 
 @dataclass
+class _Built:
+    variant: Any
+    data: bytes
+    artifact: Artifact
+    layer_errors: list = field(default_factory=list)
+    mixed: MixedPrecisionReport | None = None
+
+
+@dataclass
 class BuildResult:
     recipe: Recipe
-    recipe_path: str | None
-    recipe_sha256: str
-    source: dict[str, Any]
     output_dir: Path
-    artifacts: list[Artifact] = field(default_factory=list)
-    export_seconds: float = 0.0
+    artifacts: list[Artifact]
+    report: Report
 
     @property
     def passed(self) -> bool:
-        return True
+        return self.report.passed
+
+    @property
+    def failed_gates(self) -> list[str]:
+        return self.report.failed_gates
 
     def artifact(self, name: str) -> Artifact:
         return next(a for a in self.artifacts if a.name == name)
@@ -77,7 +104,10 @@ def build_recipe(
     only: list[str] | None = None,
     progress: Progress | None = None,
 ) -> BuildResult:
-    """Build a recipe (a Recipe or the path of a recipe file). Raises EdgequantError on bad input."""
+    """Build a recipe (a Recipe or the path of a recipe file). Raises EdgequantError on bad input.
+
+    Gate failures do not raise: the result's `passed` is False and its report names them.
+    """
     progress = progress or NullProgress()
     recipe_path = None
     if not isinstance(recipe, Recipe):
@@ -87,30 +117,296 @@ def build_recipe(
     out = Path(output_dir) if output_dir is not None else recipe.output_path()
 
     with tempfile.TemporaryDirectory(prefix="edgequant-") as work, Staging(out) as staging:
-        started = time.perf_counter()
         with progress.task(f"export {recipe.model.path.name}") as task:
             exported = export_model(recipe.model.path, Path(work), recipe.model.input_shape)
             task.advance()
-        export_seconds = time.perf_counter() - started
         if recipe.calibration is not None and any(v.mode in CALIBRATED_MODES for v in variants):
             with _field_context(recipe_path, ["calibration"]):
                 _check_calibration(recipe, exported, progress)
 
-        result = BuildResult(
-            recipe=recipe,
-            recipe_path=recipe_path,
-            recipe_sha256=recipe_hash(recipe),
-            source={"path": str(recipe.model.path), "kind": exported.source_kind, "sha256": exported.source_sha256},
-            output_dir=out,
-            export_seconds=export_seconds,
-        )
-        for variant in variants:
-            with _field_context(recipe_path, ["variants", recipe.variants.index(variant)]):
-                result.artifacts.append(_build_variant(recipe, variant, exported, staging, progress))
+        stages = _Stages(recipe, recipe_path, exported, progress)
+        built = [stages.build_variant(v) for v in variants if getattr(v, "float_layers", None) != "auto"]
+        built += [stages.build_auto_float(v) for v in variants if getattr(v, "float_layers", None) == "auto"]
+        built.sort(key=lambda b: variants.index(b.variant))
 
-        _write_manifest(result, staging)
+        evaluations = stages.evaluate_all(built)
+        latencies, explanations, device_notes = stages.measure_latency(built)
+        report = _assemble_report(
+            recipe, recipe_path, exported, built, evaluations, latencies, explanations, device_notes, stages
+        )
+        for b in built:
+            staging.path(b.artifact.file).write_bytes(b.data)
+        _write_manifest(recipe, recipe_path, exported, [b.artifact for b in built], out, staging)
+        render_report(report, staging.dir)
         staging.commit()
-    return result
+    return BuildResult(recipe=recipe, output_dir=out, artifacts=[b.artifact for b in built], report=report)
+
+
+class _Stages:
+    """The per-build stages, sharing the export, the reference model and the evaluation data."""
+
+    def __init__(self, recipe: Recipe, recipe_path: str | None, exported: ExportedModel, progress: Progress):
+        self.recipe, self.recipe_path, self.exported, self.progress = recipe, recipe_path, exported, progress
+        self.eval_spec = recipe.evaluation_data()
+        self._reference: bytes | None = None
+        self._reference_eval: Evaluation | None = None
+
+    # --- conversion -----------------------------------------------------------------------------
+
+    def reference_model(self) -> bytes:
+        """The float32 model every variant is compared with (converted once, even if not a variant)."""
+        if self._reference is None:
+            with self.progress.task("convert float32 reference") as task:
+                self._reference = convert_variant(self.exported.saved_model_dir, Float32Variant(name=REFERENCE))
+                task.advance()
+        return self._reference
+
+    def _representative(self, variant, task=None):
+        count = _calibration_count(self.recipe, variant)
+
+        def samples():
+            for sample in iter_samples(self.recipe.calibration, self.exported.input, limit=count, role="calibration"):
+                if task is not None:
+                    task.advance()
+                yield sample.x
+
+        return samples
+
+    def _analysis(self, variant):
+        from edgequant.layer_error import QuantizationAnalysis
+
+        spec = self.eval_spec or self.recipe.calibration
+        debug = [s.x for s in iter_samples(spec, self.exported.input, limit=DEBUG_SAMPLES, role="analysis")]
+        with self.progress.task(f"analyse layers of {variant.name}") as task:
+            analysis = QuantizationAnalysis(self.exported.saved_model_dir, variant, self._representative(variant), debug)
+            analysis.layer_errors()
+            task.advance()
+        return analysis
+
+    def build_variant(self, variant) -> _Built:
+        with self._context(variant):
+            started = time.perf_counter()
+            layer_errors, mixed = [], None
+            if variant.mode == "float32" and self._reference is not None:
+                data = self._reference
+            elif variant.mode in CALIBRATED_MODES:
+                count = _calibration_count(self.recipe, variant)
+                with self.progress.task(f"calibrate + convert {variant.name} ({variant.mode})", total=count) as task:
+                    data = convert_variant(self.exported.saved_model_dir, variant, self._representative(variant, task))
+                if variant.mode == "int8":
+                    analysis = self._analysis(variant)
+                    layer_errors = analysis.layer_errors()
+                    if variant.mixed_precision:
+                        data = analysis.quantized_model(variant.float_layers, variant.float_ops)
+                        mixed = MixedPrecisionReport(
+                            float_layers=list(variant.float_layers), float_ops=list(variant.float_ops), automatic=False
+                        )
+            elif variant.mode == "qat":
+                from edgequant.qat import build_qat_variant  # tfmot changes what tf.keras means: import on demand
+
+                data = build_qat_variant(self.recipe, variant, self.exported, self.progress)
+            else:
+                with self.progress.task(f"convert {variant.name} ({variant.mode})") as task:
+                    data = convert_variant(self.exported.saved_model_dir, variant)
+                    task.advance()
+            if variant.mode == "float32" and self._reference is None:
+                self._reference = data
+            return _Built(variant, data, _artifact(variant, data, time.perf_counter() - started), layer_errors, mixed)
+
+    def build_auto_float(self, variant) -> _Built:
+        from edgequant.mixed_precision import search_float_layers
+
+        with self._context(variant):
+            started = time.perf_counter()
+            analysis = self._analysis(variant)
+
+            def judge(candidate: bytes):
+                evaluation = self._evaluate({"candidate": candidate})["candidate"]
+                passed = accuracy_gates_pass(variant.gates, evaluation, self.reference_evaluation())
+                return _evaluation_report(evaluation, self.reference_evaluation()), passed
+
+            data, mixed = search_float_layers(
+                analysis,
+                judge=judge,
+                host_latency=self._quick_latency,
+                max_layers=variant.max_float_layers,
+                float_ops=list(variant.float_ops),
+                progress=self.progress,
+                label=variant.name,
+            )
+            seconds = time.perf_counter() - started
+            return _Built(variant, data, _artifact(variant, data, seconds), analysis.layer_errors(), mixed)
+
+    @contextmanager
+    def _context(self, variant):
+        with _field_context(self.recipe_path, ["variants", self.recipe.variants.index(variant)]):
+            yield
+
+    # --- evaluation -----------------------------------------------------------------------------
+
+    def _evaluate(self, models: dict[str, bytes], on_batch=None) -> dict[str, Evaluation]:
+        spec = self.eval_spec
+        batches = iter_batches(spec, self.exported.input, spec.batch_size, role="evaluation")
+        with _field_context(self.recipe_path, ["evaluation"]):
+            return evaluate(
+                {REFERENCE: self.reference_model(), **models}, batches, reference=REFERENCE, top_k=spec.top_k,
+                on_batch=on_batch,
+            )
+
+    @property
+    def reference_size(self) -> int | None:
+        """Size of the float32 reference, if this build converted it (as a variant or for comparisons)."""
+        return len(self._reference) if self._reference is not None else None
+
+    def reference_evaluation(self) -> Evaluation:
+        if self._reference_eval is None:
+            self._reference_eval = self._evaluate({})[REFERENCE]
+        return self._reference_eval
+
+    def evaluate_all(self, built: list[_Built]) -> dict[str, Evaluation]:
+        if self.eval_spec is None:
+            return {}
+        total = self.eval_spec.samples
+        with self.progress.task(f"evaluate {len(built)} variants", total=total) as task:
+            results = self._evaluate({b.variant.name: b.data for b in built if b.variant.name != REFERENCE},
+                                     on_batch=task.advance)
+        self._reference_eval = results[REFERENCE]
+        return results
+
+    # --- latency --------------------------------------------------------------------------------
+
+    def _quick_latency(self, model: bytes) -> float | None:
+        if not self.recipe.benchmark.enabled:
+            return None
+        from edgequant.bench.host import benchmark
+
+        b = self.recipe.benchmark
+        return benchmark([model], kernels=[b.kernels], threads=[b.threads], runs=20, warmup=3)[0].latency.median_ms
+
+    def measure_latency(self, built: list[_Built]):
+        """Host latency of every variant (interleaved), and estimates on the recipe's simulated devices."""
+        latencies: dict[str, list[LatencyReport]] = {b.variant.name: [] for b in built}
+        explanations: dict[str, dict] = {}
+        notes: list[str] = []
+        b = self.recipe.benchmark
+        if b.enabled:
+            from edgequant.bench.host import benchmark
+            from edgequant.bench.speed_explanation import explain_speed
+
+            names = [x.variant.name for x in built]
+            models = [x.data for x in built]
+            if REFERENCE not in names:
+                names, models = [REFERENCE, *names], [self.reference_model(), *models]
+            with self.progress.task(f"benchmark {len(models)} models on the host", total=None) as task:
+                results = benchmark(models, kernels=[b.kernels], threads=[b.threads], runs=b.runs, warmup=b.warmup,
+                                    names=names)
+                task.advance()
+            by_name = dict(zip(names, results))
+            ref_ms = by_name[REFERENCE].latency.median_ms
+            for x in built:
+                r = by_name[x.variant.name]
+                latencies[x.variant.name].append(
+                    LatencyReport(
+                        device="host", ms=r.latency.median_ms, estimate=False,
+                        speedup_vs_reference=ref_ms / r.latency.median_ms if r.latency.median_ms else None,
+                        details=r.to_dict(samples=False),
+                    )
+                )
+                explanations[x.variant.name] = explain_speed(
+                    x.data, name=x.variant.name, results=[by_name[REFERENCE], r]
+                ).to_dict()
+        if self.recipe.devices:
+            from edgequant.devices.build_stage import estimate_variants
+
+            with self.progress.task(f"estimate latency on {len(self.recipe.devices)} simulated devices") as task:
+                device_latency, device_notes = estimate_variants(
+                    {x.variant.name: x.data for x in built}, self.recipe.devices, reference=self.reference_model(),
+                    calibration=self._parity_inputs(),
+                )
+                task.advance()
+            for name, reports in device_latency.items():
+                latencies[name].extend(reports)
+            notes += device_notes
+        return latencies, explanations, notes
+
+    def _parity_inputs(self):
+        spec = self.eval_spec or self.recipe.calibration
+        if spec is None:
+            return []
+        return [s.x for s in islice(iter_samples(spec, self.exported.input, role="parity"), 8)]
+
+
+def _artifact(variant, data: bytes, seconds: float) -> Artifact:
+    info = read_tflite(data)
+    return Artifact(
+        name=variant.name,
+        mode=variant.mode,
+        file=f"{variant.name}.tflite",
+        size_bytes=info.size_bytes,
+        sha256=info.sha256,
+        inputs=[t.to_dict() for t in info.inputs],
+        outputs=[t.to_dict() for t in info.outputs],
+        convert_seconds=round(seconds, 3),
+    )
+
+
+def _evaluation_report(e: Evaluation, reference: Evaluation | None) -> EvaluationReport:
+    drop = None
+    if reference is not None and e.top1 is not None and reference.top1 is not None:
+        drop = (reference.top1 - e.top1) * 100
+    return EvaluationReport(**e.to_dict(), accuracy_drop_points=drop)
+
+
+def _assemble_report(recipe, recipe_path, exported, built, evaluations, latencies, explanations, notes, stages):
+    reference_eval = evaluations.get(REFERENCE)
+    reference_size = stages.reference_size
+    variants, failed = [], []
+    for b in built:
+        name = b.variant.name
+        evaluation = evaluations.get(name)
+        lat = latencies.get(name, [])
+        gates: list[GateResult] = []
+        if b.variant.gates is not None:
+            gates = check_gates(
+                name, b.variant.gates, size_bytes=b.artifact.size_bytes, evaluation=evaluation,
+                reference=reference_eval, latency_ms={x.device: x.ms for x in lat},
+                estimated_devices=frozenset(x.device for x in lat if x.estimate),
+            )
+        failed += [g.describe() for g in gates if not g.passed]
+        variants.append(
+            VariantReport(
+                **{k: v for k, v in asdict(b.artifact).items()},
+                size_vs_reference=b.artifact.size_bytes / reference_size if reference_size else None,
+                evaluation=_evaluation_report(evaluation, reference_eval) if evaluation else None,
+                latency=lat,
+                gates=[GateReport(**{k: v for k, v in g.to_dict().items() if k != "variant"}) for g in gates],
+                layer_errors=[LayerErrorReport(**{k: v for k, v in e.to_dict().items() if k != "tensor"})
+                              for e in b.layer_errors],
+                mixed_precision=b.mixed,
+                speed_explanation=explanations.get(name),
+            )
+        )
+    eval_spec = recipe.evaluation_data()
+    host: dict[str, Any] = {}
+    if recipe.benchmark.enabled:
+        from edgequant.bench.cpu_features import read_host_features
+
+        host = read_host_features().to_dict()
+    return Report(
+        created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        edgequant_version=__version__,
+        recipe={"name": recipe.name, "path": recipe_path, "sha256": recipe_hash(recipe)},
+        source_model={"path": str(recipe.model.path), "kind": exported.source_kind, "sha256": exported.source_sha256},
+        reference=REFERENCE,
+        evaluation_data=(
+            f"{describe(eval_spec.source)}, {next(iter(evaluations.values())).samples} samples" if evaluations else None
+        ),
+        host=host,
+        variants=variants,
+        passed=not failed,
+        failed_gates=failed,
+        notes=notes,
+    )
 
 
 @contextmanager
@@ -119,6 +415,8 @@ def _field_context(recipe_path: str | None, loc: list):
     try:
         yield
     except DataError as exc:
+        if str(exc).startswith(f"{recipe_path}:"):
+            raise
         where = f"{locate(recipe_path, loc)}: " if recipe_path else ""
         raise DataError(f"{where}{dotted_path(loc)}: {exc}") from None
 
@@ -145,46 +443,10 @@ def _calibration_count(recipe: Recipe, variant) -> int | None:
     return getattr(variant, "calibration_samples", None) or recipe.calibration.samples
 
 
-def _build_variant(recipe: Recipe, variant, exported: ExportedModel, staging: Staging, progress: Progress) -> Artifact:
-    started = time.perf_counter()
-    representative = None
-    if variant.mode in CALIBRATED_MODES:
-        count = _calibration_count(recipe, variant)
-        with progress.task(f"calibrate + convert {variant.name} ({variant.mode})", total=count) as task:
-
-            def representative():
-                for sample in iter_samples(recipe.calibration, exported.input, limit=count, role="calibration"):
-                    task.advance()
-                    yield sample.x
-
-            data = convert_variant(exported.saved_model_dir, variant, representative)
-    elif variant.mode == "qat":
-        from edgequant.qat import build_qat_variant  # tfmot changes what tf.keras means: import only when needed
-
-        data = build_qat_variant(recipe, variant, exported, progress)
-    else:
-        with progress.task(f"convert {variant.name} ({variant.mode})") as task:
-            data = convert_variant(exported.saved_model_dir, variant)
-            task.advance()
-    seconds = time.perf_counter() - started
-
-    file_name = f"{variant.name}.tflite"
-    staging.path(file_name).write_bytes(data)
-    info = read_tflite(data)
-    return Artifact(
-        name=variant.name,
-        mode=variant.mode,
-        file=file_name,
-        size_bytes=info.size_bytes,
-        sha256=info.sha256,
-        inputs=[t.to_dict() for t in info.inputs],
-        outputs=[t.to_dict() for t in info.outputs],
-        convert_seconds=round(seconds, 3),
+def _write_manifest(recipe, recipe_path, exported, artifacts: list[Artifact], out: Path, staging: Staging) -> None:
+    preprocess = recipe.evaluation_data().preprocess if recipe.evaluation else (
+        recipe.calibration.preprocess if recipe.calibration else None
     )
-
-
-def _write_manifest(result: BuildResult, staging: Staging) -> None:
-    recipe = result.recipe
     manifest = {
         "manifest_version": MANIFEST_VERSION,
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -192,14 +454,12 @@ def _write_manifest(result: BuildResult, staging: Staging) -> None:
         "tensorflow_version": _tf_version(),
         "recipe": {
             "name": recipe.name,
-            "path": result.recipe_path,
-            "sha256": result.recipe_sha256,
-            "preprocess": recipe.calibration.preprocess.model_dump(mode="json") if recipe.calibration else None,
+            "path": recipe_path,
+            "sha256": recipe_hash(recipe),
+            "preprocess": preprocess.model_dump(mode="json") if preprocess else None,
         },
-        "source_model": result.source,
-        "artifacts": merge_artifacts(
-            read_manifest(result.output_dir), [a.manifest_entry() for a in result.artifacts], result.output_dir
-        ),
+        "source_model": {"path": str(recipe.model.path), "kind": exported.source_kind, "sha256": exported.source_sha256},
+        "artifacts": merge_artifacts(read_manifest(out), [a.manifest_entry() for a in artifacts], out),
     }
     staging.path(MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
 

@@ -28,4 +28,6 @@ def build(
 
     print_build_summary(result)
     if not result.passed:
+        for gate in result.failed_gates:
+            typer.echo(f"edgequant: gate failed: {gate}", err=True)
         raise typer.Exit(EXIT_GATE_FAILED)

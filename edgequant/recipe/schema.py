@@ -115,6 +115,54 @@ class DataSpec(StrictModel):
     samples: int | None = Field(None, gt=0, description="take at most this many samples (default: all)")
 
 
+class EvaluationSpec(DataSpec):
+    """Held-out data every variant is evaluated on, against the float32 reference."""
+
+    preprocess: Preprocess | None = Field(None, description="default: the calibration section's preprocess")
+    batch_size: int = Field(256, gt=0, description="samples per interpreter call, where the model allows batching")
+    top_k: int = Field(5, gt=0)
+
+
+class BenchmarkSpec(StrictModel):
+    """How every variant is timed on the host (LiteRT interpreter)."""
+
+    enabled: bool = True
+    threads: int = Field(1, gt=0)
+    runs: int = Field(50, gt=0)
+    warmup: int = Field(5, ge=0)
+    kernels: Literal["xnnpack", "builtin", "reference"] = "xnnpack"
+
+
+# --- gates -----------------------------------------------------------------------------------------
+
+
+class Gates(StrictModel):
+    """Limits a variant must meet; `edgequant build` exits 1 when one fails. Drops are against float32."""
+
+    max_accuracy_drop_points: float | None = Field(
+        None, ge=0, description="top-1 accuracy drop in percentage points (90.5% -> 89.9% is 0.6)"
+    )
+    max_accuracy_drop_percent: float | None = Field(
+        None, ge=0, description="top-1 accuracy drop relative to float32, in percent of float32's accuracy"
+    )
+    min_agreement_percent: float | None = Field(
+        None, ge=0, le=100, description="share of samples whose top-1 matches float32's"
+    )
+    min_cosine: float | None = Field(None, ge=-1, le=1, description="mean cosine similarity of outputs to float32's")
+    max_size_kib: float | None = Field(None, gt=0)
+    max_latency_ms: dict[str, float] = Field(
+        {}, description="per device: 'host' (measured) or a device profile listed in `devices`"
+    )
+
+    @property
+    def needs_evaluation(self) -> bool:
+        return any(
+            v is not None
+            for v in (self.max_accuracy_drop_points, self.max_accuracy_drop_percent, self.min_agreement_percent,
+                      self.min_cosine)
+        )
+
+
 # --- variants ------------------------------------------------------------------------------------
 
 _NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
@@ -122,6 +170,7 @@ _NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
 
 class _VariantBase(StrictModel):
     name: str = Field(..., pattern=f"^{_NAME}$", description="artifact name: <name>.tflite")
+    gates: Gates | None = None
 
 
 class Float32Variant(_VariantBase):
@@ -153,6 +202,17 @@ class Int8Variant(_VariantBase):
     output_type: IntIO = "int8"
     per_channel: bool = Field(True, description="per-channel weight scales (False: one scale per tensor)")
     calibration_samples: int | None = Field(None, gt=0, description="default: the calibration set's `samples`")
+    float_layers: list[str] | Literal["auto"] = Field(
+        [],
+        description="layers to keep in float (names as in the report's per-layer table), or 'auto': keep the "
+        "fewest most-sensitive layers in float until this variant's accuracy gates pass",
+    )
+    float_ops: list[str] = Field([], description="op types to keep in float, e.g. [SOFTMAX, ADD]")
+    max_float_layers: int = Field(8, gt=0, description="with float_layers: auto, give up beyond this many")
+
+    @property
+    def mixed_precision(self) -> bool:
+        return bool(self.float_layers) or bool(self.float_ops)
 
 
 class Int16x8Variant(_VariantBase):
@@ -212,6 +272,9 @@ class Recipe(StrictModel):
     name: str = Field("model", pattern=f"^{_NAME}$", description="used in reports; default: the file's stem")
     model: ModelSpec
     calibration: DataSpec | None = Field(None, description="representative dataset for int8 / int16x8")
+    evaluation: EvaluationSpec | None = Field(None, description="held-out data to evaluate every variant on")
+    benchmark: BenchmarkSpec = BenchmarkSpec()
+    devices: list[str] = Field([], description="simulated device profiles (names or YAML paths) to estimate latency on")
     output_dir: RecipePath | None = Field(
         None, description="where artifacts, manifest and report go (default: build/<name> beside the recipe)"
     )
@@ -227,7 +290,29 @@ class Recipe(StrictModel):
         needs = [v.name for v in self.variants if v.mode in CALIBRATED_MODES]
         if needs and self.calibration is None:
             raise ValueError(f"variants {needs} need a `calibration` section (a representative dataset)")
+        for v in self.variants:
+            if self.evaluation is None and (
+                (v.gates and v.gates.needs_evaluation) or getattr(v, "float_layers", None) == "auto"
+            ):
+                raise ValueError(f"variant {v.name!r} has accuracy gates or float_layers: auto: add `evaluation`")
+            if getattr(v, "float_layers", None) == "auto" and not (v.gates and v.gates.needs_evaluation):
+                raise ValueError(f"variant {v.name!r}: float_layers: auto needs an accuracy gate to aim at")
+            for device in (v.gates.max_latency_ms if v.gates else {}):
+                if device == "host" and not self.benchmark.enabled:
+                    raise ValueError(f"variant {v.name!r} gates host latency but `benchmark.enabled` is false")
+                if device != "host" and device not in self.devices:
+                    raise ValueError(
+                        f"variant {v.name!r} gates latency on {device!r}, which is not measured: "
+                        f"add it to `devices` (now {self.devices})"
+                    )
         return self
+
+    def evaluation_data(self) -> "EvaluationSpec | None":
+        """The evaluation section with its preprocess defaulted to calibration's."""
+        if self.evaluation is None or self.evaluation.preprocess is not None:
+            return self.evaluation
+        default = self.calibration.preprocess if self.calibration is not None else Preprocess()
+        return self.evaluation.model_copy(update={"preprocess": default})
 
     def output_path(self) -> Path:
         return self.output_dir if self.output_dir is not None else Path("build") / self.name

@@ -1,0 +1,80 @@
+"""A variant's gates checked against what the build measured. A missing measurement is an error, never a pass."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from edgequant.errors import BuildError
+from edgequant.evaluate import Evaluation
+from edgequant.recipe.schema import Gates
+
+
+@dataclass(frozen=True)
+class GateResult:
+    variant: str
+    gate: str  # the recipe key, e.g. "max_accuracy_drop_points" or "max_latency_ms.rpi4"
+    limit: float
+    value: float
+    passed: bool
+    estimate: bool = False  # the value is a simulated-device estimate
+
+    def describe(self) -> str:
+        comparison = "<=" if self.gate.startswith("max") else ">="
+        status = "passed" if self.passed else "FAILED"
+        est = " (estimate)" if self.estimate else ""
+        return f"{self.variant}: {self.gate} {status}: {self.value:.4g}{est} (limit {comparison} {self.limit:g})"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def check_gates(
+    variant_name: str,
+    gates: Gates,
+    *,
+    size_bytes: int,
+    evaluation: Evaluation | None,
+    reference: Evaluation | None,
+    latency_ms: dict[str, float],
+    estimated_devices: frozenset[str] = frozenset(),
+) -> list[GateResult]:
+    results: list[GateResult] = []
+
+    def gate(name: str, limit: float | None, value: float | None, higher_is_better: bool, estimate=False):
+        if limit is None:
+            return
+        if value is None:
+            raise BuildError(f"variant {variant_name!r}: gate {name} has nothing to check: it was not measured")
+        passed = value >= limit if higher_is_better else value <= limit
+        results.append(GateResult(variant_name, name, float(limit), float(value), passed, estimate))
+
+    top1 = evaluation.top1 if evaluation else None
+    ref_top1 = reference.top1 if reference else None
+    if (gates.max_accuracy_drop_points is not None or gates.max_accuracy_drop_percent is not None) and (
+        top1 is None or ref_top1 is None
+    ):
+        raise BuildError(
+            f"variant {variant_name!r}: accuracy gates need labelled evaluation data and a classifier output"
+        )
+    if top1 is not None and ref_top1 is not None:
+        drop_points = (ref_top1 - top1) * 100
+        gate("max_accuracy_drop_points", gates.max_accuracy_drop_points, drop_points, False)
+        drop_percent = drop_points / ref_top1 if ref_top1 > 0 else 0.0
+        gate("max_accuracy_drop_percent", gates.max_accuracy_drop_percent, drop_percent, False)
+    agreement = evaluation.agreement * 100 if evaluation and evaluation.agreement is not None else None
+    gate("min_agreement_percent", gates.min_agreement_percent, agreement, True)
+    gate("min_cosine", gates.min_cosine, evaluation.cosine if evaluation else None, True)
+    gate("max_size_kib", gates.max_size_kib, size_bytes / 1024, False)
+    for device, limit in gates.max_latency_ms.items():
+        gate(f"max_latency_ms.{device}", limit, latency_ms.get(device), False, device in estimated_devices)
+    return results
+
+
+def accuracy_gates_pass(gates: Gates, evaluation: Evaluation, reference: Evaluation) -> bool:
+    """Only the gates an evaluation decides (used by the automatic mixed-precision search)."""
+    accuracy_only = gates.model_copy(update={"max_size_kib": None, "max_latency_ms": {}})
+    return all(
+        r.passed
+        for r in check_gates("search", accuracy_only, size_bytes=0, evaluation=evaluation, reference=reference,
+                             latency_ms={})
+    )

@@ -1,0 +1,140 @@
+"""Where int8 quantization hurts: per-layer error, and int8 models that keep chosen layers in float.
+
+Built on TFLiteConverter's QuantizationDebugger: the model is calibrated once, then
+quantized as often as needed with different layers or op types kept in float
+(no recalibration), and each quantized layer's output is compared with its float
+counterpart on a few samples (NumericVerify ops).
+
+The error of a layer is reported as RMSE in units of its output's quantization
+step (`rmse / scale`): about 0.29 is the floor of rounding noise, and a layer far
+above it loses information the rest of the model may not recover.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import warnings
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgequant.convert import RepresentativeData, as_converter_dataset, configure, make_converter
+from edgequant.errors import BuildError, InputError
+
+ROUNDING_FLOOR = 1 / math.sqrt(12)  # RMSE of uniform rounding noise, in quantization steps
+
+
+@dataclass(frozen=True)
+class LayerError:
+    layer: str  # the first name of the layer's output tensor: what `float_layers` entries match
+    op: str
+    tensor: str
+    elements: int
+    rmse: float
+    max_abs_error: float
+    mean_error: float
+    scale: float
+
+    @property
+    def rmse_steps(self) -> float:
+        return self.rmse / self.scale if self.scale > 0 else float("inf")
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "rmse_steps": self.rmse_steps}
+
+
+class QuantizationAnalysis:
+    """One calibration of an int8 variant, quantized on demand with layers or op types kept in float."""
+
+    def __init__(
+        self,
+        saved_model_dir: Path,
+        variant,
+        representative: RepresentativeData,
+        debug_samples: Sequence[np.ndarray],
+    ):
+        import tensorflow as tf
+
+        io_types = {variant.input_type, variant.output_type}
+        if len(io_types) != 1 or io_types - {"int8", "float32"}:
+            raise InputError(
+                f"variant {variant.name!r}: with layers kept in float, input_type and output_type must both be "
+                f"int8 or both float32 (got {variant.input_type}, {variant.output_type})"
+            )
+        self._fully_quantize = variant.input_type == "int8"
+        converter = make_converter(saved_model_dir)
+        configure(converter, variant, representative)
+        # Layers kept in float need the float builtin kernels beside the int8 ones.
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
+        samples = [np.asarray(x, dtype=np.float32) for x in debug_samples]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the debugger runs tf.lite.Interpreter, which warns it is deprecated
+            try:
+                self._debugger = tf.lite.experimental.QuantizationDebugger(
+                    converter=converter,
+                    debug_dataset=as_converter_dataset(lambda: iter(samples)),
+                    debug_options=self._options((), ()),
+                )
+            except (ValueError, RuntimeError) as exc:
+                raise BuildError(f"variant {variant.name!r}: quantization analysis failed: {exc}") from None
+        self._layers: list[LayerError] | None = None
+
+    def _options(self, nodes: Sequence[str], ops: Sequence[str]):
+        import tensorflow as tf
+
+        return tf.lite.experimental.QuantizationDebugOptions(
+            denylisted_nodes=list(nodes) or None, denylisted_ops=list(ops) or None, fully_quantize=self._fully_quantize
+        )
+
+    def layer_errors(self) -> list[LayerError]:
+        """Every quantized layer's output error with the whole model in int8, worst first."""
+        if self._layers is None:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                self._debugger.options = self._options((), ())
+                self._debugger.run()
+            dump = io.StringIO()
+            self._debugger.layer_statistics_dump(dump)
+            dump.seek(0)
+            self._layers = sorted(
+                (_row_to_layer(row) for row in csv.DictReader(dump)), key=lambda e: e.rmse_steps, reverse=True
+            )
+        return self._layers
+
+    def tensor_names(self, float_layers: Sequence[str]) -> list[str]:
+        """The full tensor names the debugger needs for `float_layers` (layer labels or name fragments)."""
+        tensors = [e.tensor for e in self.layer_errors()]
+        names = []
+        for entry in float_layers:
+            matches = [t for t in tensors if entry == t or entry in t.split(";") or entry in t]
+            if not matches:
+                known = ", ".join(e.layer for e in self.layer_errors()[:6])
+                raise InputError(f"float_layers: {entry!r} matches no quantized layer (some are: {known}, ...)")
+            names.extend(m for m in matches if m not in names)
+        return names
+
+    def quantized_model(self, float_layers: Sequence[str] = (), float_ops: Sequence[str] = ()) -> bytes:
+        """The int8 model with `float_layers` and op types `float_ops` kept in float."""
+        nodes = self.tensor_names(float_layers) if float_layers else []
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            self._debugger.options = self._options(nodes, [op.upper() for op in float_ops])
+            return bytes(self._debugger.get_nondebug_quantized_model())
+
+
+def _row_to_layer(row: dict) -> LayerError:
+    tensor = row["tensor_name"]
+    return LayerError(
+        layer=tensor.split(";")[0],
+        op=row["op_name"],
+        tensor=tensor,
+        elements=int(float(row["num_elements"])),
+        rmse=math.sqrt(max(float(row["mean_squared_error"]), 0.0)),
+        max_abs_error=float(row["max_abs_error"]),
+        mean_error=float(row["mean_error"]),
+        scale=float(row["scale"]),
+    )
