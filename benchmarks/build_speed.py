@@ -7,7 +7,9 @@ of keras.applications.MobileNetV2 (weights=None: the weights do not change the
 work) with the same calibration samples (crops of scikit-image's bundled photos,
 or seeded noise when scikit-image is absent). The baseline is what a script does
 without edgequant: `TFLiteConverter.from_keras_model(model)` once per variant,
-which traces and exports the model again every time. Each side runs in a fresh
+which traces and exports the model again every time. edgequant's extra stages
+(host benchmark, per-layer int8 analysis) are turned off so both sides do the same
+work: load, convert five times, write. Each side runs in a fresh
 process, alternating, so both pay the same TensorFlow start-up and machine noise.
 """
 
@@ -50,7 +52,8 @@ def worker_edgequant(work: Path, samples: int) -> None:
     recipe.write_text(
         "name: mnv2\nmodel: {path: mobilenet_v2.keras}\n"
         f"calibration: {{source: {{type: npy, path: calib.npy}}, samples: {samples}}}\n"
-        "output_dir: out_edgequant\nvariants:\n" + "".join(f"  - {{name: {m}, mode: {m}}}\n" for m in MODES)
+        "output_dir: out_edgequant\nbenchmark: {enabled: false}\nvariants:\n"
+        + "".join(f"  - {{name: {m}, mode: {m}{', analyse_layers: false' if m == 'int8' else ''}}}\n" for m in MODES)
     )
     build_recipe(load_recipe(recipe))
 

@@ -27,6 +27,12 @@ from edgequant.errors import BuildError, InputError
 
 ROUNDING_FLOOR = 1 / math.sqrt(12)  # RMSE of uniform rounding noise, in quantization steps
 
+# Ops that pass an int8 tensor on with its scale: an outlier tensor stays an outlier through them.
+PASS_THROUGH_OPS = frozenset({
+    "MAX_POOL_2D", "RESHAPE", "SQUEEZE", "EXPAND_DIMS", "TRANSPOSE", "PAD", "PADV2", "SLICE", "STRIDED_SLICE",
+    "SPACE_TO_DEPTH", "DEPTH_TO_SPACE", "GATHER", "SPLIT", "SPLIT_V", "PACK", "UNPACK", "RELU", "RELU6",
+})
+
 
 @dataclass(frozen=True)
 class LayerError:
@@ -82,6 +88,7 @@ class QuantizationAnalysis:
             except (ValueError, RuntimeError) as exc:
                 raise BuildError(f"variant {variant.name!r}: quantization analysis failed: {exc}") from None
         self._layers: list[LayerError] | None = None
+        self._plain = None
 
     def _options(self, nodes: Sequence[str], ops: Sequence[str]):
         import tensorflow as tf
@@ -116,6 +123,35 @@ class QuantizationAnalysis:
                 raise InputError(f"float_layers: {entry!r} matches no quantized layer (some are: {known}, ...)")
             names.extend(m for m in matches if m not in names)
         return names
+
+    def float_group(self, layer: str) -> list[str]:
+        """`layer` and the ops that consume its output, through pass-through ops to the first compute ops.
+
+        A tensor stays float only if its producer and every consumer run in float: keeping
+        just the producer in float quantizes its output again for the next int8 op.
+        """
+        from edgequant.tflite_file import read_tflite
+
+        if self._plain is None:
+            self._plain = read_tflite(self.quantized_model())
+        model = self._plain
+        producer = next((t for t in model.tensors if not t.is_constant and t.name.split(";")[0] == layer), None)
+        if producer is None:
+            return [layer]
+        quantized = {e.layer for e in self.layer_errors()}
+        group, frontier = [layer], [producer.index]
+        while frontier:
+            tensor = frontier.pop()
+            for op in model.operators:
+                if tensor not in op.inputs or op.op_type in ("QUANTIZE", "DEQUANTIZE"):
+                    continue
+                for out in op.outputs:
+                    name = model.tensors[out].name.split(";")[0]
+                    if name in quantized and name not in group:
+                        group.append(name)
+                        if op.op_type in PASS_THROUGH_OPS:
+                            frontier.append(out)
+        return group
 
     def quantized_model(self, float_layers: Sequence[str] = (), float_ops: Sequence[str] = ()) -> bytes:
         """The int8 model with `float_layers` and op types `float_ops` kept in float."""

@@ -45,6 +45,7 @@ from edgequant.tflite_file import read_tflite
 
 REFERENCE = "float32"
 DEBUG_SAMPLES = 32  # samples the per-layer error analysis compares float and int8 activations on
+SENSITIVITY_SAMPLES = 2000  # evaluation samples used to rank layers for the automatic mixed-precision search
 
 
 @dataclass
@@ -193,7 +194,7 @@ class _Stages:
                 count = _calibration_count(self.recipe, variant)
                 with self.progress.task(f"calibrate + convert {variant.name} ({variant.mode})", total=count) as task:
                     data = convert_variant(self.exported.saved_model_dir, variant, self._representative(variant, task))
-                if variant.mode == "int8":
+                if variant.mode == "int8" and (variant.analyse_layers or variant.mixed_precision):
                     analysis = self._analysis(variant)
                     layer_errors = analysis.layer_errors()
                     if variant.mixed_precision:
@@ -220,10 +221,12 @@ class _Stages:
             started = time.perf_counter()
             analysis = self._analysis(variant)
 
-            def judge(candidate: bytes):
-                evaluation = self._evaluate({"candidate": candidate})["candidate"]
-                passed = accuracy_gates_pass(variant.gates, evaluation, self.reference_evaluation())
-                return _evaluation_report(evaluation, self.reference_evaluation()), passed
+            def judge(candidate: bytes, subset: bool):
+                limit = SENSITIVITY_SAMPLES if subset else None
+                results = self._evaluate({"candidate": candidate}, limit=limit)
+                reference = results[REFERENCE] if subset else self.reference_evaluation()
+                passed = accuracy_gates_pass(variant.gates, results["candidate"], reference)
+                return _evaluation_report(results["candidate"], reference), passed
 
             data, mixed = search_float_layers(
                 analysis,
@@ -244,9 +247,9 @@ class _Stages:
 
     # --- evaluation -----------------------------------------------------------------------------
 
-    def _evaluate(self, models: dict[str, bytes], on_batch=None) -> dict[str, Evaluation]:
+    def _evaluate(self, models: dict[str, bytes], on_batch=None, limit: int | None = None) -> dict[str, Evaluation]:
         spec = self.eval_spec
-        batches = iter_batches(spec, self.exported.input, spec.batch_size, role="evaluation")
+        batches = iter_batches(spec, self.exported.input, spec.batch_size, limit=limit, role="evaluation")
         with _field_context(self.recipe_path, ["evaluation"]):
             return evaluate(
                 {REFERENCE: self.reference_model(), **models}, batches, reference=REFERENCE, top_k=spec.top_k,

@@ -209,6 +209,9 @@ class Int8Variant(_VariantBase):
     )
     float_ops: list[str] = Field([], description="op types to keep in float, e.g. [SOFTMAX, ADD]")
     max_float_layers: int = Field(8, gt=0, description="with float_layers: auto, give up beyond this many")
+    analyse_layers: bool = Field(
+        True, description="report each layer's int8 error (calibrates a second time: turn off for big models)"
+    )
 
     @property
     def mixed_precision(self) -> bool:

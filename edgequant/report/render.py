@@ -38,6 +38,10 @@ def _pct(x: float | None) -> str:
     return "-" if x is None else f"{x * 100:.2f}%"
 
 
+def _pts(x: float | None) -> str:
+    return "-" if x is None else f"{x:+.2f}"
+
+
 def _kib(n: int) -> str:
     return f"{n / 1024:,.1f} KiB"
 
@@ -65,7 +69,7 @@ def markdown(report: Report, plot_names: list[str]) -> str:
             _kib(v.size_bytes),
             f"{v.size_vs_reference:.0%}" if v.size_vs_reference is not None else "-",
             _pct(e.top1) if e else "-",
-            f"{e.accuracy_drop_points:+.2f}" if e and e.accuracy_drop_points is not None else "-",
+            _pts(e.accuracy_drop_points) if e else "-",
             _pct(e.agreement) if e else "-",
             f"{e.cosine:.5f}" if e else "-",
         ]
@@ -116,18 +120,23 @@ def _variant_details(v) -> list[str]:
             base = mp.plain_int8
             if base is not None:
                 lines.append(
-                    f"Plain int8 (nothing in float): top-1 {_pct(base.top1)}, drop {base.accuracy_drop_points:+.2f} "
+                    f"Plain int8 (nothing in float): top-1 {_pct(base.top1)}, drop {_pts(base.accuracy_drop_points)} "
                     f"pts, {_kib(mp.plain_int8_size_bytes or 0)}."
                 )
             outcome = "passed its gates" if mp.searched_to_pass else "did not pass within max_float_layers"
             lines += [f"The automatic search {outcome}. Each step keeps one more layer in float:", ""]
-            lines += ["| step | layer added | top-1 | drop (pts) | size | size cost | host ms | latency cost |",
-                      "|---|---|---|---|---|---|---|---|"]
+            lines += ["| step | layers added (a layer and the ops reading its output) | top-1 | drop (pts) | agreement "
+                      "| size | size cost | host ms | latency cost |",
+                      "|---|---|---|---|---|---|---|---|---|"]
+            previous: list[str] = []
             for i, s in enumerate(mp.steps, 1):
+                added = ", ".join(f"`{n}`" for n in s.float_layers if n not in previous)
+                previous = s.float_layers
                 ms = f"{s.host_latency_ms:.3g}" if s.host_latency_ms is not None else "-"
                 dms = f"{s.latency_delta_ms:+.3g}" if s.latency_delta_ms is not None else "-"
                 lines.append(
-                    f"| {i} | `{s.added_layer}` | {_pct(s.evaluation.top1)} | {s.evaluation.accuracy_drop_points:+.2f} |"
+                    f"| {i} | {added} | {_pct(s.evaluation.top1)} | {_pts(s.evaluation.accuracy_drop_points)} |"
+                    f" {_pct(s.evaluation.agreement)} |"
                     f" {_kib(s.size_bytes)} | {s.size_delta_bytes / 1024:+,.1f} KiB | {ms} | {dms} |"
                 )
             lines.append("")

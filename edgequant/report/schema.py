@@ -80,6 +80,9 @@ class MixedPrecisionReport(_Model):
     plain_int8: EvaluationReport | None = Field(None, description="the same variant with no layer kept in float")
     plain_int8_size_bytes: int | None = None
     searched_to_pass: bool | None = Field(None, description="automatic mode: did a model within the limit pass")
+    sensitivity_order: list[str] = Field(
+        [], description="automatic mode: candidate layers, most accuracy recovered when kept in float first"
+    )
 
 
 class VariantReport(_Model):

@@ -1,0 +1,70 @@
+"""`edgequant report BUILD_DIR` and `edgequant compare A.tflite B.tflite --data ...`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+
+def report(
+    build_dir: Annotated[Optional[Path], typer.Argument(help="a build's output directory (holds report.json)")] = None,
+    schema: Annotated[bool, typer.Option("--schema", help="print the JSON Schema of report.json and exit")] = False,
+) -> None:
+    """Re-render report.md and the plots of a build from its report.json."""
+    from edgequant.report.render import load_report, render_report
+    from edgequant.report.schema import Report
+
+    if schema:
+        typer.echo(json.dumps(Report.model_json_schema(), indent=2))
+        return
+    if build_dir is None:
+        raise typer.BadParameter("give a build directory, or --schema")
+    for path in render_report(load_report(build_dir), build_dir):
+        typer.echo(f"wrote {path}")
+
+
+def compare(
+    reference: Annotated[Path, typer.Argument(help="reference .tflite (e.g. the float32 build)")],
+    candidate: Annotated[Path, typer.Argument(help=".tflite to compare with it")],
+    data: Annotated[str, typer.Option(help="fashion-mnist[:train|test], a .npy/.npz file or an image folder")],
+    labels: Annotated[Optional[Path], typer.Option(help=".npy of labels (with a .npy --data)")] = None,
+    key: Annotated[str, typer.Option(help="array name in a .npz")] = "x",
+    labels_key: Annotated[Optional[str], typer.Option(help="labels array name in a .npz")] = None,
+    scale: Annotated[float, typer.Option(help="preprocess: multiply raw values")] = 1.0,
+    mean: Annotated[float, typer.Option(help="preprocess: subtract after scaling")] = 0.0,
+    std: Annotated[float, typer.Option(help="preprocess: divide after subtracting the mean")] = 1.0,
+    resize: Annotated[Optional[str], typer.Option(help="preprocess: HxW, e.g. 224x224")] = None,
+    samples: Annotated[Optional[int], typer.Option(help="use at most this many samples")] = None,
+    batch_size: Annotated[int, typer.Option(help="samples per interpreter call")] = 256,
+    top_k: Annotated[int, typer.Option(help="k of top-k accuracy")] = 5,
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    """Compare two .tflite models on the same data: accuracy, agreement, output error, throughput."""
+    from edgequant.compare import compare_models, data_spec
+
+    spec = data_spec(data, labels=labels, key=key, labels_key=labels_key, scale=scale, mean=mean, std=std,
+                     resize=resize, samples=samples)
+    results = compare_models(reference, candidate, spec, batch_size=batch_size, top_k=top_k)
+    if as_json:
+        typer.echo(json.dumps({name: r.to_dict() for name, r in results.items()}, indent=2))
+        return
+    from rich.table import Table
+
+    from edgequant.cli.render import wide_console
+
+    table = Table(title=f"{candidate.name} against {reference.name} on {next(iter(results.values())).samples} samples")
+    for col in ("model", "top-1", f"top-{top_k}", "agreement", "MSE", "cosine", "samples/s"):
+        table.add_column(col, justify="left" if col == "model" else "right")
+    for path, r in zip((reference, candidate), results.values()):
+        table.add_row(
+            str(path), _pct(r.top1), _pct(r.topk), _pct(r.agreement), f"{r.mse:.3g}", f"{r.cosine:.5f}",
+            f"{r.throughput:,.0f}",
+        )
+    wide_console().print(table)
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{x:.2%}"
