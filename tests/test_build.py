@@ -69,7 +69,7 @@ def test_int8_accuracy_within_one_point_of_float32_on_10k_test_images(fmnist_bui
 def test_manifest_traces_each_artifact_to_its_parent(fmnist_build):
     manifest = json.loads((fmnist_build.output_dir / "manifest.json").read_text())
     assert manifest["source_model"]["sha256"] == file_sha256(FMNIST_MODEL)
-    assert manifest["recipe"]["sha256"] == fmnist_build.recipe_sha256
+    assert manifest["recipe"]["sha256"] == fmnist_build.report.recipe["sha256"]
     assert len(manifest["recipe"]["sha256"]) == 64
     by_name = {a["name"]: a for a in manifest["artifacts"]}
     assert set(by_name) == {"float32", "float16", "dynamic", "int8", "int16x8"}

@@ -11,7 +11,9 @@ from pathlib import Path
 
 import typer
 
-from edgequant.cli import build, inspect_cmd, recipe_cmd
+from edgequant.cli import bench, build, inspect_cmd, recipe_cmd, report_cmd
+from edgequant.cli import push as push_cmd
+from edgequant.cli import devices as devices_cmd
 from edgequant.errors import EXIT_INTERRUPTED, EdgequantError
 
 app = typer.Typer(
@@ -23,7 +25,12 @@ app = typer.Typer(
 )
 app.command("build")(build.build)
 app.command("inspect")(inspect_cmd.inspect)
+app.command("report")(report_cmd.report)
+app.command("compare")(report_cmd.compare)
+app.command("bench")(bench.bench)
+app.command("push")(push_cmd.push)
 app.add_typer(recipe_cmd.app, name="recipe")
+app.add_typer(devices_cmd.app, name="devices")
 
 
 def _divert_native_stderr() -> None:
@@ -66,7 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # click's usage errors carry their own exit code
         import click
 
-        if isinstance(exc, click.ClickException):
+        # typer vendors its own click: its usage errors are not click's classes, but behave alike.
+        if isinstance(exc, click.ClickException) or (hasattr(exc, "show") and hasattr(exc, "exit_code")):
             exc.show()
             return 2
         if isinstance(exc, click.exceptions.Abort):
