@@ -125,7 +125,7 @@ def build_recipe(
             with _field_context(recipe_path, ["calibration"]):
                 _check_calibration(recipe, exported, progress)
 
-        stages = _Stages(recipe, recipe_path, exported, progress)
+        stages = _Stages(recipe, recipe_path, exported, progress, Path(work))
         built = [stages.build_variant(v) for v in variants if getattr(v, "float_layers", None) != "auto"]
         built += [stages.build_auto_float(v) for v in variants if getattr(v, "float_layers", None) == "auto"]
         built.sort(key=lambda b: variants.index(b.variant))
@@ -146,8 +146,12 @@ def build_recipe(
 class _Stages:
     """The per-build stages, sharing the export, the reference model and the evaluation data."""
 
-    def __init__(self, recipe: Recipe, recipe_path: str | None, exported: ExportedModel, progress: Progress):
+    def __init__(
+        self, recipe: Recipe, recipe_path: str | None, exported: ExportedModel, progress: Progress, work_dir: Path
+    ):
         self.recipe, self.recipe_path, self.exported, self.progress = recipe, recipe_path, exported, progress
+        self.work_dir = work_dir
+        self.parity: dict[str, list[dict]] = {}
         self.eval_spec = recipe.evaluation_data()
         self._reference: bytes | None = None
         self._reference_eval: Evaluation | None = None
@@ -319,18 +323,53 @@ class _Stages:
                     x.data, name=x.variant.name, results=[by_name[REFERENCE], r]
                 ).to_dict()
         if self.recipe.devices:
-            from edgequant.devices.build_stage import estimate_variants
-
-            with self.progress.task(f"estimate latency on {len(self.recipe.devices)} simulated devices") as task:
-                device_latency, device_notes = estimate_variants(
-                    {x.variant.name: x.data for x in built}, self.recipe.devices, reference=self.reference_model(),
-                    calibration=self._parity_inputs(),
-                )
-                task.advance()
-            for name, reports in device_latency.items():
-                latencies[name].extend(reports)
-            notes += device_notes
+            with _field_context(self.recipe_path, ["devices"]):
+                notes += self._estimate_on_devices(built, latencies)
         return latencies, explanations, notes
+
+    def _estimate_on_devices(self, built: list[_Built], latencies: dict[str, list[LatencyReport]]) -> list[str]:
+        """Estimated latency of every variant on each simulated device, and ARM parity of integer variants."""
+        from edgequant.devices import check_parity, estimate_latency, load_profile
+
+        threads = self.recipe.benchmark.threads
+        models = {x.variant.name: self._work_file(x.variant.name, x.data) for x in built}
+        reference = models.get(REFERENCE) or self._work_file(REFERENCE, self.reference_model())
+        parity_inputs = self._parity_inputs()
+        notes = []
+        for entry in self.recipe.devices:
+            profile = load_profile(self._device_path(entry))
+            with self.progress.task(f"estimate on {profile.name} ({profile.core}, emulated)", total=len(built)) as task:
+                ref_ms = estimate_latency(reference, profile, threads=threads).latency_ms
+                for x in built:
+                    est = estimate_latency(models[x.variant.name], profile, threads=threads)
+                    latencies[x.variant.name].append(
+                        LatencyReport(
+                            device=entry, ms=est.latency_ms, estimate=True,
+                            calibration_error_percent=est.calibration_error_pct,
+                            speedup_vs_reference=ref_ms / est.latency_ms if est.latency_ms else None,
+                            details=est.to_dict(),
+                        )
+                    )
+                    if x.variant.mode in ("int8", "qat"):
+                        parity = check_parity(models[x.variant.name], profile, parity_inputs or None)
+                        self.parity.setdefault(x.variant.name, []).append(dict(parity.to_dict(), device=entry))
+                    task.advance()
+            if not profile.calibration_error_pct:
+                notes.append(f"{entry}: the device profile is not calibrated against published measurements; "
+                             "its estimates rest on another core's parameters")
+        return notes
+
+    def _work_file(self, name: str, data: bytes) -> Path:
+        path = self.work_dir / "models" / f"{name}.tflite"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        return path
+
+    def _device_path(self, entry: str) -> str:
+        """A profile name as is; a YAML path relative to the recipe file."""
+        if entry.endswith((".yaml", ".yml")) and self.recipe_path and not Path(entry).is_absolute():
+            return str(Path(self.recipe_path).parent / entry)
+        return entry
 
     def _parity_inputs(self):
         spec = self.eval_spec or self.recipe.calibration
@@ -387,6 +426,7 @@ def _assemble_report(recipe, recipe_path, exported, built, evaluations, latencie
                               for e in b.layer_errors],
                 mixed_precision=b.mixed,
                 speed_explanation=explanations.get(name),
+                arm_parity=stages.parity.get(name, []),
             )
         )
     eval_spec = recipe.evaluation_data()

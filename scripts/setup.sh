@@ -4,15 +4,30 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(dataset-fashion-mnist qemu-user debootstrap adb binutils)
+SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+# dataset-fashion-mnist: real data; qemu-user + debootstrap + binutils: the emulated ARM devices;
+# adb: edgequant push; junit4 + a JDK: the Android demo's Kotlin unit tests; nodejs/npm: the Kotlin compiler.
+APT_PACKAGES=(dataset-fashion-mnist qemu-user debootstrap binutils gcc adb junit4 default-jdk-headless npm)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+# A JDK or node installed outside apt (as on some images) is enough.
+if command -v java >/dev/null; then missing=("${missing[@]/default-jdk-headless}"); fi
+if command -v npm >/dev/null; then missing=("${missing[@]/npm}"); fi
+read -r -a missing <<< "${missing[*]}"
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing Debian packages: ${missing[*]}"
-  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
 python3 -m pip install -q --disable-pip-version-check -e ".[test]"
 echo "setup: python packages ready"
+
+KOTLIN_DIR="$HOME/.cache/edgequant/kotlin"
+if [ ! -x "$KOTLIN_DIR/node_modules/kotlin-compiler/bin/kotlinc" ]; then
+  echo "setup: installing the Kotlin compiler (npm kotlin-compiler) into $KOTLIN_DIR"
+  npm install --prefix "$KOTLIN_DIR" --no-audit --no-fund --silent kotlin-compiler@2.4.20
+fi
+
+# The arm64 root, qemu plugin and aarch64 wheels for the simulated devices (cached; rebuilt when missing).
+edgequant devices setup

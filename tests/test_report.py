@@ -33,17 +33,29 @@ def test_report_holds_every_variant_with_measured_accuracy(fmnist_build):
         assert v.evaluation.throughput > 0
         host = next(lat for lat in v.latency if lat.device == "host")
         assert host.ms > 0 and not host.estimate and host.details["runs"] == 100
+        for device in ("rpi4", "pixel4"):
+            est = next(lat for lat in v.latency if lat.device == device)
+            assert est.estimate and est.ms > 0 and est.details["kind"] == "estimate"
+            assert est.details["instructions_per_invoke"] > 100_000
     int8 = report.variant("int8")
     assert int8.evaluation.accuracy_drop_points == pytest.approx(
         (report.variant("float32").evaluation.top1 - int8.evaluation.top1) * 100
     )
-    assert {g.gate for g in int8.gates} == {"max_accuracy_drop_points", "min_agreement_percent", "max_size_kib"}
+    assert {g.gate for g in int8.gates} == {
+        "max_accuracy_drop_points", "min_agreement_percent", "max_size_kib", "max_latency_ms.rpi4"
+    }
     assert report.passed and all(g.passed for g in int8.gates)
+    rpi4_gate = next(g for g in int8.gates if g.gate == "max_latency_ms.rpi4")
+    assert rpi4_gate.estimate  # a simulated device's figure is labelled an estimate, even in a gate
     assert int8.speed_explanation["text"]
     md = (out / "report.md").read_text()
     for v in report.variants:
         assert f"| `{v.name}` | {v.mode} |" in md
     assert "per-layer quantization error" in md
+    assert "rpi4 ms (est.)" in md and "not measurements" in md
+    int8_parity = {p["device"]: p for p in int8.arm_parity}
+    assert set(int8_parity) == {"rpi4", "pixel4"}
+    assert all(p["exact"] for p in int8_parity.values()), int8_parity  # real test images: bit for bit
 
 
 def test_per_layer_error_is_ranked_and_plotted(fmnist_build):

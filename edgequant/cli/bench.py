@@ -24,6 +24,8 @@ def bench(
     explain: Annotated[bool, typer.Option("--explain/--no-explain", help="explain why each variant is (not) faster")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output on stdout")] = False,
     samples: Annotated[bool, typer.Option("--samples", help="with --json, include every raw sample")] = False,
+    device: Annotated[Optional[list[str]], typer.Option("--device", "-d", help="simulated device profile (name or YAML path), repeatable: estimates instead of host timing")] = None,
+    parity: Annotated[bool, typer.Option("--parity", help="with --device: run the same inputs on x86 and on the emulated ARM core and compare outputs")] = False,
 ) -> None:
     """Benchmark .tflite models on this host: load and first-invoke time, steady-state latency
     (mean, median, p90, p99, min, std), RSS, threads. Several models, kernel choices or thread
@@ -31,9 +33,14 @@ def bench(
 
     Exit codes: 0 success, 2 bad input (not a .tflite, truncated, custom op, bad option).
     """
+    thread_counts = [_positive_int(v) for v in _split(threads or ["1"])]
+    if device:
+        _bench_on_devices(models, _split(device), thread_counts, parity, as_json)
+        return
+    if parity:
+        raise InputError("--parity compares the host with an emulated ARM core: add --device NAME")
     from edgequant.bench.host import benchmark
 
-    thread_counts = [_positive_int(v) for v in _split(threads or ["1"])]
     kernel_choices = _split(kernels or ["xnnpack"])
     if float_inputs not in ("uniform", "normal"):
         raise InputError(f"--float-inputs: '{float_inputs}' is not one of uniform, normal")
@@ -56,6 +63,25 @@ def bench(
         typer.echo(json.dumps(payload, indent=2))
         return
     _render(results, explanations)
+
+
+def _bench_on_devices(models: list[Path], devices: list[str], threads: list[int], parity: bool, as_json: bool) -> None:
+    """Estimates on simulated devices. A float32 model among `models` is the base of the int8 speedup."""
+    from edgequant.cli.devices import bench_on_devices
+    from edgequant.tflite_file import read_tflite
+
+    if len(threads) != 1:
+        raise InputError("--threads: with --device, give one thread count (estimates cover 1..cores anyway)")
+    named: dict[str, Path] = {}
+    for path in models:
+        info = read_tflite(path)
+        is_float = {t.dtype for t in info.inputs + info.outputs} == {"float32"} and not any(
+            t.quantization for t in info.tensors if not t.is_constant
+        ) and "float16" not in info.tensor_dtypes(constant=True) and "int8" not in info.tensor_dtypes(constant=True)
+        named["float32" if is_float and "float32" not in named else path.stem] = path
+    from edgequant.cli.render import wide_console
+
+    bench_on_devices(named, devices, threads=threads[0], parity=parity, as_json=as_json, console=wide_console())
 
 
 def _split(values: list[str]) -> list[str]:

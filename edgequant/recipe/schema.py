@@ -303,7 +303,8 @@ class Recipe(StrictModel):
             for device in (v.gates.max_latency_ms if v.gates else {}):
                 if device == "host" and not self.benchmark.enabled:
                     raise ValueError(f"variant {v.name!r} gates host latency but `benchmark.enabled` is false")
-                if device != "host" and device not in self.devices:
+                custom = any(d.endswith((".yaml", ".yml")) for d in self.devices)
+                if device != "host" and device not in self.devices and not custom:
                     raise ValueError(
                         f"variant {v.name!r} gates latency on {device!r}, which is not measured: "
                         f"add it to `devices` (now {self.devices})"

@@ -81,16 +81,20 @@ def markdown(report: Report, plot_names: list[str]) -> str:
         cells.append("-" if not v.gates else ("FAIL: " + ", ".join(failed) if failed else "pass"))
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
-    if any(lat.estimate for v in report.variants for lat in v.latency):
+    estimated = {lat.device: lat for v in report.variants for lat in v.latency if lat.estimate}
+    if estimated:
         lines += [
-            "Latencies marked (est.) are estimates for simulated devices (instruction counts under emulation and "
-            "a calibrated cost model), not measurements; each profile's calibration error is listed below.",
+            "Latencies marked (est.) are estimates for simulated devices: instructions counted while XNNPACK's ARM "
+            "kernels run under emulation, turned into time by a cost model calibrated on published measurements. "
+            "They are not measurements. Each device's calibration:",
             "",
         ]
-        for v in report.variants:
-            for lat in v.latency:
-                if lat.estimate and lat.calibration_error_percent is not None:
-                    lines.append(f"- `{v.name}` on {lat.device}: ±{lat.calibration_error_percent:.0f}% calibration error")
+        for device, lat in sorted(estimated.items()):
+            label = lat.details.get("label") or (
+                f"estimate (±{lat.calibration_error_percent:.0f}%)" if lat.calibration_error_percent else "estimate"
+            )
+            source = lat.details.get("calibration_source", "")
+            lines.append(f"- {device} ({lat.details.get('core', '?')}): {label}" + (f"; {source}" if source else ""))
         lines.append("")
     if report.failed_gates:
         lines += ["## Failed gates", ""] + [f"- {g}" for g in report.failed_gates] + [""]

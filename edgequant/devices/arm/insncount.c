@@ -123,7 +123,7 @@ static void on_syscall(qemu_plugin_id_t id, unsigned int vcpu_index, int64_t num
     pthread_mutex_unlock(&lock);
 }
 
-static void on_exit(qemu_plugin_id_t id, void *userdata)
+static void write_counts(qemu_plugin_id_t id, void *userdata)
 {
     uint64_t total = 0, measured = 0;
     pthread_mutex_lock(&lock);
@@ -160,6 +160,6 @@ QEMU_PLUGIN_EXPORT int qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_
     }
     qemu_plugin_register_vcpu_tb_trans_cb(id, on_tb_trans);
     qemu_plugin_register_vcpu_syscall_cb(id, on_syscall);
-    qemu_plugin_register_atexit_cb(id, on_exit, NULL);
+    qemu_plugin_register_atexit_cb(id, write_counts, NULL);
     return 0;
 }

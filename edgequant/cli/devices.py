@@ -1,0 +1,210 @@
+"""`edgequant devices`: simulated edge devices (profiles, set-up, estimates, ARM parity).
+
+Every latency printed here is an estimate from instructions counted on an
+emulated ARM core and the profile's calibrated cost model, never a measurement.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(
+    help="Simulated edge devices: ARM kernels under qemu, estimated latency, ARM parity.",
+    invoke_without_command=True,
+    no_args_is_help=False,
+)
+
+DeviceOpt = Annotated[list[str], typer.Option("--device", "-d", help="profile name (see `edgequant devices`) or a .yaml path")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output")]
+
+
+def _console():
+    from rich.console import Console
+
+    return Console()
+
+
+@app.callback()
+def devices(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+    """List the device profiles (or run a subcommand)."""
+    if ctx.invoked_subcommand is None:
+        list_devices(as_json=as_json)
+
+
+@app.command("list")
+def list_devices(as_json: JsonOpt = False) -> None:
+    """List the device profiles: device, core, emulated CPU, clock, cores, calibration error."""
+    from edgequant.devices.profiles import list_profiles
+
+    profiles = list_profiles()
+    if as_json:
+        typer.echo(json.dumps([p.to_dict() for p in profiles], indent=2))
+        return
+    from rich.table import Table
+
+    table = Table(title="device profiles (latencies for emulated ones are estimates)", title_justify="left")
+    for col in ("name", "device", "core", "emulated as", "clock GHz", "cores", "memory", "calibration error"):
+        table.add_column(col, justify="right" if col in ("clock GHz", "cores") else "left")
+    for p in profiles:
+        if not p.emulated:
+            table.add_row(p.name, p.device, p.core, "native (measured)", "-", "-", "-", "measured, not estimated")
+            continue
+        clock = f"{p.clock_ghz:g}" + (f"/{p.multi_thread_clock_ghz:g}" if p.multi_thread_clock_ghz else "")
+        err = p.calibration_error_pct
+        rows = p.cost.calibration_rows
+        cal = (f"±{max(1, round(err))}% ({rows} rows)" if err is not None and rows else
+               f"±{max(1, round(err))}% (borrowed, same core)" if err is not None else
+               f"{rows} row, error unknown" if rows else "uncalibrated")
+        table.add_row(p.name, p.device, p.core, f"{p.qemu_cpu} ({p.cpu_part:#x})", clock, str(p.cores),
+                      f"{p.memory_mb / 1024:g} GB", cal)
+    _console().print(table)
+
+
+@app.command("setup")
+def setup(force: Annotated[bool, typer.Option("--force", help="rebuild everything")] = False) -> None:
+    """Build the emulated arm64 environment (idempotent; CI runs this once)."""
+    from edgequant.devices.arm.install import ensure_arm_environment
+
+    env = ensure_arm_environment(force=force, progress=lambda msg: typer.echo(msg, err=True))
+    for step in env.steps:
+        detail = f" — {step.detail}" if step.detail else ""
+        timing = f" in {step.seconds:.1f} s" if step.action == "built" else ""
+        typer.echo(f"{step.action:>8}: {step.name}{timing}{detail}")
+    typer.echo(f"ready: {env.home} (qemu {env.qemu}, guest {env.python}, ai-edge-litert {env.litert_version})")
+
+
+@app.command("show")
+def show(name: Annotated[str, typer.Argument(help="profile name or .yaml path")]) -> None:
+    """Print one profile, with the /proc/cpuinfo its emulated core sees."""
+    import yaml
+
+    from edgequant.devices.profiles import load_profile
+
+    prof = load_profile(name)
+    typer.echo(yaml.safe_dump(prof.to_dict(), sort_keys=False, width=110).rstrip())
+    if prof.emulated:
+        typer.echo("\n# faked /proc/cpuinfo (first core)\n" + prof.cpuinfo_text(1).rstrip())
+
+
+@app.command("estimate")
+def estimate(
+    model: Annotated[Path, typer.Argument(help=".tflite file")],
+    device: DeviceOpt = ["rpi4"],  # noqa: B006 - typer reads the default
+    threads: Annotated[int, typer.Option("--threads", "-t", min=1)] = 1,
+    as_json: JsonOpt = False,
+) -> None:
+    """Estimate the latency of a .tflite on simulated devices (counts ARM instructions under qemu)."""
+    from edgequant.devices.estimate import estimate_latency
+
+    results = [estimate_latency(model, d, threads=threads) for d in device]
+    if as_json:
+        typer.echo(json.dumps([r.to_dict() for r in results], indent=2))
+        return
+    console = _console()
+    for r in results:
+        console.print(render_estimate(r))
+
+
+def render_estimate(r) -> str:
+    by_threads = ", ".join(f"{n}t {ms:.1f}" for n, ms in r.latency_ms_by_threads.items())
+    fit = r.memory.fits
+    mem = ("fits" if fit else "DOES NOT FIT" if fit is False else "unknown") + (
+        f" ({r.memory.required_mb:.0f} MB of {r.memory.available_mb} MB available)" if r.memory.available_mb else "")
+    lines = [
+        f"[bold]{r.profile}[/] ({r.device}, {r.core}, emulated as {r.qemu_cpu}): "
+        f"[bold]{r.latency_ms:.1f} ms[/] at {r.threads} thread(s) — {r.label}",
+        f"  by threads (ms, estimates): {by_threads}",
+        f"  {r.instructions_per_invoke:,} ARM instructions per invoke; memory: {mem}",
+    ]
+    for k in r.kernel_shares[:5]:
+        lines.append(f"  {k.share:6.1%}  {k.symbol}")
+    return "\n".join(lines)
+
+
+@app.command("parity")
+def parity(
+    model: Annotated[Path, typer.Argument(help=".tflite file")],
+    device: DeviceOpt = ["rpi4"],  # noqa: B006
+    inputs: Annotated[Path | None, typer.Option(help=".npy of samples stacked on axis 0 (default: 4 random)")] = None,
+    samples: Annotated[int, typer.Option(help="samples to take from --inputs", min=1)] = 16,
+    as_json: JsonOpt = False,
+) -> None:
+    """Check that a .tflite computes the same on the device's ARM kernels as on this host."""
+    import numpy as np
+
+    from edgequant.devices.parity import check_parity
+    from edgequant.errors import DataError
+
+    data = None
+    if inputs is not None:
+        try:
+            data = list(np.load(inputs, allow_pickle=False)[:samples])
+        except (OSError, ValueError) as exc:
+            raise DataError(f"{inputs}: cannot read samples ({exc})") from None
+    results = [check_parity(model, d, data) for d in device]
+    if as_json:
+        typer.echo(json.dumps([r.to_dict() for r in results], indent=2))
+    else:
+        for r in results:
+            typer.echo(f"{r.profile}: {r.summary()}")
+    if not all(r.exact or not r.integer_outputs for r in results):
+        raise typer.Exit(1)
+
+
+@app.command("kernels")
+def kernels(
+    model: Annotated[Path, typer.Argument(help=".tflite file")],
+    device: DeviceOpt = ["rpi4"],  # noqa: B006
+    top: Annotated[int, typer.Option(min=1)] = 12,
+) -> None:
+    """Where one invoke's ARM instructions go: XNNPACK kernels and other functions."""
+    from edgequant.devices.arm.runner import run_on_device
+
+    for d in device:
+        run = run_on_device(model, d)
+        typer.echo(f"{run.profile} ({run.core}, emulated as {run.qemu_cpu}): "
+                   f"{run.instructions_per_invoke:,} instructions per invoke")
+        for k in run.kernel_shares[:top]:
+            typer.echo(f"  {k.share:6.1%}  {k.instructions:>14,d}  {k.symbol}  [{k.library}]")
+
+
+def bench_on_devices(
+    models: dict[str, Path],
+    devices: list[str],
+    *,
+    threads: int = 1,
+    parity: bool = False,
+    as_json: bool = False,
+    console=None,
+):
+    """Estimate each variant on each device and print the table; returns the DeviceComparison.
+
+    For `edgequant bench model.tflite --device rpi4 --parity`: pass {"float32": a, "int8": b}
+    to get the int8 speedup over float32 on each device.
+    """
+    from edgequant.devices.compare import compare_on_devices
+
+    result = compare_on_devices(models, devices, threads=threads, parity=parity)
+    if as_json:
+        typer.echo(json.dumps(result.to_dict(), indent=2))
+        return result
+    from rich.table import Table
+
+    table = Table(title=f"simulated devices, {threads} thread(s) — latencies are ESTIMATES from counted ARM "
+                  "instructions, not measurements", title_justify="left")
+    for col in ("device", "core", "variant", "est. latency", "calibration", "vs float32", "ARM parity", "memory"):
+        table.add_column(col)
+    for row in result.rows:
+        e = row.estimate
+        err = e.calibration
+        speed = f"{row.speedup_vs_float32:.2f}x" if row.speedup_vs_float32 else "-"
+        par = row.parity.summary() if row.parity else "-"
+        fit = e.memory.fits
+        mem = f"{e.memory.required_mb:.0f} MB " + ("fits" if fit else "too big" if fit is False else "?")
+        table.add_row(row.device, e.core, row.variant, f"~{e.latency_ms:.1f} ms", err, speed, par, mem)
+    (console or _console()).print(table)
+    return result

@@ -1,0 +1,104 @@
+"""Attribute counted instructions to the functions they ran in (XNNPACK's kernels, mostly).
+
+The plugin reports executed instructions per translation block start address.
+The guest's /proc/self/maps says which file each address belongs to and where it
+was loaded, and the file's ELF symbol table (read with binutils' `nm`) names the
+function around each address. LiteRT's aarch64 wheel keeps a full .symtab in
+libpywrap_litert_common.so, so kernels show up by name, e.g.
+xnn_qs8_qc8w_gemm_minmax_fp32_ukernel_4x16c4__asm_aarch64_neondot_cortex_a55.
+"""
+
+from __future__ import annotations
+
+import bisect
+import shutil
+import subprocess
+from collections import defaultdict
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class KernelShare:
+    symbol: str
+    library: str
+    instructions: int
+    share: float  # of all counted instructions
+
+    def to_dict(self) -> dict:
+        return {"symbol": self.symbol, "library": self.library, "instructions": self.instructions,
+                "share": round(self.share, 4)}
+
+
+@dataclass(frozen=True)
+class _Mapping:
+    start: int
+    end: int
+    offset: int
+    path: str
+
+
+def parse_maps(text: str) -> list[_Mapping]:
+    maps = []
+    for line in text.splitlines():
+        parts = line.split(maxsplit=5)
+        if len(parts) < 6 or "x" not in parts[1]:
+            continue  # only executable mappings hold code
+        start, end = (int(v, 16) for v in parts[0].split("-"))
+        maps.append(_Mapping(start, end, int(parts[2], 16), parts[5].strip()))
+    return sorted(maps, key=lambda m: m.start)
+
+
+def _load_bias(text: str, path: str) -> int:
+    """Where the file's ELF address 0 is in memory: start - offset of its first mapping."""
+    best = None
+    for line in text.splitlines():
+        parts = line.split(maxsplit=5)
+        if len(parts) == 6 and parts[5].strip() == path:
+            start = int(parts[0].split("-")[0], 16) - int(parts[2], 16)
+            best = start if best is None else min(best, start)
+    return best or 0
+
+
+@lru_cache(maxsize=32)
+def _symbols(path: str, mtime_ns: int) -> tuple[list[int], list[str]]:
+    """Sorted start addresses and names of the functions in an ELF file's symbol table."""
+    nm = shutil.which("nm")
+    if nm is None or not Path(path).is_file():
+        return [], []
+    out = subprocess.run([nm, "--defined-only", "-n", path], capture_output=True, text=True).stdout
+    if not out.strip():
+        out = subprocess.run([nm, "-D", "--defined-only", "-n", path], capture_output=True, text=True).stdout
+    addrs, names = [], []
+    for line in out.splitlines():
+        parts = line.split(maxsplit=2)
+        if len(parts) == 3 and parts[1] in "tTwW":
+            addrs.append(int(parts[0], 16))
+            names.append(parts[2])
+    return addrs, names
+
+
+def attribute(tb_counts: list[tuple[int, int]], maps_text: str) -> list[KernelShare]:
+    """Every function that executed instructions of `tb_counts` ((address, instructions) pairs), most first."""
+    maps = parse_maps(maps_text)
+    starts = [m.start for m in maps]
+    total = sum(n for _, n in tb_counts)
+    by_symbol: dict[tuple[str, str], int] = defaultdict(int)
+    bias_cache: dict[str, int] = {}
+    for addr, n in tb_counts:
+        i = bisect.bisect_right(starts, addr) - 1
+        if i < 0 or addr >= maps[i].end:
+            by_symbol[("[unknown]", "?")] += n
+            continue
+        path = maps[i].path
+        if path not in bias_cache:
+            bias_cache[path] = _load_bias(maps_text, path)
+        file_addr = addr - bias_cache[path]
+        p = Path(path)
+        addrs, names = _symbols(path, p.stat().st_mtime_ns) if p.is_file() else ([], [])
+        j = bisect.bisect_right(addrs, file_addr) - 1
+        name = names[j] if j >= 0 else f"[{p.name}]"
+        by_symbol[(name, p.name)] += n
+    ranked = sorted(by_symbol.items(), key=lambda kv: (-kv[1], kv[0]))
+    return [KernelShare(sym, lib, n, n / total if total else 0.0) for (sym, lib), n in ranked]

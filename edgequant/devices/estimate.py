@@ -1,0 +1,157 @@
+"""Estimated latency of a .tflite on a simulated device, and whether it fits the device's memory.
+
+The instructions one invoke executes are counted on the profile's emulated
+core (once per model and core: cached by the model's sha256), then the
+profile's calibrated cost model turns them into milliseconds. Every figure here
+is an estimate and says so, with the profile's calibration error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from edgequant.devices import latency_model
+from edgequant.devices.arm.install import PLUGIN_SOURCE, cache_dir
+from edgequant.devices.arm.symbols import KernelShare
+from edgequant.devices.profiles import DeviceProfile, load_profile
+from edgequant.errors import InputError
+
+RUNTIME_OVERHEAD_MB = 16  # interpreter, XNNPACK and allocator bookkeeping of a native app
+
+
+@dataclass(frozen=True)
+class MemoryFit:
+    """Does the model fit the device's memory? Upper bounds from the file, not a measurement."""
+
+    model_file_bytes: int  # the .tflite, mapped or read into memory
+    packed_weight_bytes: int  # XNNPACK repacks weights into its own buffers
+    arena_bytes: int  # every activation tensor at once (the real arena reuses memory: less)
+    available_mb: int | None
+
+    @property
+    def required_mb(self) -> float:
+        total = self.model_file_bytes + self.packed_weight_bytes + self.arena_bytes
+        return total / 2**20 + RUNTIME_OVERHEAD_MB
+
+    @property
+    def fits(self) -> bool | None:
+        return None if self.available_mb is None else self.required_mb <= self.available_mb
+
+    def to_dict(self) -> dict:
+        return {"model_file_bytes": self.model_file_bytes, "packed_weight_bytes": self.packed_weight_bytes,
+                "arena_bytes": self.arena_bytes, "required_mb": round(self.required_mb, 1),
+                "available_mb": self.available_mb, "fits": self.fits}
+
+
+@dataclass
+class DeviceEstimate:
+    """Estimated (never measured) latency of one model on one simulated device."""
+
+    model: str
+    model_sha256: str
+    profile: str
+    device: str
+    core: str
+    qemu_cpu: str
+    threads: int
+    latency_ms: float
+    latency_ms_by_threads: dict[int, float]
+    calibration_error_pct: float | None
+    calibration_source: str
+    calibration_rows: int
+    instructions_per_invoke: int
+    instructions_by_class: dict[str, int]
+    memory: MemoryFit
+    kernel_shares: list[KernelShare] = field(default_factory=list)
+
+    @property
+    def calibration(self) -> str:
+        """The estimate's expected error in words: ±N%, or why there is none."""
+        if self.calibration_error_pct is not None:
+            return f"±{max(1, round(self.calibration_error_pct))}%"
+        if self.calibration_rows:
+            return f"{self.calibration_rows} calibration row, error unknown"
+        return "uncalibrated"
+
+    @property
+    def label(self) -> str:
+        return f"estimate ({self.calibration})"
+
+    def to_dict(self) -> dict:
+        return {
+            "kind": "estimate", "model": self.model, "model_sha256": self.model_sha256,
+            "profile": self.profile, "device": self.device, "core": self.core, "qemu_cpu": self.qemu_cpu,
+            "threads": self.threads, "latency_ms": self.latency_ms,
+            "latency_ms_by_threads": {str(k): v for k, v in self.latency_ms_by_threads.items()},
+            "calibration_error_pct": self.calibration_error_pct, "calibration_source": self.calibration_source,
+            "calibration_rows": self.calibration_rows,
+            "label": self.label, "instructions_per_invoke": self.instructions_per_invoke,
+            "instructions_by_class": self.instructions_by_class, "memory": self.memory.to_dict(),
+            "kernel_shares": [k.to_dict() for k in self.kernel_shares],
+        }
+
+
+def _counts_key(sha256: str, profile: DeviceProfile, kernels: str, litert: str) -> str:
+    plugin = hashlib.sha256(PLUGIN_SOURCE.read_bytes()).hexdigest()[:12]
+    parts = [sha256, profile.qemu_cpu, f"{profile.cpu_implementer:x}-{profile.cpu_part:x}", kernels, litert, plugin]
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]
+
+
+def count_instructions(model_path: Path, profile: DeviceProfile, *, kernels: str = "xnnpack",
+                       sha256: str | None = None) -> dict:
+    """Instructions per invoke on the profile's core, from the cache or by emulating once."""
+    from importlib import metadata
+
+    from edgequant.devices.arm.runner import TOP_KERNELS, run_on_device
+
+    sha256 = sha256 or hashlib.sha256(model_path.read_bytes()).hexdigest()
+    key = _counts_key(sha256, profile, kernels, metadata.version("ai-edge-litert"))
+    cached = cache_dir() / "counts" / f"{key}.json"
+    if cached.is_file():
+        return json.loads(cached.read_text())
+    run = run_on_device(model_path, profile, kernels=kernels)
+    record = {
+        "instructions": run.instructions_per_invoke,
+        "by_class": latency_model.instructions_by_class(run.instructions_by_symbol),
+        "kernel_shares": [k.to_dict() for k in run.kernel_shares[:TOP_KERNELS]],
+    }
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=cached.parent, prefix=".count.")
+    with os.fdopen(fd, "w") as f:
+        json.dump(record, f)
+    os.replace(tmp, cached)
+    return record
+
+
+def estimate_latency(model_path: str | Path, profile: str | Path | DeviceProfile, threads: int = 1) -> DeviceEstimate:
+    """Estimated latency of `model_path` on the device, for `threads` and for 1..cores threads."""
+    from edgequant.tflite_file import read_tflite
+
+    prof = load_profile(profile)
+    if not prof.emulated:
+        raise InputError(f"device '{prof.name}' is measured natively: use `edgequant bench` for the host")
+    if threads < 1:
+        raise InputError(f"threads: must be at least 1, got {threads}")
+    model_path = Path(model_path)
+    info = read_tflite(model_path)
+    counts = count_instructions(model_path, prof, sha256=info.sha256)
+    workload = latency_model.Workload(
+        instructions=counts["instructions"], by_class=counts["by_class"],
+        weight_bytes=info.weight_bytes, activation_bytes=info.activation_bytes,
+    )
+    by_threads = {n: latency_model.estimate_profile_ms(workload, prof, n) for n in range(1, prof.cores + 1)}
+    return DeviceEstimate(
+        model=str(model_path), model_sha256=info.sha256, profile=prof.name, device=prof.device, core=prof.core,
+        qemu_cpu=prof.qemu_cpu, threads=threads, latency_ms=latency_model.estimate_profile_ms(workload, prof, threads),
+        latency_ms_by_threads=by_threads, calibration_error_pct=prof.calibration_error_pct,
+        calibration_source=prof.cost.source, calibration_rows=prof.cost.calibration_rows,
+        instructions_per_invoke=counts["instructions"],
+        instructions_by_class=counts["by_class"],
+        memory=MemoryFit(info.size_bytes, info.weight_bytes, info.activation_bytes, prof.available_memory_mb),
+        kernel_shares=[KernelShare(**k) for k in counts["kernel_shares"]],
+    )

@@ -1,0 +1,72 @@
+"""A recipe's `qat` variant: wrap the source model, fine-tune it on the recipe's data, convert it.
+
+Called by `edgequant.pipeline` for mode "qat". Checkpoints go to the cache folder described
+in `edgequant.qat.checkpoint`, so an interrupted build resumes its fine-tune.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from edgequant import __version__
+from edgequant.errors import InputError
+from edgequant.progress import Progress
+from edgequant.qat.checkpoint import EpochCheckpoints, cache_dir
+from edgequant.qat.export import export
+from edgequant.qat.prepare import prepare
+from edgequant.qat.training import compile_for_qat, fine_tune
+
+
+def build_qat_variant(recipe, variant, exported, progress: Progress) -> bytes:
+    """The full-integer .tflite bytes of `variant` (a QatVariant) for the recipe's exported model."""
+    label = f"variant {variant.name!r} (qat)"
+    if exported.keras_model is None:
+        raise InputError(
+            f"{label}: QAT fine-tunes Keras layers, and {recipe.model.path} is a SavedModel, which has none; "
+            "point model.path at the .keras or .h5 file it was exported from, or use mode int8"
+        )
+    data = variant.training or recipe.calibration
+    if data is None:
+        raise InputError(f"{label}: needs labelled training data: add a `training` section to the variant "
+                         "(or a `calibration` section to the recipe)")
+    with progress.task(f"prepare {variant.name} (qat)") as task:
+        model = prepare(exported.keras_model)
+        compile_for_qat(model, optimizer=variant.optimizer, learning_rate=variant.learning_rate, loss=variant.loss)
+        task.advance()
+
+    checkpoints = EpochCheckpoints(cache_dir() / "qat" / _work_key(recipe, variant, exported, data))
+    model, result = fine_tune(
+        model, data, exported.input, epochs=variant.epochs, batch_size=variant.batch_size,
+        label=f"fine-tune {variant.name} (qat)", progress=progress, checkpoints=checkpoints,
+    )
+    if result.loss is not None:
+        accuracy = f", accuracy {result.accuracy:.4f}" if result.accuracy is not None else ""
+        progress.log(f"{label}: {result.epochs} epoch(s) of {result.samples_per_epoch} samples, "
+                     f"last-epoch training loss {result.loss:.4f}{accuracy}")
+    with progress.task(f"convert {variant.name} (qat)") as task:
+        tflite = export(model, variant.input_type, variant.output_type,
+                        input_shape=recipe.model.input_shape, name=variant.name)
+        task.advance()
+    checkpoints.clear()
+    return tflite
+
+
+def _work_key(recipe, variant, exported, data) -> str:
+    """Names a fine-tune: same source model, settings and data -> same checkpoint folder."""
+    source = exported.source_sha256 or _weights_sha256(exported.keras_model)
+    payload = {
+        "source": source,
+        "input_shape": recipe.model.input_shape,
+        "variant": variant.model_dump(mode="json"),
+        "data": data.model_dump(mode="json"),
+        "edgequant": __version__,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:20]
+
+
+def _weights_sha256(model) -> str:
+    digest = hashlib.sha256()
+    for w in model.get_weights():
+        digest.update(w.tobytes())
+    return digest.hexdigest()

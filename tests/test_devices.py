@@ -1,0 +1,260 @@
+"""Simulated edge devices: profiles, the emulated ARM runner (real qemu), ARM parity and estimates.
+
+The slow tests run real aarch64 LiteRT under qemu-aarch64; they need the ARM
+environment (`edgequant devices setup`, which CI runs first; otherwise the first
+test builds it, about a minute).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgequant.devices import latency_model
+from edgequant.devices.profiles import QEMU_CPU_FEATURES, list_profiles, load_profile
+from edgequant.errors import InputError
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+REQUIRED = {"rpi3", "rpi4", "rpi5", "pixel3", "pixel4", "pixel6", "cortex-a55", "host"}
+RPI4 = Path(__file__).resolve().parents[1] / "edgequant" / "devices" / "profiles" / "rpi4.yaml"
+needs_qemu = pytest.mark.skipif(shutil.which("qemu-aarch64") is None, reason="qemu-user is not installed")
+
+
+# --- profiles ---------------------------------------------------------------------------------
+
+
+def test_shipped_profiles_load_and_are_consistent():
+    profiles = {p.name: p for p in list_profiles()}
+    assert REQUIRED <= set(profiles)
+    for p in profiles.values():
+        if not p.emulated:
+            continue
+        # the faked cpuinfo never claims what the emulated CPU lacks (that would be SIGILL)
+        assert set(p.cpuinfo_features) <= QEMU_CPU_FEATURES[p.qemu_cpu], p.name
+        assert p.cost.source and p.clock_ghz > 0 and p.cores >= 1
+    assert profiles["pixel4"].qemu_cpu == "cortex-a76" and "asimddp" in profiles["pixel4"].cpuinfo_features
+    assert profiles["rpi4"].qemu_cpu == "cortex-a72" and "asimddp" not in profiles["rpi4"].cpuinfo_features
+    # calibrated profiles carry their fit's error; cores without data say so
+    assert profiles["rpi4"].calibration_error_pct is not None and profiles["rpi4"].cost.calibration_rows >= 6
+    assert profiles["pixel6"].calibration_error_pct is None
+
+
+def test_cpuinfo_names_the_real_core():
+    text = load_profile("pixel6").cpuinfo_text(2)
+    assert text.count("processor\t:") == 2
+    assert "CPU part\t: 0xd44" in text  # Cortex-X1, emulated as cortex-a76
+    assert "asimddp" in text.splitlines()[2]
+
+
+def test_user_profile_by_path(tmp_path):
+    mine = tmp_path / "myboard.yaml"
+    mine.write_text(RPI4.read_text().replace("name: rpi4", "name: myboard").replace("clock_ghz: 1.5", "clock_ghz: 1.8"))
+    prof = load_profile(str(mine))
+    assert prof.name == "myboard" and prof.clock_ghz == 1.8
+
+
+@pytest.mark.parametrize(
+    ("edit", "field", "message"),
+    [
+        (("qemu_cpu: cortex-a72", "qemu_cpu: cortex-a99"), "qemu_cpu", "not one of"),
+        (("cpuinfo_features: [fp, asimd, evtstrm, crc32, cpuid]", "cpuinfo_features: [fp, asimd, asimddp]"),
+         "(profile)", "asimddp, which qemu's cortex-a72 lacks"),
+        (("cpu_part: 0xd08", "cpu_part: 0xd0b"), "(profile)", "assume dot product"),
+        (("clock_ghz: 1.5", "clock_gz: 1.5"), "clock_gz", "did you mean 'clock_ghz'"),
+        (("  cpi_float:", "  cpi_float: -1\n  x_cpi_float:"), "cost.cpi_float", "greater than 0"),
+    ],
+    ids=["unknown-qemu-cpu", "feature-the-cpu-lacks", "part-implies-dotprod", "typo-in-field", "negative-cost"],
+)
+def test_bad_profile_names_file_and_field(tmp_path, edit, field, message):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(RPI4.read_text().replace(*edit))
+    with pytest.raises(InputError) as err:
+        load_profile(bad)
+    text = str(err.value)
+    assert text.startswith(f"{bad}: {field}:"), text
+    assert message in text
+
+
+def test_unknown_device_suggests_a_name():
+    with pytest.raises(InputError, match=r"unknown device 'rpi44' \(did you mean 'rpi4'\?\)"):
+        load_profile("rpi44")
+    with pytest.raises(InputError, match="no such device profile file"):
+        load_profile("missing/board.yaml")
+
+
+# --- the cost model (pure arithmetic, no emulation) -------------------------------------------
+
+
+def test_latency_model_properties():
+    prof = load_profile("rpi4")
+    work = latency_model.Workload(100_000_000, {"float": 99, "int8": 0, "other": 1}, 4_000_000, 6_000_000)
+    by_threads = [latency_model.estimate_profile_ms(work, prof, n) for n in range(1, 6)]
+    assert all(a > b for a, b in zip(by_threads, by_threads[1:4]))  # more threads, faster, up to the cores
+    assert by_threads[4] == by_threads[3]  # a 5th thread on 4 cores gains nothing
+    int8 = latency_model.Workload(100_000_000, {"float": 0, "int8": 99, "other": 1}, 1_000_000, 1_500_000)
+    # rpi4's fitted cpi_int8 < cpi_float: the same instruction count costs less in int8 kernels
+    assert latency_model.estimate_profile_ms(int8, prof, 1) < by_threads[0]
+    assert latency_model.kernel_class("xnn_qs8_qc8w_gemm_minmax_fp32_ukernel_4x16c4__asm_aarch64_neondot_ld128") == "int8"
+    assert latency_model.kernel_class("xnn_f32_gemm_minmax_ukernel_6x8__asm_aarch64_neonfma_cortex_a75") == "float"
+    assert latency_model.kernel_class("memcpy") == "other"
+
+
+# --- real emulation ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def fmnist_images() -> np.ndarray:
+    """The first 32 real Fashion-MNIST test images, float32 in [0, 1], (32, 28, 28, 1)."""
+    from edgequant.data.idx import iter_idx
+
+    path = Path("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz")
+    if not path.is_file():
+        pytest.skip("Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist)")
+    images = []
+    for img in iter_idx(path):
+        images.append(img)
+        if len(images) == 32:
+            break
+    return np.stack(images)[..., None].astype(np.float32) / 255.0
+
+
+@pytest.fixture(scope="module")
+def tiny_cnn(tmp_path_factory, fmnist_images) -> dict[str, Path]:
+    """A small Keras CNN (28x28x1 -> 10) as float32 and full-integer int8 .tflite files."""
+    import tensorflow as tf
+
+    tf.keras.utils.set_random_seed(0)
+    model = tf.keras.Sequential([
+        tf.keras.Input((28, 28, 1)),
+        tf.keras.layers.Conv2D(16, 3, activation="relu"),
+        tf.keras.layers.MaxPooling2D(),
+        tf.keras.layers.Conv2D(32, 3, activation="relu"),
+        tf.keras.layers.MaxPooling2D(),
+        tf.keras.layers.Flatten(),
+        tf.keras.layers.Dense(64, activation="relu"),
+        tf.keras.layers.Dense(10),
+    ])
+    out = tmp_path_factory.mktemp("tiny_cnn")
+    paths = {}
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    paths["float32"] = out / "float32.tflite"
+    paths["float32"].write_bytes(converter.convert())
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = lambda: ([x[None]] for x in fmnist_images[:16])
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = tf.int8
+    converter.inference_output_type = tf.int8
+    paths["int8"] = out / "int8.tflite"
+    paths["int8"].write_bytes(converter.convert())
+    return paths
+
+
+@pytest.fixture(scope="module")
+def arm_env():
+    from edgequant.devices.arm.install import ensure_arm_environment
+
+    return ensure_arm_environment()
+
+
+@needs_qemu
+@pytest.mark.slow
+def test_setup_is_idempotent(arm_env):
+    from edgequant.devices.arm.install import ensure_arm_environment
+
+    again = ensure_arm_environment()
+    assert [s.action for s in again.steps] == ["present"] * 3
+    assert (again.root / "usr" / "bin" / again.python).is_file() and again.plugin.is_file()
+
+
+@needs_qemu
+@pytest.mark.slow
+def test_runner_counts_int8_below_fp32_on_cortex_a76(arm_env, tiny_cnn, fmnist_images):
+    from edgequant.devices.arm.runner import run_on_device
+
+    runs = {v: run_on_device(p, "pixel4", [fmnist_images[0]], env=arm_env) for v, p in tiny_cnn.items()}
+    for run in runs.values():
+        assert run.qemu_cpu == "cortex-a76" and run.invokes_counted == 1
+        assert run.outputs[0][0].shape == (1, 10)
+        assert run.instructions_per_invoke > 10_000
+    assert runs["int8"].instructions_per_invoke < runs["float32"].instructions_per_invoke
+    # kernel attribution: the dot-product int8 kernels that a Cortex-A76 runs
+    top = runs["int8"].kernel_shares[0]
+    assert top.symbol.startswith("xnn_qs8") and "neondot" in top.symbol, top.symbol
+    assert runs["int8"].xnnpack_kernel_share > 0.5
+
+
+@needs_qemu
+@pytest.mark.slow
+def test_cortex_a72_runs_the_non_dotprod_kernels(arm_env, tiny_cnn):
+    from edgequant.devices.arm.runner import run_on_device
+
+    run = run_on_device(tiny_cnn["int8"], "rpi4", env=arm_env)
+    symbols = [k.symbol for k in run.kernel_shares if k.symbol.startswith("xnn_qs8")]
+    assert symbols and not any("neondot" in s for s in symbols), symbols
+
+
+@needs_qemu
+@pytest.mark.slow
+def test_int8_parity_is_bit_exact_on_fashion_mnist(arm_env, tiny_cnn, fmnist_images):
+    from edgequant.devices.parity import check_parity
+
+    for device in ("rpi4", "pixel4"):
+        result = check_parity(tiny_cnn["int8"], device, list(fmnist_images[:16]))
+        assert result.samples == 16
+        assert result.exact, result.summary()
+        assert result.top1_agreement == 1.0
+        assert result.to_dict()["outputs"][0]["mismatched"] == 0
+
+
+@needs_qemu
+@pytest.mark.slow
+def test_float_parity_reports_a_small_error(arm_env, tiny_cnn, fmnist_images):
+    from edgequant.devices.parity import check_parity
+
+    result = check_parity(tiny_cnn["float32"], "pixel4", list(fmnist_images[:8]))
+    assert not result.integer_outputs
+    assert result.max_abs_error < 1e-4  # float sums in a different order on ARM: tiny, not zero-guaranteed
+    assert result.top1_agreement == 1.0
+
+
+@needs_qemu
+@pytest.mark.slow
+def test_estimate_is_deterministic_and_labelled(arm_env, tiny_cnn):
+    from edgequant.devices.arm.runner import run_on_device
+    from edgequant.devices.estimate import estimate_latency
+
+    first = estimate_latency(tiny_cnn["int8"], "rpi4", threads=2)
+    second = estimate_latency(tiny_cnn["int8"], "rpi4", threads=2)
+    assert first.to_dict() == second.to_dict()
+    # counting again from scratch gives the very same instructions (no cache involved)
+    a = run_on_device(tiny_cnn["int8"], "rpi4", env=arm_env, attribute_kernels=False)
+    b = run_on_device(tiny_cnn["int8"], "rpi4", env=arm_env, attribute_kernels=False)
+    assert a.instructions_per_invoke == b.instructions_per_invoke == first.instructions_per_invoke
+    d = first.to_dict()
+    assert d["kind"] == "estimate" and d["label"].startswith("estimate (±")
+    assert d["latency_ms_by_threads"]["2"] == d["latency_ms"] < d["latency_ms_by_threads"]["1"]
+    assert d["memory"]["fits"] is True
+
+
+@needs_qemu
+@pytest.mark.slow
+def test_compare_shows_int8_speedup_on_a_dotprod_core(arm_env, tiny_cnn):
+    from edgequant.devices.compare import compare_on_devices
+
+    result = compare_on_devices(tiny_cnn, ["pixel4", "host"])
+    assert {r.device for r in result.rows} == {"pixel4"}  # the host is measured, not estimated
+    assert result.speedup("pixel4", "int8") > 1.0
+
+
+def test_cli_lists_profiles():
+    from edgequant.cli import main
+
+    assert main(["devices", "list", "--json"]) == 0
+    assert main(["devices", "show", "rpi4"]) == 0
+    assert main(["devices", "show", "nope"]) == 2
