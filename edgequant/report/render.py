@@ -169,6 +169,7 @@ def _plots(report: Report, out_dir: Path) -> list[Path]:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     written: list[Path] = []
     evaluated = [v for v in report.variants if v.evaluation is not None]
@@ -180,30 +181,40 @@ def _plots(report: Report, out_dir: Path) -> list[Path]:
             return 100 * (v.evaluation.top1 if labelled else (v.evaluation.agreement or v.evaluation.cosine))
 
         devices = sorted({lat.device for v in evaluated for lat in v.latency}, key=lambda d: (d != "host", d))
-        fig, axes = plt.subplots(1, 1 + len(devices), figsize=(5 * (1 + len(devices)), 4), squeeze=False)
-        ax = axes[0][0]
+        panels = 1 + len(devices)
+        cols = min(panels, 2)
+        rows = (panels + cols - 1) // cols
+        fig, axes = plt.subplots(rows, cols, figsize=(6.5 * cols, 4.2 * rows), squeeze=False)
+        flat = [ax for row in axes for ax in row]
+        for ax in flat[panels:]:
+            ax.set_visible(False)
+        colors = plt.get_cmap("tab10")
+        markers = "osD^v<>pXh"
+        style = {v.name: dict(color=colors(i % 10), marker=markers[i % len(markers)]) for i, v in enumerate(evaluated)}
+        ax = flat[0]
         for v in evaluated:
-            ax.scatter(v.size_bytes / 1024, value(v))
-            ax.annotate(v.name, (v.size_bytes / 1024, value(v)), textcoords="offset points", xytext=(4, 4))
+            ax.scatter(v.size_bytes / 1024, value(v), s=60, label=v.name, **style[v.name])
         ax.set_xlabel("size (KiB)")
         ax.set_ylabel(quality)
         ax.set_title("accuracy against size")
         ax.grid(alpha=0.3)
         _honest_ylim(ax, [value(v) for v in evaluated])
-        for ax, device in zip(axes[0][1:], devices):
+        ax.legend(fontsize=8, loc="best")
+        for ax, device in zip(flat[1:], devices):
+            times = []
             for v in evaluated:
                 lat = next((lat for lat in v.latency if lat.device == device), None)
                 if lat is not None:
-                    ax.scatter(lat.ms, value(v))
-                    ax.annotate(v.name, (lat.ms, value(v)), textcoords="offset points", xytext=(4, 4))
+                    ax.scatter(lat.ms, value(v), s=60, label=v.name, **style[v.name])
+                    times.append(lat.ms)
             est = " (estimate)" if device != "host" else " (measured)"
-            times = [lat.ms for v in evaluated for lat in v.latency if lat.device == device]
             if times and max(times) > 10 * min(times):
                 ax.set_xscale("log")
+                ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
             _honest_ylim(ax, [value(v) for v in evaluated])
             ax.set_xlabel(f"latency on {device}{est}, ms")
             ax.set_ylabel(quality)
-            ax.set_title(f"accuracy against latency: {device}")
+            ax.set_title(f"accuracy against latency: {device}{est}")
             ax.grid(alpha=0.3)
         fig.tight_layout()
         written.append(_save(fig, out_dir / "accuracy_size_latency.png"))
