@@ -71,7 +71,7 @@ ROW_MODELS = [
 
 
 def models_dir() -> Path:
-    from edgequant.devices.arm.install import cache_dir
+    from edgequant.cache import cache_dir
 
     return cache_dir() / "calibration_models"
 

@@ -50,7 +50,10 @@ def configure(converter, variant, representative: RepresentativeData | None) -> 
             converter.target_spec.supported_ops = [ops]
             io_types = {"float32": tf.float32, "int16": tf.int16}
         else:
-            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+            if mode == "int8":
+                # Not for qat: TF 2.21 checks an int8-only op set for a representative dataset before it
+                # reads the graph, so it never sees the fake-quant nodes that make a QAT model int8.
+                converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
             io_types = {"float32": tf.float32, "int8": tf.int8, "uint8": tf.uint8}
         converter.inference_input_type = io_types[variant.input_type]
         converter.inference_output_type = io_types[variant.output_type]

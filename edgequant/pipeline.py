@@ -126,9 +126,10 @@ def build_recipe(
                 _check_calibration(recipe, exported, progress)
 
         stages = _Stages(recipe, recipe_path, exported, progress, Path(work))
-        built = [stages.build_variant(v) for v in variants if getattr(v, "float_layers", None) != "auto"]
-        built += [stages.build_auto_float(v) for v in variants if getattr(v, "float_layers", None) == "auto"]
-        built.sort(key=lambda b: variants.index(b.variant))
+        built = [
+            stages.build_auto_float(v) if getattr(v, "float_layers", None) == "auto" else stages.build_variant(v)
+            for v in variants
+        ]
 
         evaluations = stages.evaluate_all(built)
         latencies, explanations, device_notes = stages.measure_latency(built)

@@ -13,7 +13,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 REPO = Path(__file__).resolve().parents[1]
 FMNIST_RECIPE = REPO / "recipes" / "fashion_mnist.yaml"
 FMNIST_MODEL = REPO / "recipes" / "fashion_mnist" / "fashion_mnist_cnn.keras"
-FMNIST_DATA = Path("/usr/share/datasets/fashion-mnist")
 
 
 @pytest.fixture(scope="session")
@@ -37,8 +36,6 @@ def fmnist_float32_tflite(fmnist_build) -> Path:
 @pytest.fixture(scope="session")
 def fmnist_test_set() -> tuple[np.ndarray, np.ndarray]:
     """The 10,000 Fashion-MNIST test images as float32 in [0, 1] (N, 28, 28, 1), and their labels."""
-    from edgequant.data.idx import iter_idx
+    from edgequant.data.idx import load_fashion_mnist
 
-    x = np.stack(list(iter_idx(FMNIST_DATA / "t10k-images-idx3-ubyte.gz")))[..., None].astype(np.float32) / 255.0
-    y = np.array(list(iter_idx(FMNIST_DATA / "t10k-labels-idx1-ubyte.gz")), dtype=np.int64)
-    return x, y
+    return load_fashion_mnist("test")

@@ -258,3 +258,47 @@ def test_cli_lists_profiles():
     assert main(["devices", "list", "--json"]) == 0
     assert main(["devices", "show", "rpi4"]) == 0
     assert main(["devices", "show", "nope"]) == 2
+
+
+@needs_qemu
+@pytest.mark.slow
+def test_project_fashion_mnist_int8_is_bit_exact_on_arm(arm_env, fmnist_int8_tflite, fmnist_test_set):
+    """The shipped example's int8 artifact, on real test images, computes the same bytes on A72 and A76 kernels."""
+    from edgequant.devices.parity import check_parity
+
+    x, _ = fmnist_test_set
+    for device in ("rpi4", "pixel4"):
+        result = check_parity(fmnist_int8_tflite, device, list(x[:32]))
+        assert result.samples == 32 and result.exact, result.summary()
+
+
+@pytest.fixture(scope="module")
+def mobilenet_v2_int8(tmp_path_factory):
+    """keras.applications MobileNetV2 1.0 224 (weights=None), int8, calibrated on the shipped face photos."""
+    import keras
+
+    import edgequant as eq
+    from edgequant.recipe.schema import DataSpec
+
+    faces = DataSpec.model_validate({
+        "source": {"type": "images", "path": str(Path(__file__).resolve().parents[1] / "calibration_sets" / "lfw_faces")},
+        "preprocess": {"color": "rgb", "resize": [224, 224], "scale": 1 / 127.5, "mean": 1.0},
+    })
+    keras.utils.set_random_seed(0)
+    data = eq.quantize(keras.applications.MobileNetV2(weights=None), "int8",
+                       calibration=faces.model_copy(update={"samples": 16}))
+    path = tmp_path_factory.mktemp("mnv2") / "mobilenet_v2_int8.tflite"
+    path.write_bytes(data)
+    from edgequant.data.stream import iter_samples
+
+    return path, [s.x for s in iter_samples(faces.model_copy(update={"samples": 4}))]
+
+
+@needs_qemu
+@pytest.mark.slow
+def test_mobilenet_v2_int8_is_bit_exact_on_cortex_a76(arm_env, mobilenet_v2_int8):
+    from edgequant.devices.parity import check_parity
+
+    path, photos = mobilenet_v2_int8
+    result = check_parity(path, "pixel4", photos)
+    assert result.samples == 4 and result.exact, result.summary()

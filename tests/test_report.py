@@ -14,7 +14,7 @@ from edgequant.recipe.schema import Gates
 from edgequant.report.schema import Report
 from tests.conftest import REPO
 
-MIXED_RECIPE = REPO / "recipes" / "fashion_mnist_mixed.yaml"
+MIXED_RECIPE = REPO / "recipes" / "wide_range_mixed.yaml"
 
 
 def png_size(path) -> tuple[int, int]:
@@ -73,12 +73,12 @@ def test_per_layer_error_is_ranked_and_plotted(fmnist_build):
 
 @pytest.fixture(scope="module")
 def mixed_build(tmp_path_factory):
-    """The mixed-precision example, plus a gate on plain int8 tighter than its real drop (3 points)."""
+    """The mixed-precision example, plus a gate on plain int8 tighter than its real drop (2.2 points)."""
     tmp = tmp_path_factory.mktemp("mixed")
     text = MIXED_RECIPE.read_text().replace(
         "  - {name: int8, mode: int8}", "  - {name: int8, mode: int8, gates: {max_accuracy_drop_points: 1.0}}"
     )
-    text = text.replace("path: fashion_mnist/", f"path: {REPO}/recipes/fashion_mnist/") + f"output_dir: {tmp}\n"
+    text = text.replace("path: wide_range/", f"path: {REPO}/recipes/wide_range/") + f"output_dir: {tmp}\n"
     recipe = tmp / "recipe.yaml"
     recipe.write_text(text)
     return recipe, tmp
@@ -93,7 +93,7 @@ def test_failing_gate_exits_1_names_the_gate_and_still_writes_the_report(mixed_b
     report = Report.model_validate_json((out / "report.json").read_text())
     assert not report.passed and len(report.failed_gates) == 1
     drop = report.variant("int8").evaluation.accuracy_drop_points
-    assert drop > 1.0, "the outlier model's plain int8 must lose more than the gate allows"
+    assert drop > 1.0, "the wide-range model's plain int8 must lose more than the gate allows"
     assert f"{drop:.4g}" in report.failed_gates[0]
     assert (out / "int8.tflite").is_file() and (out / "report.md").is_file()
 
@@ -107,7 +107,7 @@ def test_automatic_mixed_precision_passes_the_gate_plain_int8_fails(mixed_build)
     assert mp.plain_int8.accuracy_drop_points > 0.5  # plain int8 fails the variant's own gate
     assert mixed.evaluation.accuracy_drop_points <= 0.5 and all(g.passed for g in mixed.gates)
     assert mp.float_layers and mp.steps and mp.steps[-1].float_layers == mp.float_layers
-    assert any("conv2d" in layer for layer in mp.float_layers)  # the layer with the outlier channel
+    assert any("conv1" in layer for layer in mp.float_layers)  # the layer with the wide channel
     assert mixed.size_bytes < 0.5 * report.variant("float32").size_bytes  # most of the model stayed int8
     md = (out / "report.md").read_text()
     assert "layers kept in float" in md and mp.float_layers[0] in md

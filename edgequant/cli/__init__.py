@@ -41,7 +41,9 @@ def _divert_native_stderr() -> None:
     """
     if os.environ.get("EDGEQUANT_DEBUG"):
         return
-    log_dir = Path(os.environ.get("EDGEQUANT_CACHE", Path.home() / ".cache" / "edgequant"))
+    from edgequant.cache import cache_dir
+
+    log_dir = cache_dir()
     try:
         log_dir.mkdir(parents=True, exist_ok=True)
         log = os.open(log_dir / "native-stderr.log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)

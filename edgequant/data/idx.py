@@ -32,3 +32,15 @@ def iter_idx(path: str | Path) -> Iterator[np.ndarray]:
             if len(raw) != record_bytes:
                 raise DataError(f"{path}: truncated at record {i} of {dims[0]}")
             yield np.frombuffer(raw, dtype=dtype).reshape(record_shape)
+
+
+FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+
+
+def load_fashion_mnist(split: str = "test", path: Path = FASHION_MNIST) -> tuple[np.ndarray, np.ndarray]:
+    """A whole Fashion-MNIST split as arrays, for training scripts and tests: images (N, 28, 28, 1)
+    float32 in [0, 1], labels (N,) int64. Pipelines stream instead (FashionMnistSource)."""
+    prefix = "train" if split == "train" else "t10k"
+    x = np.stack(list(iter_idx(path / f"{prefix}-images-idx3-ubyte.gz")))[..., None].astype(np.float32) / 255.0
+    y = np.array(list(iter_idx(path / f"{prefix}-labels-idx1-ubyte.gz")), dtype=np.int64)
+    return x, y

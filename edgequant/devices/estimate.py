@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgequant.devices import latency_model
-from edgequant.devices.arm.install import PLUGIN_SOURCE, cache_dir
+from edgequant.cache import cache_dir
+from edgequant.devices.arm.install import PLUGIN_SOURCE
 from edgequant.devices.arm.symbols import KernelShare
 from edgequant.devices.profiles import DeviceProfile, load_profile
 from edgequant.errors import InputError

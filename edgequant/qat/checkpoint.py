@@ -21,6 +21,7 @@ import tempfile
 import warnings
 from pathlib import Path
 
+from edgequant.cache import cache_dir
 from edgequant.errors import InputError, ModelFileError
 
 STATE = "state.json"
@@ -72,13 +73,6 @@ def load(path: str | Path, custom_objects: dict | None = None):
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelFileError(f"{path}: cannot load the QAT model ({first[:300]})") from None
 
-
-def cache_dir() -> Path:
-    """Where edgequant keeps resumable work: $EDGEQUANT_CACHE_DIR, $XDG_CACHE_HOME/edgequant or ~/.cache/edgequant."""
-    if os.environ.get("EDGEQUANT_CACHE_DIR"):
-        return Path(os.environ["EDGEQUANT_CACHE_DIR"])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "edgequant"
 
 
 class EpochCheckpoints:

@@ -2,17 +2,17 @@
 
 The model goes through a SavedModel (one serving signature, input named "input" like every
 other variant) and TFLiteConverter.from_saved_model, configured by `edgequant.convert` for
-mode "qat". One setting differs: the converter is left on its default op set. TF 2.21
-validates an int8-only op set (TFLITE_BUILTINS_INT8) before it has looked at the graph, so
-it does not yet see the fake-quant nodes and demands a representative dataset. The
-fake-quant ranges make every operator int8 anyway; whether they did is checked below on
-the file itself, and a model with float operators left is refused unless full_integer=False.
+mode "qat", which leaves the converter on its default op set (see `configure`). The
+fake-quant ranges make every operator int8; whether they did is checked below on the file
+itself, and a model with float operators left is refused unless full_integer=False.
 """
 
 from __future__ import annotations
 
 import tempfile
 from pathlib import Path
+
+from pydantic import ValidationError
 
 from edgequant.convert import configure, convert, make_converter
 from edgequant.errors import BuildError, InputError
@@ -43,14 +43,15 @@ def export(
 
     if not is_qat_model(qat_model):
         raise InputError("export needs a QAT model: wrap the float model with qat.prepare(model) and fine-tune it first")
-    variant = QatVariant(name=name, input_type=input_type, output_type=output_type)
+    try:
+        variant = QatVariant(name=name, input_type=input_type, output_type=output_type)
+    except ValidationError as exc:
+        field = ".".join(str(p) for p in exc.errors()[0]["loc"])
+        raise InputError(f"{field}: {exc.errors()[0]['msg']}") from None
     with tempfile.TemporaryDirectory(prefix="edgequant-qat-") as work:
         saved_model = _save_serving(qat_model, Path(work) / "saved_model", input_shape)
         converter = make_converter(saved_model)
         configure(converter, variant, None)
-        import tensorflow as tf
-
-        converter.target_spec.supported_ops = {tf.lite.OpsSet.TFLITE_BUILTINS}  # see the module docstring
         data = convert(converter, f"variant {name!r} (qat)")
     if full_integer:
         floats = float_operators(read_tflite(data))

@@ -33,10 +33,6 @@ OUTPUT_RTOL = 1e-5
 (both run the same float32 TensorFlow kernels; differences come only from op ordering)."""
 
 
-def is_tf_keras_model(model) -> bool:
-    return type(model).__module__.startswith("tf_keras.") or _subclasses_tf_keras(model)
-
-
 def is_keras3_model(model) -> bool:
     return any(c.__module__.startswith("keras.") for c in type(model).__mro__)
 

@@ -10,7 +10,7 @@ import re
 from collections.abc import Iterable, Mapping
 
 from edgequant.errors import InputError
-from edgequant.qat._tfmot import load_tfmot, quantization_api
+from edgequant.qat._tfmot import quantization_api
 from edgequant.qat.keras_bridge import to_tf_keras
 
 # tfmot 0.8 quantize_aware_activation.QuantizeAwareActivation: the activations a Dense/Conv layer may carry.
@@ -28,7 +28,13 @@ def is_qat_model(model) -> bool:
     return any(type(layer).__name__ in _QAT_LAYERS for layer in getattr(model, "layers", []))
 
 
-def prepare(model, *, layers: Iterable[str] | None = None, configs: Mapping[str, object] | None = None):
+def prepare(
+    model,
+    *,
+    layers: Iterable[str] | None = None,
+    configs: Mapping[str, object] | None = None,
+    custom_objects: Mapping[str, object] | None = None,
+):
     """A tf_keras model with fake-quantized weights and activations, ready to compile and fit.
 
     model: a tf_keras model (Sequential or Functional), or a Keras 3 one, which is rebuilt in
@@ -38,6 +44,8 @@ def prepare(model, *, layers: Iterable[str] | None = None, configs: Mapping[str,
         converted model then holds float operators (export with full_integer=False).
     configs: {layer name: QuantizeConfig} for layers tfmot does not support or that need other
         settings, e.g. `qat.OutputQuantizeConfig()` for a Rescaling layer.
+    custom_objects: your own QuantizeConfig (or layer) classes by name, which tfmot needs to
+        clone the model; edgequant's configs are always known.
 
     Compile the result with tf_keras objects or names ("adam", "sparse_categorical_crossentropy"):
     it is a tf_keras model, which Keras 3 optimizers cannot train.
@@ -46,11 +54,12 @@ def prepare(model, *, layers: Iterable[str] | None = None, configs: Mapping[str,
     if is_qat_model(model):
         return model
     base = to_tf_keras(model)
+    _check_graph_model(base)
     configs = dict(configs or {})
     if any(type(layer).__name__ == "QuantizeAnnotate" for layer in base.layers):
         if layers is not None or configs:
             raise InputError("the model already has annotated layers: pass either annotations or layers=/configs=")
-        return _apply(base, api)
+        return _apply(base, api, custom_objects)
 
     candidates = [layer for layer in base.layers if type(layer).__name__ != "InputLayer"]
     names = [layer.name for layer in candidates]
@@ -74,7 +83,7 @@ def prepare(model, *, layers: Iterable[str] | None = None, configs: Mapping[str,
     import tf_keras
 
     annotated = tf_keras.models.clone_model(base, clone_function=annotate_chosen)
-    return _apply(annotated, api)
+    return _apply(annotated, api, custom_objects)
 
 
 def annotate(layer, config=None):
@@ -112,6 +121,17 @@ def unsupported_reason(layer) -> str | None:
     return None
 
 
+def _check_graph_model(model) -> None:
+    import tf_keras
+
+    # tf_keras marks Sequential and Functional models (and subclasses built functionally) as graph networks.
+    if not (isinstance(model, tf_keras.Sequential) or getattr(model, "_is_graph_network", False)):
+        raise InputError(
+            f"model {model.name!r} is a subclassed tf_keras model ({type(model).__name__}): tfmot can only wrap "
+            "Sequential or Functional models; define it with tf_keras.Sequential or tf_keras.Model(inputs, outputs)"
+        )
+
+
 def _registry():
     from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
         default_8bit_quantize_registry,
@@ -120,12 +140,11 @@ def _registry():
     return default_8bit_quantize_registry.Default8BitQuantizeRegistry()
 
 
-def _apply(annotated, api):
+def _apply(annotated, api, custom_objects):
     from edgequant.qat.configs import CUSTOM_OBJECTS
 
-    load_tfmot()
     try:
-        with api.quantize_scope(CUSTOM_OBJECTS):
+        with api.quantize_scope({**CUSTOM_OBJECTS, **(custom_objects or {})}):
             return api.quantize_apply(annotated)
     except RuntimeError as exc:  # tfmot: "Layer <name>:<class> is not supported. ..."
         match = re.match(r"Layer (\S+?):", str(exc))

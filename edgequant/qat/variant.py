@@ -12,7 +12,8 @@ import json
 from edgequant import __version__
 from edgequant.errors import InputError
 from edgequant.progress import Progress
-from edgequant.qat.checkpoint import EpochCheckpoints, cache_dir
+from edgequant.cache import cache_dir
+from edgequant.qat.checkpoint import EpochCheckpoints
 from edgequant.qat.export import export
 from edgequant.qat.prepare import prepare
 from edgequant.qat.training import compile_for_qat, fine_tune

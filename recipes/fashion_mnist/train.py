@@ -14,17 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edgequant.data.idx import iter_idx
+from edgequant.data.idx import load_fashion_mnist
 
 HERE = Path(__file__).resolve().parent
-DATA = Path("/usr/share/datasets/fashion-mnist")
-
-
-def load(split: str) -> tuple[np.ndarray, np.ndarray]:
-    prefix = "train" if split == "train" else "t10k"
-    x = np.stack(list(iter_idx(DATA / f"{prefix}-images-idx3-ubyte.gz")))[..., None].astype("float32") / 255.0
-    y = np.array(list(iter_idx(DATA / f"{prefix}-labels-idx1-ubyte.gz")), dtype="int64")
-    return x, y
 
 
 def build_model():
@@ -55,8 +47,8 @@ def main() -> None:
     import keras
 
     keras.utils.set_random_seed(0)
-    x_train, y_train = load("train")
-    x_test, y_test = load("test")
+    x_train, y_train = load_fashion_mnist("train")
+    x_test, y_test = load_fashion_mnist("test")
     model = build_model()
     model.compile(optimizer=keras.optimizers.Adam(2e-3), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     model.fit(x_train, y_train, batch_size=128, epochs=args.epochs, validation_split=0.1, verbose=2)

@@ -32,6 +32,7 @@ from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
 
+from edgequant.cache import cache_dir
 from edgequant.errors import BuildError, ToolMissingError
 
 DEBIAN_SUITE = "bookworm"
@@ -41,12 +42,6 @@ GUEST_RUNNER = Path(__file__).with_name("guest_runner.py")
 APT_PACKAGES = ("qemu-user", "debootstrap", "gcc", "binutils")
 _ROOT_LAYOUT_VERSION = 1  # bump when the root's layout changes, to force a rebuild
 
-
-def cache_dir() -> Path:
-    if os.environ.get("EDGEQUANT_CACHE_DIR"):
-        return Path(os.environ["EDGEQUANT_CACHE_DIR"]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "edgequant"
 
 
 @dataclass(frozen=True)
