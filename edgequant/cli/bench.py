@@ -27,9 +27,11 @@ def bench(
     device: Annotated[Optional[list[str]], typer.Option("--device", "-d", help="simulated device profile (name or YAML path), repeatable: estimates instead of host timing")] = None,
     parity: Annotated[bool, typer.Option("--parity", help="with --device: run the same inputs on x86 and on the emulated ARM core and compare outputs")] = False,
 ) -> None:
-    """Benchmark .tflite models on this host: load and first-invoke time, steady-state latency
-    (mean, median, p90, p99, min, std), RSS, threads. Several models, kernel choices or thread
-    counts run interleaved round-robin, so their comparison holds on a busy machine.
+    """Time .tflite models on this host (or estimate them on simulated devices with --device).
+
+    Load and first-invoke time, steady-state latency (mean, median, p90, p99, min, std), RSS,
+    threads. Several models, kernel choices or thread counts run interleaved round-robin, so
+    their comparison holds on a busy machine.
 
     Exit codes: 0 success, 2 bad input (not a .tflite, truncated, custom op, bad option).
     """
