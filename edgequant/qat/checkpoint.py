@@ -21,7 +21,6 @@ import tempfile
 import warnings
 from pathlib import Path
 
-from edgequant.cache import cache_dir
 from edgequant.errors import InputError, ModelFileError
 
 STATE = "state.json"
