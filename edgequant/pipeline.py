@@ -334,33 +334,36 @@ class _Stages:
 
         threads = self.recipe.benchmark.threads
         models = {x.variant.name: self._work_file(x.variant.name, x.data) for x in built}
-        reference = models.get(REFERENCE) or self._work_file(REFERENCE, self.reference_model())
+        reference = models.get(REFERENCE) or self._work_file(".reference", self.reference_model())
         parity_inputs = self._parity_inputs()
         notes = []
         for entry in self.recipe.devices:
             profile = load_profile(self._device_path(entry))
             with self.progress.task(f"estimate on {profile.name} ({profile.core}, emulated)", total=len(built)) as task:
-                ref_ms = estimate_latency(reference, profile, threads=threads).latency_ms
+                estimates = {}
                 for x in built:
-                    est = estimate_latency(models[x.variant.name], profile, threads=threads)
-                    latencies[x.variant.name].append(
-                        LatencyReport(
-                            device=entry, ms=est.latency_ms, estimate=True,
-                            calibration_error_percent=est.calibration_error_pct,
-                            speedup_vs_reference=ref_ms / est.latency_ms if est.latency_ms else None,
-                            details=est.to_dict(),
-                        )
-                    )
+                    estimates[x.variant.name] = estimate_latency(models[x.variant.name], profile, threads=threads)
                     if x.variant.mode in ("int8", "qat"):
                         parity = check_parity(models[x.variant.name], profile, parity_inputs or None)
                         self.parity.setdefault(x.variant.name, []).append(dict(parity.to_dict(), device=entry))
                     task.advance()
-            if not profile.calibration_error_pct:
-                notes.append(f"{entry}: the device profile is not calibrated against published measurements; "
-                             "its estimates rest on another core's parameters")
+                reference_est = estimates.get(REFERENCE) or estimate_latency(reference, profile, threads=threads)
+            for name, est in estimates.items():
+                latencies[name].append(
+                    LatencyReport(
+                        device=entry, ms=est.latency_ms, estimate=True,
+                        calibration_error_percent=est.calibration_error_pct,
+                        speedup_vs_reference=reference_est.latency_ms / est.latency_ms if est.latency_ms else None,
+                        details=est.to_dict(),
+                    )
+                )
+            if reference_est.calibration_error_pct is None:
+                notes.append(f"{entry}: estimates have no measured error ({reference_est.calibration}): "
+                             f"{reference_est.calibration_source}")
         return notes
 
     def _work_file(self, name: str, data: bytes) -> Path:
+        """A model on disk for the tools that take paths (variant names cannot start with '.')."""
         path = self.work_dir / "models" / f"{name}.tflite"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
