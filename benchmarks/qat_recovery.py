@@ -26,9 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
+from edgequant.data.idx import load_fashion_mnist
+
 REPO = Path(__file__).resolve().parents[1]
 RECIPES = [REPO / "recipes" / "fashion_mnist_qat.yaml", REPO / "recipes" / "wide_range_qat.yaml"]
-DATA = Path("/usr/share/datasets/fashion-mnist")
 
 
 @dataclass
@@ -42,25 +43,12 @@ class Row:
     io_dtypes: str
 
 
-def test_set() -> tuple[np.ndarray, np.ndarray]:
-    from edgequant.data.idx import iter_idx
-
-    x = np.stack(list(iter_idx(DATA / "t10k-images-idx3-ubyte.gz")))[..., None].astype(np.float32) / 255.0
-    y = np.array(list(iter_idx(DATA / "t10k-labels-idx1-ubyte.gz")), dtype=np.int64)
-    return x, y
-
-
 def top1(path: Path, x: np.ndarray, y: np.ndarray) -> float:
-    from edgequant.runtime import dequantize_output, load_interpreter, quantize_input
+    """Top-1 accuracy through the LiteRT interpreter, with edgequant's own evaluation."""
+    from edgequant.evaluate import evaluate
 
-    interp = load_interpreter(path)
-    inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
-    correct = 0
-    for i in range(len(x)):
-        interp.set_tensor(inp["index"], quantize_input(x[i:i + 1], inp))
-        interp.invoke()
-        correct += int(np.argmax(dequantize_output(interp.get_tensor(out["index"]), out)) == y[i])
-    return correct / len(x)
+    batches = [(x[i : i + 1000], y[i : i + 1000]) for i in range(0, len(x), 1000)]
+    return evaluate({"model": path}, batches, reference="model")["model"].top1
 
 
 def measure(recipe_path: Path, x, y, out_dir: Path) -> list[Row]:
@@ -151,7 +139,7 @@ def main() -> int:
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-    x, y = test_set()
+    x, y = load_fashion_mnist("test")
     rows: list[Row] = []
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="qat-recovery-") as tmp:

@@ -88,26 +88,15 @@ def assert_full_integer(tflite: bytes) -> None:
 
 
 def tflite_outputs(tflite: bytes, x: np.ndarray) -> np.ndarray:
-    from edgequant.runtime import dequantize_output, load_interpreter, quantize_input
+    from edgequant.evaluate import BatchRunner
 
-    interp = load_interpreter(tflite)
-    inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
-    interp.set_tensor(inp["index"], quantize_input(x, inp))
-    interp.invoke()
-    return dequantize_output(interp.get_tensor(out["index"]), out)
+    return BatchRunner(tflite)(x)
 
 
 def tflite_top1(tflite: bytes, x: np.ndarray, y: np.ndarray) -> float:
-    from edgequant.runtime import dequantize_output, load_interpreter, quantize_input
+    from edgequant.evaluate import evaluate
 
-    interp = load_interpreter(tflite)
-    inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
-    hits = 0
-    for i in range(len(x)):
-        interp.set_tensor(inp["index"], quantize_input(x[i:i + 1], inp))
-        interp.invoke()
-        hits += int(np.argmax(dequantize_output(interp.get_tensor(out["index"]), out)) == y[i])
-    return hits / len(x)
+    return evaluate({"qat": tflite}, [(x, y)], reference="qat")["qat"].top1
 
 
 # --- the Python API in a training script ---------------------------------------------------------
