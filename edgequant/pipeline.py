@@ -22,7 +22,7 @@ from typing import Any
 from edgequant import __version__
 from edgequant.artifacts import MANIFEST, MANIFEST_VERSION, Staging, merge_artifacts, read_manifest
 from edgequant.convert import convert_variant
-from edgequant.data.sources import describe
+from edgequant.data.sources import class_names, describe
 from edgequant.data.stream import iter_batches, iter_samples
 from edgequant.errors import DataError, InputError
 from edgequant.evaluate import Evaluation, evaluate
@@ -491,9 +491,8 @@ def _calibration_count(recipe: Recipe, variant) -> int | None:
 
 
 def _write_manifest(recipe, recipe_path, exported, artifacts: list[Artifact], out: Path, staging: Staging) -> None:
-    preprocess = recipe.evaluation_data().preprocess if recipe.evaluation else (
-        recipe.calibration.preprocess if recipe.calibration else None
-    )
+    data = recipe.evaluation_data() or recipe.calibration
+    preprocess = data.preprocess if data else None
     manifest = {
         "manifest_version": MANIFEST_VERSION,
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -506,6 +505,7 @@ def _write_manifest(recipe, recipe_path, exported, artifacts: list[Artifact], ou
             "preprocess": preprocess.model_dump(mode="json") if preprocess else None,
         },
         "source_model": {"path": str(recipe.model.path), "kind": exported.source_kind, "sha256": exported.source_sha256},
+        "labels": class_names(recipe.evaluation.source) if recipe.evaluation else None,
         "artifacts": merge_artifacts(read_manifest(out), [a.manifest_entry() for a in artifacts], out),
     }
     staging.path(MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")

@@ -41,6 +41,15 @@ def describe(source) -> str:
     return str(source.path)
 
 
+def class_names(source) -> list[str] | None:
+    """The names of the label ids a source yields, when the source knows them."""
+    if isinstance(source, FashionMnistSource):
+        return list(FASHION_MNIST_CLASSES)
+    if isinstance(source, ImageFolderSource) and source.labels == "subfolders":
+        return image_files(source)[1]
+    return None
+
+
 def iter_raw(source) -> Iterator[RawSample]:
     if isinstance(source, NpySource):
         return _iter_npy(source)
