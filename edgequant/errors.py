@@ -5,6 +5,7 @@ Exit codes (documented in the README):
   1  a gate failed (the build finished and wrote its report)
   2  bad input: recipe, file, model, data, device or missing tool the user can fix
   3  a build step failed for another reason (converter or runtime error)
+  4  an unforeseen internal error (a bug): one line, the traceback in the run's log
   130 interrupted
 """
 
@@ -14,6 +15,7 @@ EXIT_OK = 0
 EXIT_GATE_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_BUILD_FAILED = 3
+EXIT_INTERNAL = 4
 EXIT_INTERRUPTED = 130
 
 

@@ -20,8 +20,16 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-python3 -m pip install -q --disable-pip-version-check -e ".[test]"
-echo "setup: python packages ready"
+# edgequant and exactly the dependencies pyproject.toml declares, in a virtual environment of its own:
+# nothing from the machine's Python leaks in, so an undeclared import fails here, not on a user's machine.
+VENV="${EDGEQUANT_VENV:-.venv}"
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "setup: creating the virtual environment $VENV"
+  python3 -m venv "$VENV"
+fi
+"$VENV/bin/python" -m pip install -q --disable-pip-version-check -e ".[test]"
+"$VENV/bin/python" -m pip check
+echo "setup: python packages ready in $VENV (run $VENV/bin/edgequant, or activate it: . $VENV/bin/activate)"
 
 KOTLIN_DIR="$HOME/.cache/edgequant/kotlin"
 if [ ! -x "$KOTLIN_DIR/node_modules/kotlin-compiler/bin/kotlinc" ]; then
@@ -30,4 +38,4 @@ if [ ! -x "$KOTLIN_DIR/node_modules/kotlin-compiler/bin/kotlinc" ]; then
 fi
 
 # The arm64 root, qemu plugin and aarch64 wheels for the simulated devices (cached; rebuilt when missing).
-edgequant devices setup
+"$VENV/bin/edgequant" devices setup

@@ -5,15 +5,21 @@ Heavy imports (TensorFlow, LiteRT) happen inside commands, so `edgequant --help`
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import sys
+import traceback
+from pathlib import Path
 
 import typer
 
+from edgequant import __version__
 from edgequant.cli import bench, build, inspect_cmd, recipe_cmd, report_cmd
 from edgequant.cli import push as push_cmd
 from edgequant.cli import devices as devices_cmd
-from edgequant.errors import EXIT_INTERRUPTED, EdgequantError
+from edgequant.errors import EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED, EdgequantError
+
+KEPT_RUN_LOGS = 20
 
 app = typer.Typer(
     name="edgequant",
@@ -22,6 +28,23 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        print(f"edgequant {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Turn a trained Keras/TensorFlow model into small, fast, verified .tflite artifacts."""
+
+
 app.command("build")(build.build)
 app.command("inspect")(inspect_cmd.inspect)
 app.command("report")(report_cmd.report)
@@ -31,56 +54,88 @@ app.command("push")(push_cmd.push)
 app.add_typer(recipe_cmd.app, name="recipe")
 app.add_typer(devices_cmd.app, name="devices")
 
+# This run's log: TensorFlow's native output and, after an unforeseen error, the traceback.
+_run_log: Path | None = None
+
 
 def _divert_native_stderr() -> None:
-    """Send what TensorFlow's C++ code prints (CUDA probes, oneDNN notes, converter chatter) to a log file.
+    """Send what TensorFlow's C++ code prints (CUDA probes, oneDNN notes, converter chatter) to this run's log.
 
     Python's own stderr (progress, errors) keeps the terminal: it is moved to a copy of
-    file descriptor 2 before descriptor 2 is pointed at the log. EDGEQUANT_DEBUG=1 keeps everything.
+    file descriptor 2 before descriptor 2 is pointed at the log. Each run gets its own log,
+    so concurrent runs never truncate each other's; EDGEQUANT_DEBUG=1 keeps everything on the terminal.
     """
+    global _run_log
     if os.environ.get("EDGEQUANT_DEBUG"):
         return
     from edgequant.cache import cache_dir
 
-    log_dir = cache_dir()
+    log_dir = cache_dir() / "logs"
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
+    path = log_dir / f"{stamp}-{os.getpid()}.log"
     try:
         log_dir.mkdir(parents=True, exist_ok=True)
-        log = os.open(log_dir / "native-stderr.log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        log = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        for old in sorted(log_dir.glob("*.log"))[:-KEPT_RUN_LOGS]:
+            old.unlink(missing_ok=True)
     except OSError:
         return
+    _run_log = path
     sys.stderr.flush()
     sys.stderr = os.fdopen(os.dup(2), "w", buffering=1, encoding="utf-8", errors="replace")
     os.dup2(log, 2)
     os.close(log)
 
 
+def _usage_line(exc: typer.exceptions.TyperException) -> str:
+    """One line for a usage error; empty when typer has already printed the help it stands for."""
+    message = exc.format_message().rstrip(".") if hasattr(exc, "format_message") else str(exc)
+    if not message:
+        return ""
+    ctx = getattr(exc, "ctx", None)
+    command = ctx.command_path if ctx is not None else "edgequant"
+    return f"{command}: {message} (see '{command} --help')"
+
+
+def _internal_error(exc: BaseException) -> int:
+    """An error edgequant did not foresee: one line, the traceback kept where the user can find it."""
+    summary = f"{type(exc).__name__}: {exc}".splitlines()[0] if str(exc) else type(exc).__name__
+    if _run_log is not None:
+        with open(_run_log, "a", encoding="utf-8") as log:
+            traceback.print_exception(exc, file=log)
+        where = f"the traceback is in {_run_log}"
+    else:
+        where = "set EDGEQUANT_DEBUG=1 to see the traceback"
+    print(f"edgequant: internal error (a bug in edgequant, please report it): {summary}; {where}", file=sys.stderr)
+    return EXIT_INTERNAL
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Console entry point: runs the app and turns known errors into one line and an exit code."""
+    """Console entry point: runs the app and turns every error into one line and a documented exit code."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    debug = bool(os.environ.get("EDGEQUANT_DEBUG"))
     try:
         code = app(args=argv, standalone_mode=False)
     except EdgequantError as exc:
-        if os.environ.get("EDGEQUANT_DEBUG"):
-            raise
+        if debug:
+            traceback.print_exc()
         print(f"edgequant: error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, typer.Abort):
         print("edgequant: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except typer.Exit as exc:
         return exc.exit_code
     except SystemExit as exc:
-        return int(exc.code or 0)
-    except Exception as exc:  # click's usage errors carry their own exit code
-        import click
-
-        # typer vendors its own click: its usage errors are not click's classes, but behave alike.
-        if isinstance(exc, click.ClickException) or (hasattr(exc, "show") and hasattr(exc, "exit_code")):
-            exc.show()
-            return 2
-        if isinstance(exc, click.exceptions.Abort):
-            return EXIT_INTERRUPTED
-        raise
+        return exc.code if isinstance(exc.code, int) else EXIT_BAD_INPUT
+    except typer.exceptions.TyperException as exc:  # usage errors: unknown option, missing argument...
+        if line := _usage_line(exc):
+            print(line, file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except Exception as exc:
+        if debug:
+            traceback.print_exc()
+        return _internal_error(exc)
     return code if isinstance(code, int) else 0
 
 
