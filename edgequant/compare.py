@@ -24,14 +24,17 @@ def data_spec(
     std: float = 1.0,
     resize: str | None = None,
     samples: int | None = None,
+    option: str = "--data",
 ) -> DataSpec:
-    """A DataSpec from command-line words: `fashion-mnist[:split]`, a .npy/.npz file or an image folder."""
+    """A DataSpec from command-line words: `fashion-mnist[:split]`, a .npy/.npz file or an image folder.
+
+    `option` is the command-line option the words came from, for error messages."""
     if data.startswith("fashion-mnist"):
         source = {"type": "fashion-mnist", "split": data.partition(":")[2] or "test"}
     else:
         path = Path(data)
         if not path.exists():
-            raise InputError(f"--data {data}: no such file or folder")
+            raise InputError(f"{option} {data}: no such file or folder")
         if path.is_dir():
             source = {"type": "images", "path": str(path)}
         elif path.suffix == ".npz":
@@ -49,7 +52,7 @@ def data_spec(
         return DataSpec.model_validate({"source": source, "preprocess": preprocess, "samples": samples})
     except ValidationError as exc:
         err = exc.errors()[0]
-        raise InputError(f"--data {data}: {'.'.join(map(str, err['loc']))}: {err['msg']}") from None
+        raise InputError(f"{option} {data}: {'.'.join(map(str, err['loc']))}: {err['msg']}") from None
 
 
 def compare_models(

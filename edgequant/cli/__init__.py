@@ -14,7 +14,7 @@ from pathlib import Path
 import typer
 
 from edgequant import __version__
-from edgequant.cli import bench, build, inspect_cmd, recipe_cmd, report_cmd
+from edgequant.cli import bench, build, inspect_cmd, quick, recipe_cmd, report_cmd
 from edgequant.cli import push as push_cmd
 from edgequant.cli import devices as devices_cmd
 from edgequant.errors import EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED, EdgequantError
@@ -46,6 +46,8 @@ def _root(
 
 
 app.command("build")(build.build)
+app.command("quantize")(quick.quantize)
+app.command("init")(quick.init)
 app.command("inspect")(inspect_cmd.inspect)
 app.command("report")(report_cmd.report)
 app.command("compare")(report_cmd.compare)

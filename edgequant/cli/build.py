@@ -19,11 +19,16 @@ def build(
 
     Exit codes: 0 success, 1 a gate failed, 2 bad input, 3 a build step failed.
     """
+    run_build(recipe, output_dir=output_dir, only=variant or None)
+
+
+def run_build(recipe, **options):
+    """Build a recipe (file or Recipe) with a progress display, print the summary; exit 1 naming each failed gate."""
     from edgequant.pipeline import build_recipe
     from edgequant.cli.progress import RichProgress
 
     with RichProgress() as progress:
-        result = build_recipe(recipe, output_dir=output_dir, only=variant or None, progress=progress)
+        result = build_recipe(recipe, progress=progress, **options)
     from edgequant.cli.render import print_build_summary
 
     print_build_summary(result)
@@ -31,3 +36,4 @@ def build(
         for gate in result.failed_gates:
             typer.echo(f"edgequant: gate failed: {gate}", err=True)
         raise typer.Exit(EXIT_GATE_FAILED)
+    return result

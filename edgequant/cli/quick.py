@@ -1,0 +1,76 @@
+"""`edgequant quantize MODEL ...` and `edgequant init MODEL`: the quick path, without writing YAML first."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from edgequant.errors import InputError
+
+Devices = Annotated[Optional[list[str]], typer.Option("--device", "-d", help="simulated device profile (repeatable)")]
+Calib = Annotated[Optional[str], typer.Option(
+    "--calib", help="calibration data: fashion-mnist[:train|test], a .npy/.npz file or a folder of images")]
+Eval = Annotated[Optional[str], typer.Option("--eval", help="held-out evaluation data, in the same forms as --calib")]
+
+
+def quantize(
+    model: Annotated[Path, typer.Argument(help="the float model: .keras, .h5 or a SavedModel folder")],
+    int8: Annotated[bool, typer.Option("--int8", help="full-integer int8 (needs --calib)")] = False,
+    dynamic: Annotated[bool, typer.Option("--dynamic", help="dynamic-range: int8 weights")] = False,
+    float16: Annotated[bool, typer.Option("--float16", help="float16 weights")] = False,
+    int16x8: Annotated[bool, typer.Option("--int16x8", help="int16 activations, int8 weights (needs --calib)")] = False,
+    calib: Calib = None,
+    evaluation: Eval = None,
+    device: Devices = None,
+    output_dir: Annotated[Optional[Path], typer.Option("--output-dir", "-o", help="default: build/<model name>")] = None,
+    samples: Annotated[int, typer.Option(min=1, help="calibration samples")] = 500,
+    scale: Annotated[Optional[float], typer.Option(help="preprocess scale (default: 1/255 for uint8 data, "
+                                                        "unless the model has a Rescaling layer)")] = None,
+) -> None:
+    """Build MODEL's float32 reference and the chosen variants in one command, and write the recipe.yaml that repeats it.
+
+    With no mode flag: --int8 when --calib is given, else --dynamic. Preprocessing follows from the model's
+    input (resize, color) and the data (uint8 pixels are scaled by 1/255 unless the model rescales them itself).
+    """
+    from edgequant.artifacts import write_atomic
+    from edgequant.cli.build import run_build
+    from edgequant.quick import RECIPE_FILE, choose_data, quick_recipe, read_model_facts
+
+    modes = [m for m, on in (("float16", float16), ("dynamic", dynamic), ("int8", int8), ("int16x8", int16x8)) if on]
+    modes = modes or (["int8"] if calib else ["dynamic"])
+    facts = read_model_facts(model)
+    calibration = choose_data(calib, facts, option="--calib", default_split="train", samples=samples, scale=scale) \
+        if calib else None
+    held_out = choose_data(evaluation, facts, option="--eval", default_split="test", scale=scale) \
+        if evaluation else None
+    recipe, text = quick_recipe(facts, modes, output_dir=output_dir, calibration=calibration, evaluation=held_out,
+                                devices=device or [])
+    result = run_build(recipe)
+    write_atomic(result.output_dir / RECIPE_FILE, text)
+    typer.echo(f"recipe: {result.output_dir / RECIPE_FILE} (repeat or edit it: edgequant build "
+               f"{result.output_dir / RECIPE_FILE})")
+
+
+def init(
+    model: Annotated[Path, typer.Argument(help="the float model: .keras, .h5 or a SavedModel folder")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="the recipe file to write")] = Path("recipe.yaml"),
+    calib: Calib = None,
+    evaluation: Eval = None,
+    device: Devices = None,
+    force: Annotated[bool, typer.Option("--force", help="overwrite an existing file")] = False,
+) -> None:
+    """Write a commented starter recipe for MODEL, from its input shape, dtype and preprocessing layers."""
+    from edgequant.artifacts import write_atomic
+    from edgequant.quick import CALIBRATION_SAMPLES, choose_data, read_model_facts, starter_recipe
+
+    if output.exists() and not force:
+        raise InputError(f"{output}: already exists (use --force to overwrite it)")
+    facts = read_model_facts(model)
+    calibration = choose_data(calib, facts, option="--calib", default_split="train",
+                              samples=CALIBRATION_SAMPLES) if calib else None
+    held_out = choose_data(evaluation, facts, option="--eval", default_split="test") if evaluation else None
+    write_atomic(output, starter_recipe(facts, output, calibration=calibration, evaluation=held_out,
+                                        devices=device or []))
+    typer.echo(f"wrote {output}: check it with `edgequant recipe check {output}`")

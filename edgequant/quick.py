@@ -1,0 +1,290 @@
+"""The quick path: a Recipe from a model file and a few words, with defaults read from the model and the data.
+
+`edgequant quantize` and `edgequant init` start here. The model says what it takes
+(input shape, dtype, and whether it rescales its input itself: a Rescaling layer);
+the first sample of the data says what it holds (image size, channels, uint8 pixels).
+From both follow the preprocess defaults, each with the reason it was chosen.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import yaml
+from pydantic import ValidationError
+
+from edgequant.data.sources import iter_raw
+from edgequant.errors import DataError, InputError
+from edgequant.recipe.loader import _default_name
+from edgequant.recipe.schema import CALIBRATED_MODES, MODES, DataSpec, ImageFolderSource, Preprocess, Recipe
+from edgequant.recipe.writer import recipe_yaml
+from edgequant.source_model import load_keras_model, source_kind, _saved_model_inputs
+
+RECIPE_FILE = "recipe.yaml"
+CALIBRATION_SAMPLES = 500  # enough for stable int8 ranges on the models tried; calibration is the slow part
+QUICK_MODES = tuple(m for m in MODES if m not in ("float32", "qat"))  # float32 is always built, as the reference
+# Preprocessing layers whose presence means the model normalises its own input.
+RESCALING_LAYERS = frozenset({"Rescaling"})
+NORMALIZATION_LAYERS = frozenset({"Normalization"})
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    """What a model file says about its input."""
+
+    path: Path
+    kind: str
+    input_shape: tuple[int, ...]  # without the batch dimension; -1 where any size is accepted
+    dtype: str
+    preprocessing_layers: tuple[str, ...] = ()  # e.g. "Rescaling(scale=0.00392, offset=0)"
+    rescales: bool = False
+    normalizes: bool = False
+
+    @property
+    def image(self) -> tuple[int, int, int] | None:
+        """(height, width, channels) of an NHWC image input with fixed size, else None."""
+        shape = self.input_shape
+        if len(shape) == 3 and all(d > 0 for d in shape) and shape[-1] in (1, 3, 4):
+            return shape  # type: ignore[return-value]
+        return None
+
+    def describe(self) -> str:
+        dims = "x".join("?" if d < 0 else str(d) for d in self.input_shape)
+        layers = f"; preprocessing layers: {', '.join(self.preprocessing_layers)}" if self.preprocessing_layers else ""
+        return f"input {dims} {self.dtype}{layers}"
+
+
+def read_model_facts(path: str | Path) -> ModelFacts:
+    """Load the model once and read its input and any preprocessing layers it contains."""
+    path = Path(path)
+    kind = source_kind(path)
+    if kind == "saved_model":
+        spec = _saved_model_inputs(path)[0]
+        return ModelFacts(path, kind, tuple(spec.shape), spec.dtype)
+    model = load_keras_model(path, kind)
+    if len(model.inputs) != 1:
+        raise InputError(f"{path}: the model has {len(model.inputs)} inputs; edgequant supports one input")
+    tensor = model.inputs[0]
+    shape = tuple(-1 if d is None else int(d) for d in tensor.shape[1:])
+    dtype = getattr(tensor.dtype, "name", str(tensor.dtype))
+    found = [layer for layer in _all_layers(model)
+             if type(layer).__name__ in RESCALING_LAYERS | NORMALIZATION_LAYERS]
+    return ModelFacts(
+        path, kind, shape, dtype,
+        preprocessing_layers=tuple(_layer_summary(layer) for layer in found),
+        rescales=any(type(layer).__name__ in RESCALING_LAYERS for layer in found),
+        normalizes=any(type(layer).__name__ in NORMALIZATION_LAYERS for layer in found),
+    )
+
+
+def _all_layers(model):
+    for layer in model.layers:
+        yield layer
+        if hasattr(layer, "layers"):  # a nested model, such as a Sequential preprocessing block
+            yield from _all_layers(layer)
+
+
+def _layer_summary(layer) -> str:
+    name = type(layer).__name__
+    if name in RESCALING_LAYERS:
+        return f"{name}(scale={_short(layer.scale)}, offset={_short(layer.offset)})"
+    return name
+
+
+def _short(value) -> str:
+    return f"{value:.6g}" if isinstance(value, (int, float)) else str(value)
+
+
+@dataclass
+class DataChoice:
+    """A data source with the preprocess chosen for a model, and why each setting was chosen."""
+
+    spec: DataSpec
+    reasons: list[str] = field(default_factory=list)
+
+
+def choose_data(word: str, facts: ModelFacts, *, option: str, default_split: str,
+                samples: int | None = None, scale: float | None = None) -> DataChoice:
+    """A DataSpec for `word` (fashion-mnist[:split], a .npy/.npz file or an image folder) fitted to the model."""
+    from edgequant.compare import data_spec
+
+    if word == "fashion-mnist":
+        word = f"fashion-mnist:{default_split}"
+    source = data_spec(word, option=option).source
+    try:
+        first = np.asarray(next(iter(iter_raw(source)))[0])
+    except StopIteration:
+        raise DataError(f"{option} {word}: holds no samples") from None
+    preprocess, reasons = default_preprocess(facts, first, images=isinstance(source, ImageFolderSource))
+    if scale is not None:
+        preprocess = preprocess.model_copy(update={"scale": scale})
+        reasons = [r for r in reasons if not r.startswith("scale")] + [f"scale: {scale:g}, as given"]
+    return DataChoice(DataSpec(source=source, preprocess=preprocess, samples=samples), reasons)
+
+
+def default_preprocess(facts: ModelFacts, sample: np.ndarray, *, images: bool) -> tuple[Preprocess, list[str]]:
+    """Resize, color and scale that turn `sample` (one raw sample of the data) into what the model takes."""
+    settings: dict = {}
+    reasons: list[str] = []
+    image = facts.image
+    if image is not None and sample.ndim == 3:
+        height, width, channels = image
+        if images or sample.shape[:2] != (height, width):
+            settings["resize"] = (height, width)
+            reasons.append(f"resize: [{height}, {width}], the model's input size")
+        if channels in (1, 3) and (images or sample.shape[2] != channels):
+            settings["color"] = "grayscale" if channels == 1 else "rgb"
+            reasons.append(f"color: {settings['color']}, the model takes {channels} channel(s)")
+    if sample.dtype == np.uint8 and facts.dtype.startswith("float"):
+        if facts.rescales:
+            reasons.append("no scale: the model's Rescaling layer takes raw 0..255 pixels")
+        else:
+            settings["scale"] = 1 / 255
+            reasons.append("scale: 1/255, uint8 pixels to 0..1 (the model has no Rescaling layer); "
+                           "match your training preprocessing")
+    if facts.normalizes:
+        reasons.append("no mean/std: the model's Normalization layer standardises its input")
+    return Preprocess(**settings), reasons
+
+
+def quick_recipe(
+    facts: ModelFacts,
+    modes: list[str],
+    *,
+    output_dir: Path | None = None,
+    calibration: DataChoice | None = None,
+    evaluation: DataChoice | None = None,
+    devices: list[str] = (),
+) -> tuple[Recipe, str]:
+    """The recipe `edgequant quantize` builds, and its YAML text for `output_dir/recipe.yaml`
+    (default output_dir: build/<model name>).
+
+    The Recipe is read back from that text, so what is built is exactly what the file says.
+    """
+    unknown = [m for m in modes if m not in QUICK_MODES]
+    if unknown:
+        raise InputError(f"mode {unknown[0]!r}: choose from {', '.join(QUICK_MODES)}")
+    uncalibrated = [m for m in modes if m in CALIBRATED_MODES]
+    if uncalibrated and calibration is None:
+        raise InputError(f"--{uncalibrated[0]} needs --calib DATA: a representative dataset "
+                         "(fashion-mnist[:split], a .npy/.npz file or a folder of images)")
+    for device in devices:
+        _check_device(device)
+    name = _default_name(facts.path)
+    output_dir = Path(output_dir) if output_dir is not None else Path("build") / name
+    data: dict = {
+        "name": name,
+        "model": {"path": facts.path},
+        "devices": list(devices),
+        "output_dir": output_dir,
+        "variants": [{"name": m, "mode": m} for m in ["float32", *dict.fromkeys(modes)]],
+    }
+    if calibration is not None:
+        data["calibration"] = calibration.spec
+    if evaluation is not None:
+        same = calibration is not None and evaluation.spec.preprocess == calibration.spec.preprocess
+        data["evaluation"] = {"source": evaluation.spec.source, "samples": evaluation.spec.samples,
+                              "preprocess": None if same else evaluation.spec.preprocess}
+    try:
+        draft = Recipe.model_validate(data)
+    except ValidationError as exc:
+        raise InputError(exc.errors()[0]["msg"].removeprefix("Value error, ")) from None
+    recipe_file = Path(output_dir) / RECIPE_FILE
+    text = recipe_yaml(draft, recipe_file, header=_header(facts, calibration, evaluation))
+    recipe = Recipe.model_validate(yaml.safe_load(text), context={"base_dir": recipe_file.parent.resolve()})
+    return recipe, text
+
+
+def _header(facts: ModelFacts, calibration: DataChoice | None, evaluation: DataChoice | None) -> list[str]:
+    lines = ["Written by `edgequant quantize`. Repeat the build with: edgequant build recipe.yaml",
+             f"Model: {facts.describe()}."]
+    for role, choice in (("calibration", calibration), ("evaluation", evaluation)):
+        inherited = role == "evaluation" and calibration is not None and choice is not None \
+            and choice.spec.preprocess == calibration.spec.preprocess
+        if choice is not None and choice.reasons and not inherited:
+            lines.append(f"{role} preprocess: " + "; ".join(choice.reasons) + ".")
+    return lines
+
+
+PLACEHOLDER = "CHANGE-ME"
+STARTER_MODES = ("float32", "float16", "dynamic", "int8")
+
+
+def starter_recipe(
+    facts: ModelFacts,
+    recipe_file: Path,
+    *,
+    calibration: DataChoice | None = None,
+    evaluation: DataChoice | None = None,
+    devices: list[str] = (),
+) -> str:
+    """A commented starter recipe for the model, as YAML text for `recipe_file`.
+
+    Without calibration data, the calibration path is a placeholder that `recipe check` reports.
+    """
+    from edgequant.devices.profiles import list_profiles
+
+    for device in devices:
+        _check_device(device)
+    if calibration is None:
+        calibration = _placeholder_calibration(facts, Path(recipe_file).parent)
+    data: dict = {
+        "name": _default_name(facts.path),
+        "model": {"path": facts.path},
+        "calibration": calibration.spec,
+        "devices": list(devices),
+        "variants": [{"name": m, "mode": m} for m in STARTER_MODES],
+    }
+    if evaluation is not None:
+        same = evaluation.spec.preprocess == calibration.spec.preprocess
+        data["evaluation"] = {"source": evaluation.spec.source,
+                              "preprocess": None if same else evaluation.spec.preprocess}
+    recipe = Recipe.model_validate(data)
+    placeholder = PLACEHOLDER in str(calibration.spec.source.path)
+    choices = [p for p in list_profiles() if p.emulated]
+    comments = {
+        "model.path": [f"{facts.describe()} (read from the model)"],
+        "calibration": ["The representative dataset int8 is calibrated on: real samples like those the model will see."],
+        "calibration.source": (
+            [f"{PLACEHOLDER}: point this at a folder of images (or a .npy file) of 100-500 real samples"]
+            if placeholder else []
+        ),
+        "calibration.preprocess": [f"{r}" for r in calibration.reasons],
+        "evaluation": [] if evaluation is not None else [
+            "Held-out data to compare every variant with float32 (accuracy with labels, agreement without):",
+            "evaluation:",
+            "  source: {type: images, path: my_test_images, labels: subfolders}   # or {type: npy, path: x.npy, "
+            "labels: y.npy}",
+        ],
+        "devices": [] if devices else [
+            "Simulated devices to estimate latency, memory fit and ARM parity on, e.g.:",
+            "devices: [rpi4, pixel4]",
+            "choosing from (`edgequant devices` shows them all):",
+            *[f"  {p.name}: {p.device}, {p.core}" for p in choices],
+        ],
+        "variants": ["Modes: float32 (the reference), float16, dynamic, int8, int16x8, qat. Add `gates:` to a variant",
+                     "to fail the build when it loses too much, e.g. gates: {max_accuracy_drop_points: 1.0}"],
+    }
+    header = [f"Starter recipe for {facts.path.name}, written by `edgequant init`.",
+              "Check it with `edgequant recipe check`, then build it with `edgequant build`."]
+    if placeholder:
+        header.append(f"Replace the {PLACEHOLDER} calibration path first: `recipe check` reports it until you do.")
+    return recipe_yaml(recipe, recipe_file, header=header, comments=comments)
+
+
+def _placeholder_calibration(facts: ModelFacts, folder: Path) -> DataChoice:
+    """A clearly marked calibration source that does not exist, with the preprocess uint8 images would need."""
+    if facts.image is None:
+        return DataChoice(DataSpec(source={"type": "npy", "path": folder / f"{PLACEHOLDER}-calibration.npy"},
+                                   samples=CALIBRATION_SAMPLES))
+    preprocess, reasons = default_preprocess(facts, np.zeros((1, 1, 3), np.uint8), images=True)
+    return DataChoice(DataSpec(source={"type": "images", "path": folder / f"{PLACEHOLDER}-calibration-images"},
+                               preprocess=preprocess, samples=CALIBRATION_SAMPLES), reasons)
+
+
+def _check_device(device: str) -> None:
+    from edgequant.devices import load_profile
+
+    load_profile(device)  # an unknown device fails now, not after the conversions
