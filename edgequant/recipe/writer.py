@@ -31,12 +31,13 @@ def recipe_yaml(
     """The YAML text of `recipe` for a file at `recipe_file`.
 
     `comments` maps a top-level key or a `section.key` to comment lines written above
-    it; a top-level key the recipe leaves out still gets its lines, where it would be
-    (this is how a starter recipe shows a commented-out choice).
+    it; a key the recipe leaves out still gets its lines, where it would be (a top-level
+    key) or at the end of its section (this is how a starter recipe shows a commented-out choice).
     """
     comments = comments or {}
     base = Path(recipe_file).parent.resolve()
     data = _fields(recipe, base)
+    data["name"] = recipe.name  # without it, the loader would name the recipe after its file
     lines = [f"# {line}" if line else "#" for line in header]
     for key in Recipe.model_fields:
         lines += _comment(comments.get(key, ()), "")
@@ -48,6 +49,8 @@ def recipe_yaml(
             for child, child_value in value.items():
                 lines += _comment(comments.get(f"{key}.{child}", ()), "  ")
                 lines.append(f"  {child}: {_flow(child_value)}")
+            for absent in (k for k in comments if k.startswith(f"{key}.") and k.split(".", 1)[1] not in value):
+                lines += _comment(comments[absent], "  ")
         elif key == "variants":
             lines.append(f"{key}:")
             for variant in value:
