@@ -29,13 +29,23 @@ def quantize(
     *,
     calibration: Calibration | None = None,
     input_shape: list[int] | None = None,
+    devices: list[str] = (),
+    evaluation: DataSpec | np.ndarray | tuple[np.ndarray, np.ndarray] | None = None,
+    report: bool = False,
+    output_dir: str | Path | None = None,
     **options: Any,
-) -> bytes:
+) -> bytes | tuple[bytes, Any]:
     """Convert a Keras model (in memory, Keras 3 or tf_keras, or a model file path) to .tflite bytes.
 
     `mode` and `options` are a recipe variant's (e.g. `per_channel=False`, `input_type="uint8"`).
     `calibration` (int8, int16x8) is a DataSpec, an array of preprocessed samples stacked on
     axis 0, an iterable of samples, or a function returning a fresh iterable.
+
+    With `devices`, `evaluation` (a DataSpec, an array, or `(samples, labels)`), `report=True`
+    or `output_dir`, the variant is built beside its float32 reference by the same pipeline as
+    `edgequant build`: evaluated, timed on the host, estimated on the simulated devices.
+    `report=True` returns `(bytes, report)`, the build's `Report`; `output_dir` keeps its files
+    (artifacts, report.json, report.md, report.html).
     """
     from edgequant.convert import convert_variant
     from edgequant.source_model import export_keras_model, export_model
@@ -50,6 +60,12 @@ def quantize(
         raise InputError(f"quantize(mode={mode!r}): {field}: {err['msg']}") from None
     if variant.mode in CALIBRATED_MODES and calibration is None:
         raise InputError(f"quantize(mode={mode!r}) needs calibration data (a representative dataset)")
+    if devices or evaluation is not None or report or output_dir is not None:
+        from edgequant.quick import build_variant_with_report
+
+        data, result = build_variant_with_report(model, variant, calibration=calibration, evaluation=evaluation,
+                                                 devices=devices, input_shape=input_shape, output_dir=output_dir)
+        return (data, result.report) if report else data
     with tempfile.TemporaryDirectory(prefix="edgequant-") as work:
         if isinstance(model, (str, Path)):
             exported = export_model(Path(model), Path(work), input_shape)

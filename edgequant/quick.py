@@ -288,3 +288,58 @@ def _check_device(device: str) -> None:
     from edgequant.devices import load_profile
 
     load_profile(device)  # an unknown device fails now, not after the conversions
+
+
+def build_variant_with_report(
+    model, variant, *, calibration=None, evaluation=None, devices=(), input_shape=None, output_dir=None,
+):
+    """Build `variant` beside its float32 reference through the same pipeline as `edgequant build`.
+
+    `model` is a model file or an in-memory Keras model (saved to a temporary file);
+    `calibration` and `evaluation` are DataSpecs or arrays stacked on axis 0 (evaluation
+    may be `(samples, labels)`); arrays and iterables are written to temporary .npy files.
+    Returns the variant's bytes and the pipeline's BuildResult; its files are kept only with `output_dir`.
+    """
+    import tempfile
+
+    from edgequant.pipeline import build_recipe
+
+    with tempfile.TemporaryDirectory(prefix="edgequant-quick-") as work:
+        work = Path(work)
+        recipe = Recipe(
+            name="model",
+            model={"path": _model_file(model, work), "input_shape": input_shape},
+            calibration=_data_file(calibration, work, "calibration") if calibration is not None else None,
+            evaluation=_data_file(evaluation, work, "evaluation") if evaluation is not None else None,
+            devices=list(devices),
+            output_dir=Path(output_dir) if output_dir is not None else work / "out",
+            variants=[{"name": "float32", "mode": "float32"}, *([variant] if variant.mode != "float32" else [])],
+        )
+        result = build_recipe(recipe)
+        return result.path(variant.name).read_bytes(), result  # read before a temporary output folder goes
+
+
+def _model_file(model, work: Path) -> Path:
+    if isinstance(model, (str, Path)):
+        return Path(model)
+    from edgequant.source_model import _is_keras3
+
+    path = work / ("model.keras" if _is_keras3(model) else "model.h5")
+    model.save(path)
+    return path
+
+
+def _data_file(data, work: Path, role: str) -> DataSpec | dict:
+    if isinstance(data, DataSpec):
+        return data
+    labels = None
+    if isinstance(data, tuple) and len(data) == 2:
+        data, labels = data
+    samples = data() if callable(data) else data
+    x = np.stack([np.asarray(s, dtype=np.float32) for s in samples])
+    np.save(work / f"{role}.npy", x, allow_pickle=False)
+    source = {"type": "npy", "path": work / f"{role}.npy"}
+    if labels is not None:
+        np.save(work / f"{role}_labels.npy", np.asarray(labels), allow_pickle=False)
+        source["labels"] = work / f"{role}_labels.npy"
+    return {"source": source}

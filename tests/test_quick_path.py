@@ -164,3 +164,25 @@ def test_a_rescaling_layer_means_no_scale(tmp_path, capsys):
     text = (tmp_path / "recipe.yaml").read_text()
     assert "  preprocess:" not in text  # the default preprocess: nothing to write
     assert "Rescaling(scale=0.00392157, offset=0)" in text and "  # no scale: the model's Rescaling layer" in text
+
+
+# --- the Python API ------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_api_quantize_with_devices_returns_the_same_bytes_and_the_report(fmnist_test_set, tmp_path):
+    import keras
+
+    import edgequant as eq
+
+    model = keras.saving.load_model(FMNIST_MODEL, compile=False)
+    x, y = fmnist_test_set
+    plain = eq.quantize(model, "int8", calibration=x[:64])
+    data, report = eq.quantize(model, "int8", calibration=x[:64], evaluation=(x[:1000], y[:1000]),
+                               devices=["rpi4"], report=True, output_dir=tmp_path / "out")
+    assert data == plain == (tmp_path / "out" / "int8.tflite").read_bytes()
+    int8 = report.variant("int8")
+    assert int8.evaluation.samples == 1000 and int8.evaluation.top1 > 0.85
+    rpi4 = next(lat for lat in int8.latency if lat.device == "rpi4")
+    assert rpi4.estimate and rpi4.ms > 0 and rpi4.speedup_vs_reference > 1
+    assert (tmp_path / "out" / "report.html").is_file()

@@ -12,8 +12,9 @@ import typer
 def report(
     build_dir: Annotated[Optional[Path], typer.Argument(help="a build's output directory (holds report.json)")] = None,
     schema: Annotated[bool, typer.Option("--schema", help="print the JSON Schema of report.json and exit")] = False,
+    open_html: Annotated[bool, typer.Option("--open", help="open report.html in the web browser")] = False,
 ) -> None:
-    """Re-render report.md and the plots of a build from its report.json."""
+    """Re-render report.md, report.html and the plots of a build from its report.json."""
     from edgequant.report.render import load_report, render_report
     from edgequant.report.schema import Report
 
@@ -24,6 +25,20 @@ def report(
         raise typer.BadParameter("give a build directory, or --schema")
     for path in render_report(load_report(build_dir), build_dir):
         typer.echo(f"wrote {path}")
+    if open_html:
+        _open_in_browser(build_dir)
+
+
+def _open_in_browser(build_dir: Path) -> None:
+    import webbrowser
+
+    from edgequant.report.html import REPORT_HTML
+
+    page = (build_dir / REPORT_HTML).resolve()
+    if webbrowser.open(page.as_uri()):
+        typer.echo(f"opened {page}")
+    else:
+        typer.echo(f"no web browser found: open {page}")
 
 
 def compare(

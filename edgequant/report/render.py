@@ -9,6 +9,7 @@ from pydantic import ValidationError
 
 from edgequant.artifacts import write_atomic
 from edgequant.errors import InputError
+from edgequant.report.html import write_html
 from edgequant.report.schema import Report
 
 REPORT_JSON = "report.json"
@@ -25,12 +26,13 @@ def load_report(build_dir: str | Path) -> Report:
 
 
 def render_report(report: Report, out_dir: Path) -> list[Path]:
-    """Write report.json, report.md and the plots into `out_dir`; returns the files written."""
+    """Write report.json, report.md, report.html and the plots into `out_dir`; returns the files written."""
     out_dir = Path(out_dir)
     files = [out_dir / REPORT_JSON, out_dir / "report.md"]
     write_atomic(files[0], report.model_dump_json(indent=2) + "\n")
     plots = _plots(report, out_dir)
     write_atomic(files[1], markdown(report, [p.name for p in plots]))
+    files.append(write_html(report, out_dir, plots))
     return files + plots
 
 
