@@ -65,7 +65,11 @@ def test_every_build_writes_a_self_contained_report_html(build_dir):
         for threads in range(1, cores + 1):
             assert f"{threads} thread" in table
         assert "int8" in table and "bit-exact" in table and "fits" in table and " MB" in table
-        assert re.search(r"\d \(\d[\d.]*–\d[\d.]*\)", table)  # each estimate with its uncertainty interval
+    # Each estimate with its uncertainty: an interval where the profile's error is known (rpi4: leave-one-out
+    # ±16%); pixel4's profile has one calibration row, so its heading says the error is unknown.
+    rpi4 = re.search(r'<table id="device-table-rpi4".*?</table>', html, re.S).group(0)
+    assert len(re.findall(r"<td class=\"n\">[\d.]+ \([\d.]+–[\d.]+\)</td>", rpi4)) == 5 * 4  # variants x threads
+    assert re.search(r'<h2 id="device-pixel4">[^<]*(error unknown|uncalibrated|–)', html)
     verdict = re.search(r'<section class="verdict[^"]*" id="verdict">.*?</section>', html, re.S).group(0)
     assert "On <b>rpi4</b>" in verdict and "On <b>pixel4</b>" in verdict and "ship <b>" in verdict
     assert "per-layer quantization error" in html and "max_size_kib" in html  # layer table, gates
@@ -101,8 +105,8 @@ def test_the_console_check_sees_a_refused_load(build_dir, tmp_path):
     html = (build_dir / REPORT_HTML).read_text()
     page.write_text(html.replace("</body>", '<img src="http://127.0.0.1:9/x.png"><script>1</script></body>'))
     messages = console_messages(chromium(page, "--dump-dom").stderr)
-    assert any("Refused to load the image" in m for m in messages), messages
-    assert any("Refused to execute inline script" in m for m in messages), messages
+    assert any("http://127.0.0.1:9/x.png" in m and "Content Security Policy" in m for m in messages), messages
+    assert any("inline script" in m and "Content Security Policy" in m for m in messages), messages
 
 
 @pytest.mark.slow

@@ -31,7 +31,7 @@ h3{font-size:1.05em;margin-top:1.3em}.meta{color:#5a6475;font-size:.9em}
 .verdict{background:#eef6ee;border:1px solid #9ccc9c;border-radius:6px;padding:.6em 1.1em;margin:1em 0}
 .verdict.bad{background:#fdf0ef;border-color:#e3a19b}.verdict li{margin:.35em 0}
 table{border-collapse:collapse;margin:.6em 0;font-size:.92em}th,td{border:1px solid #d8dde6;padding:.3em .6em}
-th{background:#f3f5f8;text-align:left}td.n{text-align:right;font-variant-numeric:tabular-nums}
+th{background:#f3f5f8;text-align:left}td.n{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 .pass{color:#1b7a1b;font-weight:600}.fail{color:#b3261e;font-weight:600}.est{color:#5a6475;font-size:.85em}
 img{max-width:100%;height:auto;border:1px solid #e3e7ee;margin:.5em 0}
 pre{background:#f6f8fa;padding:.7em;overflow-x:auto;font-size:.85em}
@@ -187,7 +187,7 @@ def _device_verdict(device: str, variants: list[dict], reference: dict | None) -
     ms, _, best, lat = min(candidates, key=lambda c: (c[0], c[1]))
     text = _why(best, lat, device, reference)
     smallest = min(candidates, key=lambda c: (c[1], c[0]))[2]
-    if smallest is not best and best.get("size_bytes"):
+    if smallest is not best and best.get("size_bytes") and smallest["size_bytes"] <= 0.9 * best["size_bytes"]:
         small_lat = _latency(smallest, device)
         text += (f" If flash matters more than time: <b>{escape(smallest['name'])}.tflite</b>, "
                  f"{_kib(smallest.get('size_bytes'))}, {smallest['size_bytes'] / best['size_bytes']:.0%} of that size "
@@ -256,8 +256,9 @@ def _device_section(report: dict, device: str) -> str:
     first = next(iter(lats.values()))
     threads = sorted({int(t) for lat in lats.values()
                       for t in lat.get("details", {}).get("latency_ms_by_threads", {})})
+    used = first.get("details", {}).get("threads")
     head = ["variant", *[f"{t} thread{'s' if t > 1 else ''}, ms" for t in threads],
-            "int8 speed-up vs float32", "peak RAM / device memory", "flash (file size)", "ARM parity"]
+            "speed-up vs float32" + (f" ({used} thread{'s' if used > 1 else ''})" if used else ""), "peak RAM / device memory", "flash (file size)", "ARM parity (int8, QAT)"]
     rows = []
     for v in variants:
         lat = lats.get(v["name"])
@@ -270,14 +271,11 @@ def _device_section(report: dict, device: str) -> str:
             ms = by_threads.get(str(t))
             cells.append(_num(_with_interval(lat, ms) if ms is not None else "-"))
         speed = lat.get("speedup_vs_reference")
-        threads_used = details.get("threads")
-        cells.append(_num(f"{speed:.2f}x" + (f" at {threads_used} thread(s)" if threads_used else "")
-                          if speed else "-"))
+        cells.append(_num(f"{speed:.2f}x" if speed else "-"))
         cells.append(_memory_cell(details.get("memory", {})))
         cells.append(_num(_kib(v.get("size_bytes"))))
         parity = next((p for p in v.get("arm_parity", []) if p.get("device") == device), None)
-        cells.append(escape(str(parity.get("summary"))) if parity else "<span class=\"est\">not checked "
-                     "(float model)</span>" if v.get("mode") not in ("int8", "qat") else "-")
+        cells.append(escape(str(parity.get("summary"))) if parity else "-")
         rows.append(cells)
     title = f"{escape(device)}: {escape(_device_words(variants, device))}"
     source = first.get("details", {}).get("calibration_source")
@@ -418,7 +416,7 @@ def _memory_cell(memory: dict) -> str:
 
 def _with_interval(lat: dict, ms: float) -> str:
     interval = _interval(lat, ms)
-    return f"{_ms(ms)} ({_ms(interval[0])}–{_ms(interval[1])})" if interval else _ms(ms)
+    return f"{_ms(ms)} ({interval[0]:.2g}–{interval[1]:.2g})" if interval else _ms(ms)
 
 
 def _ms(x: float | None) -> str:
