@@ -246,7 +246,8 @@ def starter_recipe(
     choices = [p for p in list_profiles() if p.emulated]
     comments = {
         "model.path": [f"{facts.describe()} (read from the model)"],
-        "calibration": ["The representative dataset int8 is calibrated on: real samples like those the model will see."],
+        "calibration": ["Representative data: int8 measures its value ranges on real samples like those the model "
+                        "will see."],
         "calibration.source": (
             [f"{PLACEHOLDER}: point this at a folder of images (or a .npy file) of 100-500 real samples"]
             if placeholder else []

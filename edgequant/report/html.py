@@ -34,7 +34,7 @@ table{border-collapse:collapse;margin:.6em 0;font-size:.92em}th,td{border:1px so
 th{background:#f3f5f8;text-align:left}td.n{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 .pass{color:#1b7a1b;font-weight:600}.fail{color:#b3261e;font-weight:600}.est{color:#5a6475;font-size:.85em}
 img{max-width:100%;height:auto;border:1px solid #e3e7ee;margin:.5em 0}
-pre{background:#f6f8fa;padding:.7em;overflow-x:auto;font-size:.85em}
+pre{background:#f6f8fa;padding:.7em;white-space:pre-wrap;font-size:.85em}
 """
 _CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 
