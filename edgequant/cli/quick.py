@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from edgequant.errors import InputError
+from edgequant.quick import CALIBRATION_SAMPLES
 
 Devices = Annotated[Optional[list[str]], typer.Option("--device", "-d", help="simulated device profile (repeatable)")]
 Calib = Annotated[Optional[str], typer.Option(
@@ -25,14 +26,15 @@ def quantize(
     evaluation: Eval = None,
     device: Devices = None,
     output_dir: Annotated[Optional[Path], typer.Option("--output-dir", "-o", help="default: build/<model name>")] = None,
-    samples: Annotated[int, typer.Option(min=1, help="calibration samples")] = 500,
+    samples: Annotated[int, typer.Option(min=1, help="calibration samples")] = CALIBRATION_SAMPLES,
     scale: Annotated[Optional[float], typer.Option(help="preprocess scale (default: 1/255 for uint8 data, "
                                                         "unless the model has a Rescaling layer)")] = None,
 ) -> None:
     """Build MODEL's float32 reference and the chosen variants in one command, and write the recipe.yaml that repeats it.
 
-    With no mode flag: --int8 when --calib is given, else --dynamic. Preprocessing follows from the model's
-    input (resize, color) and the data (uint8 pixels are scaled by 1/255 unless the model rescales them itself).
+    With no mode flag: --int8 when --calib is given, else --dynamic.
+    Images are resized and converted to the model's input size and channels.
+    uint8 data is scaled by 1/255, unless the model has a Rescaling layer.
     """
     from edgequant.artifacts import write_atomic
     from edgequant.cli.build import run_build
@@ -63,7 +65,7 @@ def init(
 ) -> None:
     """Write a commented starter recipe for MODEL, from its input shape, dtype and preprocessing layers."""
     from edgequant.artifacts import write_atomic
-    from edgequant.quick import CALIBRATION_SAMPLES, choose_data, read_model_facts, starter_recipe
+    from edgequant.quick import choose_data, read_model_facts, starter_recipe
 
     if output.exists() and not force:
         raise InputError(f"{output}: already exists (use --force to overwrite it)")

@@ -42,4 +42,4 @@ def print_build_summary(result, console: Console | None = None) -> None:
     mixed = [v for v in report.variants if v.mixed_precision and v.mixed_precision.float_layers]
     for v in mixed:
         console.print(f"{v.name}: kept in float: {', '.join(v.mixed_precision.float_layers)}")
-    console.print(f"report: {result.output_dir / 'report.md'}")
+    console.print(f"report: {result.output_dir / 'report.md'}, {result.output_dir / 'report.html'}")
