@@ -246,6 +246,9 @@ def starter_recipe(
     choices = [p for p in list_profiles() if p.emulated]
     comments = {
         "model.path": [f"{facts.describe()} (read from the model)"],
+        "model.input_shape": [] if all(d > 0 for d in facts.input_shape) else [
+            "The model accepts any input size: fix one for conversion, and resize the data to it, e.g.",
+            "input_shape: [224, 224, 3]      # and in calibration.preprocess: resize: [224, 224]"],
         "calibration": ["Representative data: int8 measures its value ranges on real samples like those the model "
                         "will see."],
         "calibration.source": (

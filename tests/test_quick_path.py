@@ -186,3 +186,15 @@ def test_api_quantize_with_devices_returns_the_same_bytes_and_the_report(fmnist_
     rpi4 = next(lat for lat in int8.latency if lat.device == "rpi4")
     assert rpi4.estimate and rpi4.ms > 0 and rpi4.speedup_vs_reference > 1
     assert (tmp_path / "out" / "report.html").is_file()
+
+
+def test_a_model_of_any_input_size_gets_a_commented_input_shape(tmp_path, capsys):
+    import keras
+
+    model = keras.Sequential([keras.Input((None, None, 3)), keras.layers.Conv2D(4, 3),
+                              keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(2)])
+    model.save(tmp_path / "any_size.keras")
+    assert main(["init", str(tmp_path / "any_size.keras"), "-o", str(tmp_path / "recipe.yaml")]) == 0
+    text = (tmp_path / "recipe.yaml").read_text()
+    assert "# input ?x?x3 float32 (read from the model)" in text and "  # input_shape: [224, 224, 3]" in text
+    assert "CHANGE-ME-calibration.npy" in text  # not an image of known size: the placeholder is an array file
