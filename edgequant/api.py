@@ -18,6 +18,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from edgequant.data.stream import InputSpec, check_sample, iter_samples
 from edgequant.errors import InputError
+from edgequant.native_log import native_log_to_file
 from edgequant.recipe.schema import CALIBRATED_MODES, DataSpec, Recipe, Variant
 
 Calibration = DataSpec | np.ndarray | Iterable[np.ndarray] | Callable[[], Iterable[np.ndarray]]
@@ -50,7 +51,7 @@ def quantize(
         raise InputError(f"quantize(mode={mode!r}): {field}: {err['msg']}") from None
     if variant.mode in CALIBRATED_MODES and calibration is None:
         raise InputError(f"quantize(mode={mode!r}) needs calibration data (a representative dataset)")
-    with tempfile.TemporaryDirectory(prefix="edgequant-") as work:
+    with native_log_to_file(), tempfile.TemporaryDirectory(prefix="edgequant-") as work:
         if isinstance(model, (str, Path)):
             exported = export_model(Path(model), Path(work), input_shape)
         else:
@@ -77,4 +78,5 @@ def build(recipe: Recipe | str | Path, **kwargs: Any):
     """Build a recipe (object or file): see `edgequant.pipeline.build_recipe`."""
     from edgequant.pipeline import build_recipe
 
-    return build_recipe(recipe, **kwargs)
+    with native_log_to_file():
+        return build_recipe(recipe, **kwargs)

@@ -21,6 +21,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # click's help: no "<bool>" after flags, docstrings re-wrapped, not cut mid-sentence
 )
 app.command("build")(build.build)
 app.command("inspect")(inspect_cmd.inspect)

@@ -16,6 +16,7 @@ app = typer.Typer(
     help="Simulated edge devices: ARM kernels under qemu, estimated latency, ARM parity.",
     invoke_without_command=True,
     no_args_is_help=False,
+    rich_markup_mode=None,
 )
 
 DeviceOpt = Annotated[list[str], typer.Option("--device", "-d", help="profile name (see `edgequant devices`) or a .yaml path")]
@@ -23,9 +24,26 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output")
 
 
 def _console():
-    from rich.console import Console
+    from edgequant.cli.render import wide_console
 
-    return Console()
+    return wide_console()  # a plain Console squeezes every cell to 80 columns in a CI log
+
+
+def demangle(symbols: list[str]) -> dict[str, str]:
+    """C++ symbols as people read them (binutils' c++filt, one call for all); unchanged where it is missing."""
+    import shutil
+    import subprocess
+
+    mangled = sorted({s for s in symbols if s.startswith("_Z")})
+    tool = shutil.which("c++filt")
+    if not mangled or tool is None:
+        return {}
+    try:
+        out = subprocess.run([tool], input="\n".join(mangled) + "\n", capture_output=True, text=True, check=True,
+                             timeout=30).stdout.splitlines()
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    return dict(zip(mangled, out)) if len(out) == len(mangled) else {}
 
 
 @app.callback()
@@ -120,8 +138,9 @@ def render_estimate(r) -> str:
         f"  by threads (ms, estimates): {by_threads}",
         f"  {r.instructions_per_invoke:,} ARM instructions per invoke; memory: {mem}",
     ]
+    names = demangle([k.symbol for k in r.kernel_shares[:5]])
     for k in r.kernel_shares[:5]:
-        lines.append(f"  {k.share:6.1%}  {k.symbol}")
+        lines.append(f"  {k.share:6.1%}  {names.get(k.symbol, k.symbol)}")
     return "\n".join(lines)
 
 
@@ -168,8 +187,9 @@ def kernels(
         run = run_on_device(model, d)
         typer.echo(f"{run.profile} ({run.core}, emulated as {run.qemu_cpu}): "
                    f"{run.instructions_per_invoke:,} instructions per invoke")
+        names = demangle([k.symbol for k in run.kernel_shares[:top]])
         for k in run.kernel_shares[:top]:
-            typer.echo(f"  {k.share:6.1%}  {k.instructions:>14,d}  {k.symbol}  [{k.library}]")
+            typer.echo(f"  {k.share:6.1%}  {k.instructions:>14,d}  {names.get(k.symbol, k.symbol)}  [{k.library}]")
 
 
 def bench_on_devices(

@@ -8,7 +8,9 @@ from typing import Annotated
 
 import typer
 
-app = typer.Typer(help="Recipe format: print the JSON Schema, validate a recipe.", no_args_is_help=True)
+app = typer.Typer(
+    help="Recipe format: print the JSON Schema, validate a recipe.", no_args_is_help=True, rich_markup_mode=None
+)
 
 
 @app.command("schema")
