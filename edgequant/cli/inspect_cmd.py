@@ -110,6 +110,10 @@ def _plain(value):
     return float(array) if array.ndim == 0 else array.tolist()
 
 
+def _num(value) -> str:
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
+
+
 def _inspect_keras(path: Path, as_json: bool) -> None:
     info = keras_summary(path)
     if as_json:
@@ -122,7 +126,7 @@ def _inspect_keras(path: Path, as_json: bool) -> None:
             typer.echo(f"{role[:-1]} {t['name']}: ({shape})")
     if info["rescaling"]:
         for r in info["rescaling"]:
-            typer.echo(f"rescales its input: layer {r['layer']} computes x * {r['scale']} + {r['offset']} "
+            typer.echo(f"rescales its input: layer {r['layer']} computes x * {_num(r['scale'])} + {_num(r['offset'])} "
                        "(feed raw pixel values: no scale in the recipe's preprocess)")
     else:
         typer.echo("no Rescaling layer: the recipe's preprocess must scale inputs as the model was trained")
