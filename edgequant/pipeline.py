@@ -347,7 +347,8 @@ class _Stages:
                     estimates[x.variant.name] = estimate_latency(models[x.variant.name], profile, threads=threads)
                     if x.variant.mode in ("int8", "qat"):
                         parity = check_parity(models[x.variant.name], profile, parity_inputs or None)
-                        self.parity.setdefault(x.variant.name, []).append(dict(parity.to_dict(), device=entry))
+                        self.parity.setdefault(x.variant.name, []).append(
+                            dict(parity.to_dict(), device=entry, model=x.artifact.file))
                     task.advance()
                 reference_est = estimates.get(self.reference) or estimate_latency(reference, profile, threads=threads)
             for name, est in estimates.items():

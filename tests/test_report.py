@@ -210,6 +210,8 @@ def test_report_has_a_table_per_simulated_device(fmnist_build):
 
 def test_report_files_read_like_the_artifacts(fmnist_build):
     out = fmnist_build.output_dir
+    text = (out / "report.json").read_text()
+    assert "/tmp/edgequant-" not in text and "/../" not in text  # no build-temporary or un-normalised paths
     modes = {p.name: p.stat().st_mode & 0o777 for p in out.iterdir() if p.is_file()}
     assert modes["report.json"] == modes["report.md"] == modes["int8.tflite"] == modes["manifest.json"], modes
     assert modes["report.md"] & 0o044  # group and others can read it, as the artifacts

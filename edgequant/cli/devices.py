@@ -168,8 +168,10 @@ def parity(
     if as_json:
         typer.echo(json.dumps([r.to_dict() for r in results], indent=2))
     else:
+        from edgequant.report.render import parity_verdict
+
         for r in results:
-            typer.echo(f"{r.profile}: {r.summary()}")
+            typer.echo(f"{r.profile}: {parity_verdict(r.to_dict())}: {r.summary()}")
     if not all(r.exact or not r.integer_outputs for r in results):
         raise typer.Exit(1)
 
@@ -207,6 +209,7 @@ def bench_on_devices(
     to get the int8 speedup over float32 on each device.
     """
     from edgequant.devices.compare import compare_on_devices
+    from edgequant.report.render import parity_verdict
 
     result = compare_on_devices(models, devices, threads=threads, parity=parity)
     if as_json:
@@ -222,7 +225,7 @@ def bench_on_devices(
         e = row.estimate
         err = e.calibration
         speed = f"{row.speedup_vs_float32:.2f}x" if row.speedup_vs_float32 else "-"
-        par = row.parity.summary() if row.parity else "-"
+        par = parity_verdict(row.parity.to_dict()) if row.parity else "-"
         fit = e.memory.fits
         mem = f"{e.memory.required_mb:.0f} MB " + ("fits" if fit else "too big" if fit is False else "?")
         table.add_row(row.device, e.core, row.variant, f"~{e.latency_ms:.1f} ms", err, speed, par, mem)
