@@ -111,11 +111,11 @@ class BatchRunner:
 def _measured_output(interpreter) -> tuple[str, int, int]:
     """(name, tensor index, count) of the output evaluations measure: the first by signature name, else the first."""
     details = interpreter.get_output_details()
-    signatures = interpreter._get_full_signature_list() or {}
+    signatures = interpreter.get_signature_list()
     if len(signatures) == 1:
-        outputs = next(iter(signatures.values()))["outputs"]
+        outputs = interpreter.get_signature_runner(next(iter(signatures))).get_output_details()
         name = sorted(outputs)[0]
-        return name, int(outputs[name]), len(details)
+        return name, int(outputs[name]["index"]), len(details)
     return details[0]["name"], int(details[0]["index"]), len(details)
 
 
