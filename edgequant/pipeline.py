@@ -30,7 +30,7 @@ from edgequant.gates import GateResult, accuracy_gates_pass, check_gates
 from edgequant.progress import NullProgress, Progress
 from edgequant.recipe.loader import dotted_path, load_recipe, locate, recipe_hash
 from edgequant.recipe.schema import CALIBRATED_MODES, Float32Variant, Recipe
-from edgequant.report.render import render_report
+from edgequant.report.render import plural, render_report
 from edgequant.report.schema import (
     EvaluationReport,
     GateReport,
@@ -277,7 +277,7 @@ class _Stages:
         if self.eval_spec is None:
             return {}
         total = self.eval_spec.samples
-        with self.progress.task(f"evaluate {len(built)} variants", total=total) as task:
+        with self.progress.task(f"evaluate {plural(len(built), 'variant')}", total=total) as task:
             results = self._evaluate({b.variant.name: b.data for b in built if b.variant.name != self.reference},
                                      on_batch=task.advance)
         self._reference_eval = results[self.reference]

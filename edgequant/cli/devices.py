@@ -12,6 +12,8 @@ from typing import Annotated
 
 import typer
 
+from edgequant.report.render import plural
+
 app = typer.Typer(
     help="Simulated edge devices: ARM kernels under qemu, estimated latency, ARM parity.",
     invoke_without_command=True,
@@ -134,7 +136,7 @@ def render_estimate(r) -> str:
         f" ({r.memory.required_mb:.0f} MB of {r.memory.available_mb} MB available)" if r.memory.available_mb else "")
     lines = [
         f"[bold]{r.profile}[/] ({r.device}, {r.core}, emulated as {r.qemu_cpu}): "
-        f"[bold]{r.latency_ms:.1f} ms[/] at {r.threads} thread(s) — {r.label}",
+        f"[bold]{r.latency_ms:.1f} ms[/] at {plural(r.threads, 'thread')} — {r.label}",
         f"  by threads (ms, estimates): {by_threads}",
         f"  {r.instructions_per_invoke:,} ARM instructions per invoke; memory: {mem}",
     ]
@@ -217,7 +219,7 @@ def bench_on_devices(
         return result
     from rich.table import Table
 
-    table = Table(title=f"simulated devices, {threads} thread(s) — latencies are ESTIMATES from counted ARM "
+    table = Table(title=f"simulated devices, {plural(threads, 'thread')} — latencies are ESTIMATES from counted ARM "
                   "instructions, not measurements", title_justify="left")
     for col in ("device", "core", "variant", "est. latency", "calibration", "vs float32", "ARM parity", "memory"):
         table.add_column(col)
