@@ -18,6 +18,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from edgequant.data.stream import InputSpec, check_sample, iter_samples
 from edgequant.errors import InputError
+from edgequant.native_log import native_log_to_file
 from edgequant.recipe.schema import CALIBRATED_MODES, DataSpec, Recipe, Variant
 
 Calibration = DataSpec | np.ndarray | Iterable[np.ndarray] | Callable[[], Iterable[np.ndarray]]
@@ -63,10 +64,11 @@ def quantize(
     if devices or evaluation is not None or report or output_dir is not None:
         from edgequant.quick import build_variant_with_report
 
-        data, result = build_variant_with_report(model, variant, calibration=calibration, evaluation=evaluation,
-                                                 devices=devices, input_shape=input_shape, output_dir=output_dir)
+        with native_log_to_file():
+            data, result = build_variant_with_report(model, variant, calibration=calibration, evaluation=evaluation,
+                                                     devices=devices, input_shape=input_shape, output_dir=output_dir)
         return (data, result.report) if report else data
-    with tempfile.TemporaryDirectory(prefix="edgequant-") as work:
+    with native_log_to_file(), tempfile.TemporaryDirectory(prefix="edgequant-") as work:
         if isinstance(model, (str, Path)):
             exported = export_model(Path(model), Path(work), input_shape)
         else:
@@ -93,4 +95,5 @@ def build(recipe: Recipe | str | Path, **kwargs: Any):
     """Build a recipe (object or file): see `edgequant.pipeline.build_recipe`."""
     from edgequant.pipeline import build_recipe
 
-    return build_recipe(recipe, **kwargs)
+    with native_log_to_file():
+        return build_recipe(recipe, **kwargs)

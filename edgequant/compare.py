@@ -1,16 +1,48 @@
-"""Compare any two .tflite models on the same data (the engine behind `edgequant compare`)."""
+"""Compare any two .tflite models on the same data (the engine behind `edgequant compare`).
+
+Two artifacts of one build are compared with the preprocessing that build recorded in its
+manifest.json, so `compare` reports what the build reported on the same data.
+"""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from pydantic import ValidationError
 
 from edgequant.data.stream import InputSpec, iter_batches
-from edgequant.errors import InputError
+from edgequant.errors import DataError, InputError
 from edgequant.evaluate import Evaluation, evaluate
 from edgequant.recipe.schema import DataSpec
 from edgequant.tflite_file import read_tflite
+
+
+def build_preprocess(*models: Path) -> tuple[dict, Path] | None:
+    """The preprocessing the build that wrote `models` recorded, and its manifest; None if they are not one build's.
+
+    Every model must sit beside the same manifest.json, which must list it with the same SHA-256.
+    """
+    from edgequant.artifacts import MANIFEST
+    from edgequant.source_model import file_sha256
+
+    manifests = {Path(m).resolve().parent / MANIFEST for m in models}
+    if len(manifests) != 1 or not (manifest_path := manifests.pop()).is_file():
+        return None
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    entries = {a.get("file"): a for a in manifest.get("artifacts", []) if isinstance(a, dict)}
+    preprocess = []
+    for m in models:
+        entry = entries.get(Path(m).name)
+        if entry is None or entry.get("sha256") != file_sha256(Path(m)):
+            return None
+        preprocess.append(entry.get("preprocess") or (manifest.get("recipe") or {}).get("preprocess"))
+    if preprocess[0] is None or any(p != preprocess[0] for p in preprocess):
+        return None
+    return preprocess[0], manifest_path
 
 
 def data_spec(
@@ -19,16 +51,20 @@ def data_spec(
     labels: Path | None = None,
     key: str = "x",
     labels_key: str | None = None,
-    scale: float = 1.0,
-    mean: float = 0.0,
-    std: float = 1.0,
+    preprocess: dict | None = None,
+    scale: float | None = None,
+    mean: float | None = None,
+    std: float | None = None,
     resize: str | None = None,
+    color: str | None = None,
     samples: int | None = None,
     option: str = "--data",
 ) -> DataSpec:
     """A DataSpec from command-line words: `fashion-mnist[:split]`, a .npy/.npz file or an image folder.
 
-    `option` is the command-line option the words came from, for error messages."""
+    `preprocess` (a recorded one) is the starting point; each option given replaces its field.
+    `option` is the command-line option the words came from, for error messages.
+    """
     if data.startswith("fashion-mnist"):
         source = {"type": "fashion-mnist", "split": data.partition(":")[2] or "test"}
     else:
@@ -41,7 +77,9 @@ def data_spec(
             source = {"type": "npz", "path": str(path), "key": key, "labels_key": labels_key}
         else:
             source = {"type": "npy", "path": str(path), "labels": str(labels) if labels else None}
-    preprocess: dict = {"scale": scale, "mean": mean, "std": std}
+    preprocess = dict(preprocess or {})
+    given = {"scale": scale, "mean": mean, "std": std, "color": color}
+    preprocess.update({k: v for k, v in given.items() if v is not None})
     if resize:
         try:
             h, w = (int(v) for v in resize.lower().split("x"))
@@ -65,6 +103,9 @@ def compare_models(
         raise InputError(f"{reference} and {candidate} take different inputs: {sorted(shapes)}")
     model_input = InputSpec(ref_info.inputs[0].name, shapes.pop())
     batches = iter_batches(spec, model_input, batch_size, role="comparison")
-    results = evaluate({str(reference): reference, str(candidate): candidate}, batches, reference=str(reference),
-                       top_k=top_k)
-    return results
+    try:
+        return evaluate({str(reference): reference, str(candidate): candidate}, batches, reference=str(reference),
+                        top_k=top_k)
+    except DataError as exc:  # there is no recipe here: point at the options instead
+        message = str(exc).partition(" (check the recipe")[0]
+        raise DataError(f"{message} (check --resize, --color, --scale, --mean, --std)") from None

@@ -1,7 +1,12 @@
-"""A variant's gates checked against what the build measured. A missing measurement is an error, never a pass."""
+"""A variant's gates checked against what the build measured. A missing measurement is an error, never a pass.
+
+The gates that compare a variant with the reference fail when the reference is degenerate
+(its outputs do not depend on its input): agreeing with such a reference proves nothing.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 from edgequant.errors import BuildError
@@ -17,12 +22,14 @@ class GateResult:
     value: float
     passed: bool
     estimate: bool = False  # the value is a simulated-device estimate
+    reason: str = ""  # why the gate failed although its value is within the limit
 
     def describe(self) -> str:
         comparison = "<=" if self.gate.startswith("max") else ">="
         status = "passed" if self.passed else "FAILED"
         est = " (estimate)" if self.estimate else ""
-        return f"{self.variant}: {self.gate} {status}: {self.value:.4g}{est} (limit {comparison} {self.limit:g})"
+        why = f": {self.reason}" if self.reason else ""
+        return f"{self.variant}: {self.gate} {status}: {self.value:.4g}{est} (limit {comparison} {self.limit:g}){why}"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -37,16 +44,22 @@ def check_gates(
     reference: Evaluation | None,
     latency_ms: dict[str, float],
     estimated_devices: frozenset[str] = frozenset(),
+    reference_problems: Sequence[str] = (),
 ) -> list[GateResult]:
+    """`reference_problems` (from evaluate.reference_problems) fail every gate measured against the reference."""
     results: list[GateResult] = []
+    degenerate = f"the reference is degenerate: {'; '.join(reference_problems)}" if reference_problems else ""
 
-    def gate(name: str, limit: float | None, value: float | None, higher_is_better: bool, estimate=False):
+    def gate(name: str, limit: float | None, value: float | None, higher_is_better: bool, estimate=False,
+             against_reference=False):
         if limit is None:
             return
         if value is None:
             raise BuildError(f"variant {variant_name!r}: gate {name} has nothing to check: it was not measured")
         passed = value >= limit if higher_is_better else value <= limit
-        results.append(GateResult(variant_name, name, float(limit), float(value), passed, estimate))
+        reason = degenerate if against_reference and degenerate else ""
+        results.append(GateResult(variant_name, name, float(limit), float(value), passed and not reason, estimate,
+                                  reason))
 
     top1 = evaluation.top1 if evaluation else None
     ref_top1 = reference.top1 if reference else None
@@ -58,12 +71,13 @@ def check_gates(
         )
     if top1 is not None and ref_top1 is not None:
         drop_points = (ref_top1 - top1) * 100
-        gate("max_accuracy_drop_points", gates.max_accuracy_drop_points, drop_points, False)
+        gate("max_accuracy_drop_points", gates.max_accuracy_drop_points, drop_points, False, against_reference=True)
         drop_percent = drop_points / ref_top1 if ref_top1 > 0 else 0.0
-        gate("max_accuracy_drop_percent", gates.max_accuracy_drop_percent, drop_percent, False)
+        gate("max_accuracy_drop_percent", gates.max_accuracy_drop_percent, drop_percent, False,
+             against_reference=True)
     agreement = evaluation.agreement * 100 if evaluation and evaluation.agreement is not None else None
-    gate("min_agreement_percent", gates.min_agreement_percent, agreement, True)
-    gate("min_cosine", gates.min_cosine, evaluation.cosine if evaluation else None, True)
+    gate("min_agreement_percent", gates.min_agreement_percent, agreement, True, against_reference=True)
+    gate("min_cosine", gates.min_cosine, evaluation.cosine if evaluation else None, True, against_reference=True)
     gate("max_size_kib", gates.max_size_kib, size_bytes / 1024, False)
     for device, limit in gates.max_latency_ms.items():
         gate(f"max_latency_ms.{device}", limit, latency_ms.get(device), False, device in estimated_devices)

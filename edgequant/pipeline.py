@@ -25,12 +25,12 @@ from edgequant.convert import convert_variant
 from edgequant.data.sources import class_names, describe
 from edgequant.data.stream import iter_batches, iter_samples
 from edgequant.errors import DataError, InputError
-from edgequant.evaluate import Evaluation, evaluate
+from edgequant.evaluate import Evaluation, evaluate, reference_problems
 from edgequant.gates import GateResult, accuracy_gates_pass, check_gates
 from edgequant.progress import NullProgress, Progress
 from edgequant.recipe.loader import dotted_path, load_recipe, locate, recipe_hash
 from edgequant.recipe.schema import CALIBRATED_MODES, Float32Variant, Recipe
-from edgequant.report.render import render_report
+from edgequant.report.render import plural, render_report
 from edgequant.report.schema import (
     EvaluationReport,
     GateReport,
@@ -43,7 +43,7 @@ from edgequant.report.schema import (
 from edgequant.source_model import ExportedModel, export_model
 from edgequant.tflite_file import read_tflite
 
-REFERENCE = "float32"
+INTERNAL_REFERENCE = ".float32-reference"  # variant names cannot start with '.': it never clashes with one
 DEBUG_SAMPLES = 32  # samples the per-layer error analysis compares float and int8 activations on
 SENSITIVITY_SAMPLES = 2000  # evaluation samples used to rank layers for the automatic mixed-precision search
 
@@ -125,7 +125,7 @@ def build_recipe(
             with _field_context(recipe_path, ["calibration"]):
                 _check_calibration(recipe, exported, progress)
 
-        stages = _Stages(recipe, recipe_path, exported, progress, Path(work))
+        stages = _Stages(recipe, recipe_path, exported, progress, Path(work), _reference_name(variants))
         built = [
             stages.build_auto_float(v) if getattr(v, "float_layers", None) == "auto" else stages.build_variant(v)
             for v in variants
@@ -148,10 +148,12 @@ class _Stages:
     """The per-build stages, sharing the export, the reference model and the evaluation data."""
 
     def __init__(
-        self, recipe: Recipe, recipe_path: str | None, exported: ExportedModel, progress: Progress, work_dir: Path
+        self, recipe: Recipe, recipe_path: str | None, exported: ExportedModel, progress: Progress, work_dir: Path,
+        reference: str,
     ):
         self.recipe, self.recipe_path, self.exported, self.progress = recipe, recipe_path, exported, progress
         self.work_dir = work_dir
+        self.reference = reference
         self.parity: dict[str, list[dict]] = {}
         self.eval_spec = recipe.evaluation_data()
         self._reference: bytes | None = None
@@ -163,7 +165,7 @@ class _Stages:
         """The float32 model every variant is compared with (converted once, even if not a variant)."""
         if self._reference is None:
             with self.progress.task("convert float32 reference") as task:
-                self._reference = convert_variant(self.exported.saved_model_dir, Float32Variant(name=REFERENCE))
+                self._reference = convert_variant(self.exported.saved_model_dir, Float32Variant(name="reference"))
                 task.advance()
         return self._reference
 
@@ -229,7 +231,7 @@ class _Stages:
             def judge(candidate: bytes, subset: bool):
                 limit = SENSITIVITY_SAMPLES if subset else None
                 results = self._evaluate({"candidate": candidate}, limit=limit)
-                reference = results[REFERENCE] if subset else self.reference_evaluation()
+                reference = results[self.reference] if subset else self.reference_evaluation()
                 passed = accuracy_gates_pass(variant.gates, results["candidate"], reference)
                 return _evaluation_report(results["candidate"], reference), passed
 
@@ -257,7 +259,7 @@ class _Stages:
         batches = iter_batches(spec, self.exported.input, spec.batch_size, limit=limit, role="evaluation")
         with _field_context(self.recipe_path, ["evaluation"]):
             return evaluate(
-                {REFERENCE: self.reference_model(), **models}, batches, reference=REFERENCE, top_k=spec.top_k,
+                {self.reference: self.reference_model(), **models}, batches, reference=self.reference, top_k=spec.top_k,
                 on_batch=on_batch,
             )
 
@@ -268,17 +270,17 @@ class _Stages:
 
     def reference_evaluation(self) -> Evaluation:
         if self._reference_eval is None:
-            self._reference_eval = self._evaluate({})[REFERENCE]
+            self._reference_eval = self._evaluate({})[self.reference]
         return self._reference_eval
 
     def evaluate_all(self, built: list[_Built]) -> dict[str, Evaluation]:
         if self.eval_spec is None:
             return {}
         total = self.eval_spec.samples
-        with self.progress.task(f"evaluate {len(built)} variants", total=total) as task:
-            results = self._evaluate({b.variant.name: b.data for b in built if b.variant.name != REFERENCE},
+        with self.progress.task(f"evaluate {plural(len(built), 'variant')}", total=total) as task:
+            results = self._evaluate({b.variant.name: b.data for b in built if b.variant.name != self.reference},
                                      on_batch=task.advance)
-        self._reference_eval = results[REFERENCE]
+        self._reference_eval = results[self.reference]
         return results
 
     # --- latency --------------------------------------------------------------------------------
@@ -303,14 +305,14 @@ class _Stages:
 
             names = [x.variant.name for x in built]
             models = [x.data for x in built]
-            if REFERENCE not in names:
-                names, models = [REFERENCE, *names], [self.reference_model(), *models]
+            if self.reference not in names:
+                names, models = [self.reference, *names], [self.reference_model(), *models]
             with self.progress.task(f"benchmark {len(models)} models on the host", total=None) as task:
                 results = benchmark(models, kernels=[b.kernels], threads=[b.threads], runs=b.runs, warmup=b.warmup,
                                     names=names)
                 task.advance()
             by_name = dict(zip(names, results))
-            ref_ms = by_name[REFERENCE].latency.median_ms
+            ref_ms = by_name[self.reference].latency.median_ms
             for x in built:
                 r = by_name[x.variant.name]
                 latencies[x.variant.name].append(
@@ -321,7 +323,7 @@ class _Stages:
                     )
                 )
                 explanations[x.variant.name] = explain_speed(
-                    x.data, name=x.variant.name, results=[by_name[REFERENCE], r]
+                    x.data, name=x.variant.name, results=[by_name[self.reference], r]
                 ).to_dict()
         if self.recipe.devices:
             with _field_context(self.recipe_path, ["devices"]):
@@ -334,7 +336,7 @@ class _Stages:
 
         threads = self.recipe.benchmark.threads
         models = {x.variant.name: self._work_file(x.variant.name, x.data) for x in built}
-        reference = models.get(REFERENCE) or self._work_file(".reference", self.reference_model())
+        reference = models.get(self.reference) or self._work_file(INTERNAL_REFERENCE, self.reference_model())
         parity_inputs = self._parity_inputs()
         notes = []
         for entry in self.recipe.devices:
@@ -345,16 +347,17 @@ class _Stages:
                     estimates[x.variant.name] = estimate_latency(models[x.variant.name], profile, threads=threads)
                     if x.variant.mode in ("int8", "qat"):
                         parity = check_parity(models[x.variant.name], profile, parity_inputs or None)
-                        self.parity.setdefault(x.variant.name, []).append(dict(parity.to_dict(), device=entry))
+                        self.parity.setdefault(x.variant.name, []).append(
+                            dict(parity.to_dict(), device=entry, model=x.artifact.file))
                     task.advance()
-                reference_est = estimates.get(REFERENCE) or estimate_latency(reference, profile, threads=threads)
+                reference_est = estimates.get(self.reference) or estimate_latency(reference, profile, threads=threads)
             for name, est in estimates.items():
                 latencies[name].append(
                     LatencyReport(
                         device=entry, ms=est.latency_ms, estimate=True,
                         calibration_error_percent=est.calibration_error_pct,
                         speedup_vs_reference=reference_est.latency_ms / est.latency_ms if est.latency_ms else None,
-                        details=est.to_dict(),
+                        details=dict(est.to_dict(), model=f"{name}.tflite"),  # not the build's temporary copy
                     )
                 )
             if reference_est.calibration_error_pct is None:
@@ -382,6 +385,11 @@ class _Stages:
         return [s.x for s in islice(iter_samples(spec, self.exported.input, role="parity"), 8)]
 
 
+def _reference_name(variants: list) -> str:
+    """The float32 model the others are compared with: the recipe's float32 variant itself, else an internal one."""
+    return next((v.name for v in variants if v.mode == "float32"), INTERNAL_REFERENCE)
+
+
 def _artifact(variant, data: bytes, seconds: float) -> Artifact:
     info = read_tflite(data)
     return Artifact(
@@ -404,8 +412,10 @@ def _evaluation_report(e: Evaluation, reference: Evaluation | None) -> Evaluatio
 
 
 def _assemble_report(recipe, recipe_path, exported, built, evaluations, latencies, explanations, notes, stages):
-    reference_eval = evaluations.get(REFERENCE)
+    reference_eval = evaluations.get(stages.reference)
     reference_size = stages.reference_size
+    problems = reference_problems(reference_eval) if reference_eval else []
+    allowed = bool(problems) and recipe.evaluation is not None and recipe.evaluation.allow_degenerate_reference
     variants, failed = [], []
     for b in built:
         name = b.variant.name
@@ -417,6 +427,7 @@ def _assemble_report(recipe, recipe_path, exported, built, evaluations, latencie
                 name, b.variant.gates, size_bytes=b.artifact.size_bytes, evaluation=evaluation,
                 reference=reference_eval, latency_ms={x.device: x.ms for x in lat},
                 estimated_devices=frozenset(x.device for x in lat if x.estimate),
+                reference_problems=[] if allowed else problems,
             )
         failed += [g.describe() for g in gates if not g.passed]
         variants.append(
@@ -442,9 +453,11 @@ def _assemble_report(recipe, recipe_path, exported, built, evaluations, latencie
     return Report(
         created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         edgequant_version=__version__,
-        recipe={"name": recipe.name, "path": recipe_path, "sha256": recipe_hash(recipe)},
+        recipe={"name": recipe.name, "path": str(Path(recipe_path).resolve()) if recipe_path else None,
+                "sha256": recipe_hash(recipe)},
         source_model={"path": str(recipe.model.path), "kind": exported.source_kind, "sha256": exported.source_sha256},
-        reference=REFERENCE,
+        reference=stages.reference,
+        reference_problems=problems,
         evaluation_data=(
             f"{describe(eval_spec.source)}, {next(iter(evaluations.values())).samples} samples" if evaluations else None
         ),
@@ -452,8 +465,21 @@ def _assemble_report(recipe, recipe_path, exported, built, evaluations, latencie
         variants=variants,
         passed=not failed,
         failed_gates=failed,
+        warnings=_reference_warnings(problems, allowed),
         notes=notes,
     )
+
+
+def _reference_warnings(problems: list[str], allowed: bool) -> list[str]:
+    if not problems:
+        return []
+    consequence = (
+        "evaluation.allow_degenerate_reference is set, so its gates were checked anyway"
+        if allowed else "the gates that compare against it fail (set evaluation.allow_degenerate_reference: true "
+        "if this is intended)"
+    )
+    return [f"the float32 reference is degenerate: {'; '.join(problems)}. Agreement with it proves nothing "
+            f"(an untrained model, or preprocessing that blanks the input?); {consequence}"]
 
 
 @contextmanager
@@ -505,7 +531,7 @@ def _write_manifest(recipe, recipe_path, exported, artifacts: list[Artifact], ou
             "preprocess": preprocess.model_dump(mode="json") if preprocess else None,
         },
         "source_model": {"path": str(recipe.model.path), "kind": exported.source_kind, "sha256": exported.source_sha256},
-        "labels": class_names(recipe.evaluation.source) if recipe.evaluation else None,
+        "labels": (recipe.evaluation.class_names or class_names(recipe.evaluation.source)) if recipe.evaluation else None,
         "artifacts": merge_artifacts(read_manifest(out), [a.manifest_entry() for a in artifacts], out),
     }
     staging.path(MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")

@@ -168,3 +168,188 @@ def test_latency_gate_on_an_unmeasured_device_is_a_recipe_error(tmp_path, capsys
     )
     assert main(["recipe", "check", str(tmp_path / "r.yaml")]) == 2
     assert "gates latency on 'rpi4', which is not measured: add it to `devices`" in capsys.readouterr().err
+
+
+# --- figures right on models edgequant has never seen (issue 10) ------------------------------------
+
+
+def test_build_figures_equal_an_independent_interpreter_loop(fmnist_build, fmnist_test_set):
+    """Accuracy and agreement in report.json, recomputed with a bare LiteRT loop on the same 10,000 images."""
+    from tests.zoo_models import agreement, independent_outputs
+
+    x, y = fmnist_test_set
+    report = Report.model_validate_json((fmnist_build.output_dir / "report.json").read_text())
+    reference = independent_outputs(fmnist_build.path("float32"), x)
+    for name in ("float32", "int8"):
+        outputs = reference if name == "float32" else independent_outputs(fmnist_build.path(name), x)
+        e = report.variant(name).evaluation
+        assert e.top1 == pytest.approx(float((outputs.argmax(axis=1) == y).mean()), abs=1e-12)
+        assert e.agreement == pytest.approx(agreement(outputs, reference), abs=1e-12)
+
+
+def test_report_has_a_table_per_simulated_device(fmnist_build):
+    """Latency at 1..N threads, peak RAM against the device's memory, flash, speed-up and parity with a verdict."""
+    md = (fmnist_build.output_dir / "report.md").read_text()
+    report = Report.model_validate_json((fmnist_build.output_dir / "report.json").read_text())
+    for device in ("rpi4", "pixel4"):
+        lat = next(x for x in report.variant("int8").latency if x.device == device)
+        cores = len(lat.details["latency_ms_by_threads"])  # 1..the profile's cores
+        section = md.split(f"### {device}: ")[1].split("\n### ")[0]
+        header = next(line for line in section.splitlines() if line.startswith("| variant"))
+        assert cores >= 4 and [f"{n} thread" in header for n in range(1, cores + 2)] == [True] * cores + [False]
+        assert "peak RAM / device" in header and "flash" in header and "speed-up vs `float32`" in header
+        int8_row = next(line for line in section.splitlines() if line.startswith("| `int8`"))
+        assert f"{lat.details['latency_ms_by_threads']['1']:.3g}" in int8_row
+        assert f"{lat.speedup_vs_reference:.2f}x" in int8_row
+        assert "MB of" in int8_row and "(fits)" in int8_row and "pass: bit-exact" in int8_row
+        assert f"{report.variant('int8').size_bytes / 1024:,.1f} KiB" in int8_row
+    # each caveat once: the host-speed paragraph, and each device's calibration
+    from edgequant.bench.speed_explanation import DEVICE_HINT
+
+    assert md.count(DEVICE_HINT) <= 1
+    pixel4 = next(x for x in report.variant("int8").latency if x.device == "pixel4")
+    assert md.count(pixel4.details["calibration_source"]) == 1
+
+
+def test_report_files_read_like_the_artifacts(fmnist_build):
+    out = fmnist_build.output_dir
+    text = (out / "report.json").read_text()
+    assert "/tmp/edgequant-" not in text and "/../" not in text  # no build-temporary or un-normalised paths
+    modes = {p.name: p.stat().st_mode & 0o777 for p in out.iterdir() if p.is_file()}
+    assert modes["report.json"] == modes["report.md"] == modes["int8.tflite"] == modes["manifest.json"], modes
+    assert modes["report.md"] & 0o044  # group and others can read it, as the artifacts
+
+
+def test_report_command_takes_the_report_file_itself(fmnist_build, tmp_path):
+    import shutil
+
+    copy = tmp_path / "build"
+    shutil.copytree(fmnist_build.output_dir, copy)
+    (copy / "report.md").unlink()
+    assert main(["report", str(copy / "report.json")]) == 0
+    assert (copy / "report.md").is_file()
+
+
+def test_layer_error_bars_are_unique_ordered_and_explain_non_finite_errors(tmp_path):
+    """Tails that clash grow until they differ; an infinite error is a bar with words, and matplotlib is quiet."""
+    import warnings
+
+    from edgequant.report.plots import _layer_error_plot, layer_error_bars
+    from edgequant.report.schema import LayerErrorReport, VariantReport
+
+    def layer(name, steps, op="CONV_2D"):
+        return LayerErrorReport(layer=name, op=op, rmse=steps, rmse_steps=steps, max_abs_error=steps, mean_error=0,
+                                scale=1.0, elements=10)
+
+    names = [f"model/mobilenetv2/block_{i}_project_BN/batchnorm/add_1" for i in range(12)]
+    layers = [layer("model/log/Log", float("inf"), "LOG")]
+    layers += [layer(n, 5.0 - i * 0.1) for i, n in enumerate(names)]
+    layers += [layer("a/same;x", 0.5), layer("a/same;y", 0.4)]  # the same layer name twice
+    bars = layer_error_bars(layers)
+    labels = [b.label for b in bars]
+    assert len(bars) == len(layers) and len(set(labels)) == len(labels)
+    assert labels[1] == "block_0_project_BN/batchnorm/add_1 (CONV_2D)"
+    assert labels[-2:] == ["a/same #1 (CONV_2D)", "a/same #2 (CONV_2D)"]
+    assert bars[0].rmse_steps is None and "infinity" in bars[0].note
+    variant = VariantReport(name="int8", mode="int8", file="int8.tflite", size_bytes=1, size_vs_reference=None,
+                            sha256="0", inputs=[], outputs=[], convert_seconds=0.0, layer_errors=layers)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _layer_error_plot(variant, tmp_path / "plot.png")
+    assert (tmp_path / "plot.png").stat().st_size > 1000
+    from edgequant.report.render import _variant_details
+
+    assert "not finite" in "\n".join(_variant_details(variant))
+
+
+def test_plots_and_tables_name_their_metric():
+    from edgequant.report.plots import quality_metric
+    from edgequant.report.render import parity_verdict, plural
+    from edgequant.report.schema import EvaluationReport, VariantReport
+
+    def variant(**e):
+        ev = EvaluationReport(samples=10, k=5, mse=0.0, cosine=0.9, throughput=1.0, batch_size=1, **e)
+        return VariantReport(name="v", mode="int8", file="v.tflite", size_bytes=1, size_vs_reference=None,
+                             sha256="0", inputs=[], outputs=[], convert_seconds=0.0, evaluation=ev)
+
+    assert quality_metric([variant(top1=0.9, agreement=0.9)]).axis == "top-1 accuracy (%)"
+    assert quality_metric([variant(agreement=0.9)]).axis == "top-1 agreement with the reference (%)"
+    cosine = quality_metric([variant()])
+    assert cosine.axis == "cosine similarity to the reference (x100)" and cosine.value(variant()) == 90.0
+    assert (plural(1, "gate"), plural(2, "variant")) == ("1 gate", "2 variants")
+    float_ok = {"exact": False, "samples": 8, "max_abs_error": 2e-6, "outputs": [{"dtype": "float32"}]}
+    float_bad = dict(float_ok, max_abs_error=0.3, top1_agreement=0.75)
+    assert parity_verdict(float_ok).startswith("pass: float outputs within")
+    assert parity_verdict(float_bad).startswith("FAIL") and "75%" in parity_verdict(float_bad)
+    assert parity_verdict({"exact": False, "max_abs_error": 1.0, "outputs": [{"dtype": "int8"}]}).startswith("FAIL")
+
+
+def test_gates_against_a_degenerate_reference_fail_with_the_reason():
+    problems = ["its top-1 class is the same for all 100 samples"]
+    results = check_gates("v", Gates(min_agreement_percent=90, max_size_kib=100), size_bytes=1024,
+                          evaluation=_evaluation(None, 1.0, 1.0), reference=_evaluation(None, 1.0, 1.0),
+                          latency_ms={}, reference_problems=problems)
+    agreement_gate, size_gate = results
+    assert not agreement_gate.passed and agreement_gate.value == 100.0
+    assert "the reference is degenerate: its top-1 class is the same" in agreement_gate.describe()
+    assert size_gate.passed and not size_gate.reason  # a size gate does not depend on the reference
+
+
+def _small_fmnist_recipe(tmp_path, variants: str, evaluation_extra: str = "", preprocess: str = "scale: 0.00392156862745098"):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(
+        f"name: small\nmodel: {{path: {REPO}/recipes/fashion_mnist/fashion_mnist_cnn.keras}}\n"
+        f"evaluation:\n  source: {{type: fashion-mnist, split: test}}\n  samples: 300\n"
+        f"  preprocess: {{{preprocess}}}\n{evaluation_extra}"
+        f"benchmark: {{enabled: false}}\noutput_dir: {tmp_path / 'out'}\nvariants:\n{variants}"
+    )
+    return recipe
+
+
+@pytest.mark.slow
+def test_a_float32_variant_is_the_reference_itself(tmp_path):
+    from edgequant.pipeline import build_recipe
+
+    recipe = _small_fmnist_recipe(
+        tmp_path, "  - {name: ref, mode: float32}\n  - {name: small, mode: dynamic, gates: {min_agreement_percent: 90}}\n",
+        evaluation_extra="  class_names: [tee, trouser, pullover, dress, coat, sandal, shirt, sneaker, bag, boot]\n",
+    )
+    result = build_recipe(recipe)
+    report = result.report
+    assert report.reference == "ref" and not report.reference_problems and result.passed
+    ref = report.variant("ref").evaluation
+    assert ref.agreement == 1.0 and ref.cosine == pytest.approx(1.0)
+    assert report.variant("small").evaluation.accuracy_drop_points == pytest.approx(
+        (ref.top1 - report.variant("small").evaluation.top1) * 100)
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["labels"][0] == "tee" and manifest["labels"][-1] == "boot"  # evaluation.class_names
+    assert "Reference: the float32 variant `ref`." in (tmp_path / "out" / "report.md").read_text()
+
+
+@pytest.mark.slow
+def test_preprocessing_that_blanks_the_input_is_a_degenerate_reference(tmp_path, capsys):
+    """`scale: 0` makes every input zero: agreement is 100% and proves nothing, so the gate fails, with the reason."""
+    variants = "  - {name: dyn, mode: dynamic, gates: {min_agreement_percent: 90}}\n"
+    recipe = _small_fmnist_recipe(tmp_path, variants, preprocess="scale: 0")
+    assert main(["build", str(recipe)]) == 1
+    err = capsys.readouterr().err
+    assert "edgequant: warning: the float32 reference is degenerate" in err
+    assert "dyn: min_agreement_percent FAILED: 100" in err and "the reference is degenerate" in err
+    report = Report.model_validate_json((tmp_path / "out" / "report.json").read_text())
+    assert report.reference == ".float32-reference"  # no float32 variant: an internal one, never written
+    assert not (tmp_path / "out" / ".float32-reference.tflite").exists()
+    assert any("top-1 accuracy (" in p and "no better than always guessing" in p for p in report.reference_problems)
+
+    allowed = _small_fmnist_recipe(tmp_path, variants, preprocess="scale: 0",
+                                   evaluation_extra="  allow_degenerate_reference: true\n")
+    assert main(["build", str(allowed)]) == 0
+    report = Report.model_validate_json((tmp_path / "out" / "report.json").read_text())
+    assert report.passed and report.reference_problems
+    assert "its gates were checked anyway" in report.warnings[0]
+
+
+def test_a_variant_named_float32_must_be_the_float32_reference(tmp_path, capsys):
+    (tmp_path / "m.keras").write_bytes(b"")
+    (tmp_path / "r.yaml").write_text("model: {path: m.keras}\nvariants: [{name: float32, mode: dynamic}]\n")
+    assert main(["recipe", "check", str(tmp_path / "r.yaml")]) == 2
+    assert "a dynamic variant cannot be named 'float32'" in capsys.readouterr().err

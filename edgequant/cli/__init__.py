@@ -5,7 +5,6 @@ Heavy imports (TensorFlow, LiteRT) happen inside commands, so `edgequant --help`
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import sys
 import traceback
@@ -17,9 +16,8 @@ from edgequant import __version__
 from edgequant.cli import bench, build, inspect_cmd, quick, recipe_cmd, report_cmd
 from edgequant.cli import push as push_cmd
 from edgequant.cli import devices as devices_cmd
+from edgequant.native_log import open_run_log
 from edgequant.errors import EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED, EdgequantError
-
-KEPT_RUN_LOGS = 20
 
 app = typer.Typer(
     name="edgequant",
@@ -27,6 +25,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # click's help: no "<bool>" after flags, docstrings re-wrapped, not cut mid-sentence
 )
 
 
@@ -70,16 +69,8 @@ def _divert_native_stderr() -> None:
     global _run_log
     if os.environ.get("EDGEQUANT_DEBUG"):
         return
-    from edgequant.cache import cache_dir
-
-    log_dir = cache_dir() / "logs"
-    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
-    path = log_dir / f"{stamp}-{os.getpid()}.log"
     try:
-        log_dir.mkdir(parents=True, exist_ok=True)
-        log = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        for old in sorted(log_dir.glob("*.log"))[:-KEPT_RUN_LOGS]:
-            old.unlink(missing_ok=True)
+        path, log = open_run_log()
     except OSError:
         return
     _run_log = path

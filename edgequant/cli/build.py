@@ -32,6 +32,8 @@ def run_build(recipe, **options):
     from edgequant.cli.render import print_build_summary
 
     print_build_summary(result)
+    for warning in result.report.warnings:
+        typer.echo(f"edgequant: warning: {warning}", err=True)
     if not result.passed:
         for gate in result.failed_gates:
             typer.echo(f"edgequant: gate failed: {gate}", err=True)

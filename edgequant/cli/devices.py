@@ -12,10 +12,13 @@ from typing import Annotated
 
 import typer
 
+from edgequant.report.render import plural
+
 app = typer.Typer(
     help="Simulated edge devices: ARM kernels under qemu, estimated latency, ARM parity.",
     invoke_without_command=True,
     no_args_is_help=False,
+    rich_markup_mode=None,
 )
 
 DeviceOpt = Annotated[list[str], typer.Option("--device", "-d", help="profile name (see `edgequant devices`) or a .yaml path")]
@@ -23,9 +26,26 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output")
 
 
 def _console():
-    from rich.console import Console
+    from edgequant.cli.render import wide_console
 
-    return Console()
+    return wide_console()  # a plain Console squeezes every cell to 80 columns in a CI log
+
+
+def demangle(symbols: list[str]) -> dict[str, str]:
+    """C++ symbols as people read them (binutils' c++filt, one call for all); unchanged where it is missing."""
+    import shutil
+    import subprocess
+
+    mangled = sorted({s for s in symbols if s.startswith("_Z")})
+    tool = shutil.which("c++filt")
+    if not mangled or tool is None:
+        return {}
+    try:
+        out = subprocess.run([tool], input="\n".join(mangled) + "\n", capture_output=True, text=True, check=True,
+                             timeout=30).stdout.splitlines()
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    return dict(zip(mangled, out)) if len(out) == len(mangled) else {}
 
 
 @app.callback()
@@ -116,12 +136,13 @@ def render_estimate(r) -> str:
         f" ({r.memory.required_mb:.0f} MB of {r.memory.available_mb} MB available)" if r.memory.available_mb else "")
     lines = [
         f"[bold]{r.profile}[/] ({r.device}, {r.core}, emulated as {r.qemu_cpu}): "
-        f"[bold]{r.latency_ms:.1f} ms[/] at {r.threads} thread(s) — {r.label}",
+        f"[bold]{r.latency_ms:.1f} ms[/] at {plural(r.threads, 'thread')} — {r.label}",
         f"  by threads (ms, estimates): {by_threads}",
         f"  {r.instructions_per_invoke:,} ARM instructions per invoke; memory: {mem}",
     ]
+    names = demangle([k.symbol for k in r.kernel_shares[:5]])
     for k in r.kernel_shares[:5]:
-        lines.append(f"  {k.share:6.1%}  {k.symbol}")
+        lines.append(f"  {k.share:6.1%}  {names.get(k.symbol, k.symbol)}")
     return "\n".join(lines)
 
 
@@ -149,8 +170,10 @@ def parity(
     if as_json:
         typer.echo(json.dumps([r.to_dict() for r in results], indent=2))
     else:
+        from edgequant.report.render import parity_verdict
+
         for r in results:
-            typer.echo(f"{r.profile}: {r.summary()}")
+            typer.echo(f"{r.profile}: {parity_verdict(r.to_dict())}: {r.summary()}")
     if not all(r.exact or not r.integer_outputs for r in results):
         raise typer.Exit(1)
 
@@ -168,8 +191,9 @@ def kernels(
         run = run_on_device(model, d)
         typer.echo(f"{run.profile} ({run.core}, emulated as {run.qemu_cpu}): "
                    f"{run.instructions_per_invoke:,} instructions per invoke")
+        names = demangle([k.symbol for k in run.kernel_shares[:top]])
         for k in run.kernel_shares[:top]:
-            typer.echo(f"  {k.share:6.1%}  {k.instructions:>14,d}  {k.symbol}  [{k.library}]")
+            typer.echo(f"  {k.share:6.1%}  {k.instructions:>14,d}  {names.get(k.symbol, k.symbol)}  [{k.library}]")
 
 
 def bench_on_devices(
@@ -187,6 +211,7 @@ def bench_on_devices(
     to get the int8 speedup over float32 on each device.
     """
     from edgequant.devices.compare import compare_on_devices
+    from edgequant.report.render import parity_verdict
 
     result = compare_on_devices(models, devices, threads=threads, parity=parity)
     if as_json:
@@ -194,7 +219,7 @@ def bench_on_devices(
         return result
     from rich.table import Table
 
-    table = Table(title=f"simulated devices, {threads} thread(s) — latencies are ESTIMATES from counted ARM "
+    table = Table(title=f"simulated devices, {plural(threads, 'thread')} — latencies are ESTIMATES from counted ARM "
                   "instructions, not measurements", title_justify="left")
     for col in ("device", "core", "variant", "est. latency", "calibration", "vs float32", "ARM parity", "memory"):
         table.add_column(col)
@@ -202,7 +227,7 @@ def bench_on_devices(
         e = row.estimate
         err = e.calibration
         speed = f"{row.speedup_vs_float32:.2f}x" if row.speedup_vs_float32 else "-"
-        par = row.parity.summary() if row.parity else "-"
+        par = parity_verdict(row.parity.to_dict()) if row.parity else "-"
         fit = e.memory.fits
         mem = f"{e.memory.required_mb:.0f} MB " + ("fits" if fit else "too big" if fit is False else "?")
         table.add_row(row.device, e.core, row.variant, f"~{e.latency_ms:.1f} ms", err, speed, par, mem)

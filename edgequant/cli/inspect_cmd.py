@@ -1,4 +1,9 @@
-"""`edgequant inspect model.tflite`: what a .tflite file holds, read from the file itself."""
+"""`edgequant inspect model.tflite`: what a .tflite file holds, read from the file itself.
+
+A Keras source model (.keras, .h5) is loaded and summarised instead: its input and output
+shapes, and whether it rescales its input itself (a Rescaling layer), which decides the
+recipe's preprocess.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +15,16 @@ import typer
 
 
 def inspect(
-    model: Annotated[Path, typer.Argument(help=".tflite file")],
+    model: Annotated[Path, typer.Argument(help=".tflite file, or a Keras .keras/.h5 source model")],
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
-    """Print tensors, op counts by type and quantization parameters of a .tflite file."""
+    """Print tensors, op counts by type and quantization parameters of a .tflite file.
+
+    For a .keras or .h5 model: input and output shapes, and any Rescaling layer inside.
+    """
+    if model.suffix.lower() in KERAS_SUFFIXES:
+        _inspect_keras(model, as_json)
+        return
     from edgequant.tflite_file import read_tflite
 
     m = read_tflite(model)
@@ -55,6 +66,70 @@ def inspect(
             qt.add_row(str(t.index), t.name.split(";")[0][-40:], t.dtype, str(list(t.shape)),
                        _range(q.scale), _range(q.zero_point), str(q.axis) if q.per_channel else "-")
         console.print(qt)
+
+
+KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
+
+
+def keras_summary(path: Path) -> dict:
+    """Shapes, size and the Rescaling layers (nested models included) of a Keras model file."""
+    from edgequant.native_log import native_log_to_file
+    from edgequant.source_model import load_keras_model, source_kind
+
+    kind = source_kind(path)
+    with native_log_to_file():
+        model = load_keras_model(path, kind)
+    rescaling = [
+        {"layer": layer.name, "scale": _plain(layer.scale), "offset": _plain(layer.offset)}
+        for layer in _all_layers(model) if type(layer).__name__ == "Rescaling"
+    ]
+    return {
+        "path": str(path),
+        "kind": kind,
+        "inputs": [{"name": t.name, "shape": list(t.shape)} for t in model.inputs],
+        "outputs": [{"name": t.name, "shape": list(t.shape)} for t in model.outputs],
+        "layers": len(_all_layers(model)),
+        "parameters": int(model.count_params()),
+        "rescaling": rescaling,
+    }
+
+
+def _all_layers(model) -> list:
+    out = []
+    for layer in model.layers:
+        out.append(layer)
+        if hasattr(layer, "layers"):
+            out += _all_layers(layer)
+    return out
+
+
+def _plain(value):
+    import numpy as np
+
+    array = np.asarray(value, dtype=float)
+    return float(array) if array.ndim == 0 else array.tolist()
+
+
+def _num(value) -> str:
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
+
+
+def _inspect_keras(path: Path, as_json: bool) -> None:
+    info = keras_summary(path)
+    if as_json:
+        typer.echo(json.dumps(info, indent=2))
+        return
+    typer.echo(f"{path}  {info['kind']}  {info['layers']} layers, {info['parameters']:,} parameters")
+    for role in ("inputs", "outputs"):
+        for t in info[role]:
+            shape = ", ".join("batch" if d is None else str(d) for d in t["shape"])
+            typer.echo(f"{role[:-1]} {t['name']}: ({shape})")
+    if info["rescaling"]:
+        for r in info["rescaling"]:
+            typer.echo(f"rescales its input: layer {r['layer']} computes x * {_num(r['scale'])} + {_num(r['offset'])} "
+                       "(feed raw pixel values: no scale in the recipe's preprocess)")
+    else:
+        typer.echo("no Rescaling layer: the recipe's preprocess must scale inputs as the model was trained")
 
 
 def inspection_dict(m) -> dict:

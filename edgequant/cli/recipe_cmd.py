@@ -8,7 +8,11 @@ from typing import Annotated
 
 import typer
 
-app = typer.Typer(help="Recipe format: print the JSON Schema, validate a recipe.", no_args_is_help=True)
+from edgequant.report.render import plural
+
+app = typer.Typer(
+    help="Recipe format: print the JSON Schema, validate a recipe.", no_args_is_help=True, rich_markup_mode=None
+)
 
 
 @app.command("schema")
@@ -26,4 +30,4 @@ def check(recipe: Annotated[Path, typer.Argument(help="recipe YAML file")]) -> N
 
     r = load_recipe(recipe)
     modes = ", ".join(f"{v.name} ({v.mode})" for v in r.variants)
-    typer.echo(f"{recipe}: valid recipe '{r.name}': {len(r.variants)} variants: {modes}")
+    typer.echo(f"{recipe}: valid recipe '{r.name}': {plural(len(r.variants), 'variant')}: {modes}")

@@ -5,6 +5,8 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
+from edgequant.report.render import plural
+
 
 def wide_console(stderr: bool = False) -> Console:
     """A console that does not squeeze tables to 80 columns when output goes to a file or CI log."""
@@ -16,7 +18,7 @@ def print_build_summary(result, console: Console | None = None) -> None:
     console = console or wide_console()
     report = result.report
     devices = sorted({lat.device for v in report.variants for lat in v.latency}, key=lambda d: (d != "host", d))
-    table = Table(title=f"{report.recipe['name']}: {len(report.variants)} variants in {result.output_dir}")
+    table = Table(title=f"{report.recipe['name']}: {plural(len(report.variants), 'variant')} in {result.output_dir}")
     for col in ("variant", "mode", "size", "vs f32", "top-1", "drop", "agree"):
         table.add_column(col, justify="left" if col in ("variant", "mode") else "right")
     for d in devices:

@@ -10,7 +10,9 @@ import typer
 
 
 def report(
-    build_dir: Annotated[Optional[Path], typer.Argument(help="a build's output directory (holds report.json)")] = None,
+    build_dir: Annotated[
+        Optional[Path], typer.Argument(help="a build's output directory, or its report.json")
+    ] = None,
     schema: Annotated[bool, typer.Option("--schema", help="print the JSON Schema of report.json and exit")] = False,
     open_html: Annotated[bool, typer.Option("--open", help="open report.html in the web browser")] = False,
 ) -> None:
@@ -23,6 +25,8 @@ def report(
         return
     if build_dir is None:
         raise typer.BadParameter("give a build directory, or --schema")
+    if build_dir.is_file():
+        build_dir = build_dir.parent
     for path in render_report(load_report(build_dir), build_dir):
         typer.echo(f"wrote {path}")
     if open_html:
@@ -48,20 +52,27 @@ def compare(
     labels: Annotated[Optional[Path], typer.Option(help=".npy of labels (with a .npy --data)")] = None,
     key: Annotated[str, typer.Option(help="array name in a .npz")] = "x",
     labels_key: Annotated[Optional[str], typer.Option(help="labels array name in a .npz")] = None,
-    scale: Annotated[float, typer.Option(help="preprocess: multiply raw values")] = 1.0,
-    mean: Annotated[float, typer.Option(help="preprocess: subtract after scaling")] = 0.0,
-    std: Annotated[float, typer.Option(help="preprocess: divide after subtracting the mean")] = 1.0,
+    scale: Annotated[Optional[float], typer.Option(help="preprocess: multiply raw values")] = None,
+    mean: Annotated[Optional[float], typer.Option(help="preprocess: subtract after scaling")] = None,
+    std: Annotated[Optional[float], typer.Option(help="preprocess: divide after subtracting the mean")] = None,
     resize: Annotated[Optional[str], typer.Option(help="preprocess: HxW, e.g. 224x224")] = None,
+    color: Annotated[Optional[str], typer.Option(help="preprocess: keep, rgb or grayscale")] = None,
     samples: Annotated[Optional[int], typer.Option(help="use at most this many samples")] = None,
     batch_size: Annotated[int, typer.Option(help="samples per interpreter call")] = 256,
     top_k: Annotated[int, typer.Option(help="k of top-k accuracy")] = 5,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
-    """Compare two .tflite models on the same data: accuracy, agreement, output error, throughput."""
-    from edgequant.compare import compare_models, data_spec
+    """Compare two .tflite models on the same data: accuracy, agreement, output error, throughput.
 
-    spec = data_spec(data, labels=labels, key=key, labels_key=labels_key, scale=scale, mean=mean, std=std,
-                     resize=resize, samples=samples)
+    Two artifacts of one build use the preprocessing its manifest.json records; options override it.
+    """
+    from edgequant.compare import build_preprocess, compare_models, data_spec
+
+    recorded = build_preprocess(reference, candidate)
+    if recorded is not None:
+        typer.echo(f"preprocessing from {recorded[1]}: {recorded[0]}", err=True)
+    spec = data_spec(data, labels=labels, key=key, labels_key=labels_key, preprocess=recorded and recorded[0],
+                     scale=scale, mean=mean, std=std, resize=resize, color=color, samples=samples)
     results = compare_models(reference, candidate, spec, batch_size=batch_size, top_k=top_k)
     if as_json:
         typer.echo(json.dumps({name: r.to_dict() for name, r in results.items()}, indent=2))

@@ -6,6 +6,7 @@ the working directory. Unknown keys are errors, never ignored.
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
@@ -22,7 +23,7 @@ class StrictModel(BaseModel):
 def _resolve_path(value: Path, info: ValidationInfo) -> Path:
     base = (info.context or {}).get("base_dir")
     value = Path(value).expanduser()
-    return value if value.is_absolute() or base is None else Path(base) / value
+    return Path(os.path.normpath(value if value.is_absolute() or base is None else Path(base) / value))
 
 
 RecipePath = Annotated[Path, AfterValidator(_resolve_path)]
@@ -121,6 +122,12 @@ class EvaluationSpec(DataSpec):
     preprocess: Preprocess | None = Field(None, description="default: the calibration section's preprocess")
     batch_size: int = Field(256, gt=0, description="samples per interpreter call, where the model allows batching")
     top_k: int = Field(5, gt=0)
+    class_names: list[str] | None = Field(
+        None, description="the name of each class id, in order (default: what the data source knows, if anything)"
+    )
+    allow_degenerate_reference: bool = Field(
+        False, description="check the gates even when the float32 reference's outputs do not depend on its input"
+    )
 
 
 class BenchmarkSpec(StrictModel):
@@ -283,10 +290,25 @@ class Recipe(StrictModel):
     )
     variants: list[Variant] = Field(..., min_length=1)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _model_is_a_spec(cls, data: Any) -> Any:
+        model = data.get("model") if isinstance(data, dict) else None
+        if model is not None and hasattr(model, "inputs") and hasattr(model, "layers"):
+            from edgequant.errors import InputError  # not a ValueError: pydantic lets it through as it is
+
+            raise InputError(
+                "Recipe(model=...) takes a ModelSpec, not a Keras model: save it first (model.save('model.keras')) "
+                "and pass model=ModelSpec(path='model.keras'), or convert it in memory with edgequant.quantize(model, ...)"
+            )
+        return data
+
     @model_validator(mode="after")
     def _cross_checks(self) -> "Recipe":
         seen: set[str] = set()
         for v in self.variants:
+            if v.name == "float32" and v.mode != "float32":
+                raise ValueError(f"a {v.mode} variant cannot be named 'float32': the name means the float32 reference")
             if v.name in seen:
                 raise ValueError(f"two variants are named {v.name!r}; names must be unique")
             seen.add(v.name)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -10,6 +11,7 @@ from pydantic import ValidationError
 from edgequant.artifacts import write_atomic
 from edgequant.errors import InputError
 from edgequant.report.html import write_html
+from edgequant.report.plots import output_note, quality_metric, write_plots
 from edgequant.report.schema import Report
 
 REPORT_JSON = "report.json"
@@ -30,7 +32,7 @@ def render_report(report: Report, out_dir: Path) -> list[Path]:
     out_dir = Path(out_dir)
     files = [out_dir / REPORT_JSON, out_dir / "report.md"]
     write_atomic(files[0], report.model_dump_json(indent=2) + "\n")
-    plots = _plots(report, out_dir)
+    plots = write_plots(report, out_dir)
     write_atomic(files[1], markdown(report, [p.name for p in plots]))
     files.append(write_html(report, out_dir, plots))
     return files + plots
@@ -48,16 +50,27 @@ def _kib(n: int) -> str:
     return f"{n / 1024:,.1f} KiB"
 
 
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
 def markdown(report: Report, plot_names: list[str]) -> str:
     lines = [f"# edgequant report: {report.recipe.get('name')}", ""]
-    status = "all gates passed" if report.passed else f"**{len(report.failed_gates)} gate(s) failed**"
+    failed = len(report.failed_gates)
+    status = "all gates passed" if report.passed else f"**{plural(failed, 'gate')} failed**"
     lines += [
         f"Built {report.created} by edgequant {report.edgequant_version} from `{report.source_model.get('path')}` "
-        f"(sha256 `{str(report.source_model.get('sha256'))[:16]}…`). Reference: `{report.reference}`. {status}.",
+        f"(sha256 `{str(report.source_model.get('sha256'))[:16]}…`). {_reference_words(report)} {status}.",
         "",
     ]
+    for w in report.warnings:
+        lines += [f"> **Warning:** {w}", ""]
     if report.evaluation_data:
         lines += [f"Evaluation data: {report.evaluation_data}.", ""]
+    evaluated = [v for v in report.variants if v.evaluation is not None]
+    note = output_note(evaluated) if evaluated else ""
+    if note:
+        lines += [f"The model has {evaluated[0].evaluation.outputs} outputs: every figure below is {note}.", ""]
     devices = sorted({lat.device for v in report.variants for lat in v.latency}, key=lambda d: (d != "host", d))
     header = ["variant", "mode", "size", "vs ref", "top-1", "drop (pts)", "agreement", "cosine"]
     header += [f"{d} ms" + (" (est.)" if d != "host" else "") for d in devices] + ["gates"]
@@ -79,34 +92,119 @@ def markdown(report: Report, plot_names: list[str]) -> str:
             lat = latency.get(d)
             speed = f" ({lat.speedup_vs_reference:.2f}x)" if lat and lat.speedup_vs_reference else ""
             cells.append(f"{lat.ms:.3g}{speed}" if lat else "-")
-        failed = [g.gate for g in v.gates if not g.passed]
-        cells.append("-" if not v.gates else ("FAIL: " + ", ".join(failed) if failed else "pass"))
+        failed_here = [g.gate for g in v.gates if not g.passed]
+        cells.append("-" if not v.gates else ("FAIL: " + ", ".join(failed_here) if failed_here else "pass"))
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
-    estimated = {lat.device: lat for v in report.variants for lat in v.latency if lat.estimate}
-    if estimated:
-        lines += [
-            "Latencies marked (est.) are estimates for simulated devices: instructions counted while XNNPACK's ARM "
-            "kernels run under emulation, turned into time by a cost model calibrated on published measurements. "
-            "They are not measurements. Each device's calibration:",
-            "",
-        ]
-        for device, lat in sorted(estimated.items()):
-            label = lat.details.get("label") or (
-                f"estimate (±{lat.calibration_error_percent:.0f}%)" if lat.calibration_error_percent else "estimate"
-            )
-            source = lat.details.get("calibration_source", "")
-            lines.append(f"- {device} ({lat.details.get('core', '?')}): {label}" + (f"; {source}" if source else ""))
-        lines.append("")
+    if evaluated:
+        lines += [f"Plots show {quality_metric(evaluated).axis}.", ""]
+    lines += _device_sections(report)
     if report.failed_gates:
         lines += ["## Failed gates", ""] + [f"- {g}" for g in report.failed_gates] + [""]
     for v in report.variants:
         lines += _variant_details(v)
-    if report.notes:
-        lines += ["## Notes", ""] + [f"- {n}" for n in report.notes] + [""]
+    lines += _speed_section(report)
+    # A device's calibration note repeats what its section already says.
+    sections = {lat.device for v in report.variants for lat in v.latency if lat.estimate}
+    notes = [n for n in report.notes if n.split(":", 1)[0] not in sections]
+    if notes:
+        lines += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
     if plot_names:
         lines += ["## Plots", ""] + [f"![{n}]({n})" for n in plot_names] + [""]
     return "\n".join(lines)
+
+
+def _reference_words(report: Report) -> str:
+    if report.reference is None:
+        return "No reference."
+    if report.reference.startswith("."):
+        return "Reference: a float32 conversion of the source model (not one of the variants, not written)."
+    return f"Reference: the float32 variant `{report.reference}`."
+
+
+FLOAT_PARITY_TOLERANCE = 1e-4  # largest difference ARM and x86 float kernels may show (summation order)
+
+
+def parity_verdict(p: dict) -> str:
+    """A verdict for one ARM parity check: pass or FAIL, and why."""
+    if p.get("exact"):
+        return f"pass: bit-exact ({p.get('samples')} samples)"
+    outputs = p.get("outputs", [])
+    integer = any(not str(o.get("dtype", "float")).startswith("float") for o in outputs)
+    err = p.get("max_abs_error", 0.0)
+    if integer:
+        return f"FAIL: integer outputs differ (max {err:.3g})"
+    agreement = p.get("top1_agreement")
+    if err <= FLOAT_PARITY_TOLERANCE and agreement in (None, 1.0):
+        return f"pass: float outputs within {FLOAT_PARITY_TOLERANCE:g} (max {err:.3g})"
+    top1 = f", top-1 agrees on {agreement:.0%}" if agreement is not None else ""
+    return f"FAIL: float outputs differ by up to {err:.3g}{top1} (tolerance {FLOAT_PARITY_TOLERANCE:g})"
+
+
+def _device_sections(report: Report) -> list[str]:
+    """Per simulated device: latency by threads, memory against the device's, flash, speed-up and parity."""
+    estimated = {lat.device: lat for v in report.variants for lat in v.latency if lat.estimate}
+    if not estimated:
+        return []
+    lines = [
+        "## Simulated devices",
+        "",
+        "Latencies here are estimates: instructions counted while XNNPACK's ARM kernels run under emulation, "
+        "turned into time by a cost model calibrated on published measurements. They are not measurements. "
+        "Memory is an upper bound from the file (model, repacked weights, every activation at once, runtime).",
+        "",
+    ]
+    for device, sample in sorted(estimated.items()):
+        d = sample.details
+        threads = sorted(int(t) for t in d.get("latency_ms_by_threads", {}))
+        source = d.get("calibration_source", "")
+        lines += [
+            f"### {device}: {d.get('device', device)} ({d.get('core', '?')}, emulated as {d.get('qemu_cpu', '?')})",
+            "",
+            f"Calibration: {d.get('label', 'estimate')}" + (f"; {source}" if source else "") + ".",
+            "",
+        ]
+        header = ["variant", *[f"{n} thread{'s' if n > 1 else ''} (est. ms)" for n in threads],
+                  "peak RAM / device", "flash", f"speed-up vs `{report.reference}`", "ARM parity"]
+        lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        for v in report.variants:
+            lat = next((x for x in v.latency if x.device == device), None)
+            if lat is None:
+                continue
+            by_threads = lat.details.get("latency_ms_by_threads", {})
+            mem = lat.details.get("memory", {})
+            fits = mem.get("fits")
+            fit = "fits" if fits else "DOES NOT FIT" if fits is False else "?"
+            available = f"{mem['available_mb']:,} MB" if mem.get("available_mb") else "unknown"
+            parity = next((p for p in v.arm_parity if p.get("device") == device), None)
+            cells = [f"`{v.name}`", *[f"{by_threads[str(n)]:.3g}" if str(n) in by_threads else "-" for n in threads],
+                     f"{mem.get('required_mb', 0):,.0f} MB of {available} ({fit})", _kib(v.size_bytes),
+                     f"{lat.speedup_vs_reference:.2f}x" if lat.speedup_vs_reference else "-",
+                     parity_verdict(parity) if parity else "-"]
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    return lines
+
+
+def _speed_section(report: Report) -> list[str]:
+    """Why each variant is (not) faster on this host; the edge-device caveat once, not per variant."""
+    from edgequant.bench.speed_explanation import DEVICE_HINT
+
+    caveat = f" Do not read this as the edge-device speed: {DEVICE_HINT}."
+    texts = [(v.name, v.speed_explanation["text"]) for v in report.variants
+             if v.speed_explanation and v.speed_explanation.get("text")]
+    if not texts:
+        return []
+    lines = ["## Speed on this host", ""]
+    if any(caveat in text for _, text in texts):
+        lines += [f"A host timing does not predict an edge device: {DEVICE_HINT}.", ""]
+    for name, text in texts:
+        lines += [f"### `{name}`: why it is (not) faster on this host", "", "```", text.replace(caveat, ""), "```", ""]
+    return lines
+
+
+def _layer_rmse(e) -> str:
+    return f"{e.rmse_steps:.3f}" if math.isfinite(e.rmse_steps) else "not finite (see the plot)"
 
 
 def _variant_details(v) -> list[str]:
@@ -115,7 +213,8 @@ def _variant_details(v) -> list[str]:
         lines += [f"### `{v.name}` gates", "", "| gate | value | limit | status |", "|---|---|---|---|"]
         for g in v.gates:
             est = " (estimate)" if g.estimate else ""
-            lines.append(f"| {g.gate} | {g.value:.4g}{est} | {g.limit:g} | {'pass' if g.passed else 'FAIL'} |")
+            status = "pass" if g.passed else ("FAIL: " + g.reason if g.reason else "FAIL")
+            lines.append(f"| {g.gate} | {g.value:.4g}{est} | {g.limit:g} | {status} |")
         lines.append("")
     mp = v.mixed_precision
     if mp is not None:
@@ -157,101 +256,6 @@ def _variant_details(v) -> list[str]:
             "|---|---|---|---|---|",
         ]
         for e in v.layer_errors[:15]:
-            lines.append(f"| `{e.layer}` | {e.op} | {e.rmse_steps:.3f} | {e.rmse:.3g} | {e.max_abs_error:.3g} |")
+            lines.append(f"| `{e.layer}` | {e.op} | {_layer_rmse(e)} | {e.rmse:.3g} | {e.max_abs_error:.3g} |")
         lines.append("")
-    if v.speed_explanation and v.speed_explanation.get("text"):
-        lines += [f"### `{v.name}`: why it is (not) faster on this host", "", "```", v.speed_explanation["text"], "```", ""]
-    for p in v.arm_parity:
-        lines.append(f"- `{v.name}` ARM parity on {p.get('device')}: {p.get('summary', p)}")
     return lines
-
-
-def _plots(report: Report, out_dir: Path) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import matplotlib.ticker
-
-    written: list[Path] = []
-    evaluated = [v for v in report.variants if v.evaluation is not None]
-    if evaluated:
-        labelled = all(v.evaluation.top1 is not None for v in evaluated)
-        quality = "top-1 accuracy (%)" if labelled else "agreement with reference (%)"
-
-        def value(v):
-            return 100 * (v.evaluation.top1 if labelled else (v.evaluation.agreement or v.evaluation.cosine))
-
-        devices = sorted({lat.device for v in evaluated for lat in v.latency}, key=lambda d: (d != "host", d))
-        panels = 1 + len(devices)
-        cols = min(panels, 2)
-        rows = (panels + cols - 1) // cols
-        fig, axes = plt.subplots(rows, cols, figsize=(6.5 * cols, 4.2 * rows), squeeze=False)
-        flat = [ax for row in axes for ax in row]
-        for ax in flat[panels:]:
-            ax.set_visible(False)
-        colors = plt.get_cmap("tab10")
-        markers = "osD^v<>pXh"
-        style = {v.name: dict(color=colors(i % 10), marker=markers[i % len(markers)]) for i, v in enumerate(evaluated)}
-        ax = flat[0]
-        for v in evaluated:
-            ax.scatter(v.size_bytes / 1024, value(v), s=60, label=v.name, **style[v.name])
-        ax.set_xlabel("size (KiB)")
-        ax.set_ylabel(quality)
-        ax.set_title("accuracy against size")
-        ax.grid(alpha=0.3)
-        _honest_ylim(ax, [value(v) for v in evaluated])
-        ax.legend(fontsize=8, loc="best")
-        for ax, device in zip(flat[1:], devices):
-            times = []
-            for v in evaluated:
-                lat = next((lat for lat in v.latency if lat.device == device), None)
-                if lat is not None:
-                    ax.scatter(lat.ms, value(v), s=60, label=v.name, **style[v.name])
-                    times.append(lat.ms)
-            est = " (estimate)" if device != "host" else " (measured)"
-            if times and max(times) > 10 * min(times):
-                ax.set_xscale("log")
-                ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-            _honest_ylim(ax, [value(v) for v in evaluated])
-            ax.set_xlabel(f"latency on {device}{est}, ms")
-            ax.set_ylabel(quality)
-            ax.set_title(f"accuracy against latency: {device}{est}")
-            ax.grid(alpha=0.3)
-        fig.tight_layout()
-        written.append(_save(fig, out_dir / "accuracy_size_latency.png"))
-        plt.close(fig)
-    for v in report.variants:
-        if not v.layer_errors:
-            continue
-        layers = v.layer_errors[:20][::-1]
-        fig, ax = plt.subplots(figsize=(10, 0.35 * len(layers) + 1.6))
-        labels = ["/".join(e.layer.split("/")[-2:])[-40:] + f" ({e.op})" for e in layers]
-        ax.barh(labels, [e.rmse_steps for e in layers], color="tab:orange")
-        ax.axvline(0.2887, color="gray", linestyle="--", label="rounding noise alone (0.29 steps)")
-        ax.set_xlabel("RMSE of int8 output against float, in quantization steps")
-        ax.set_title(f"{v.name}: per-layer quantization error, worst at the top", fontsize=10)
-        ax.legend(loc="lower right")
-        fig.tight_layout()
-        written.append(_save(fig, out_dir / f"layer_error_{v.name}.png"))
-        plt.close(fig)
-    return written
-
-
-def _honest_ylim(ax, values: list[float], min_span: float = 2.0) -> None:
-    """Show at least `min_span` points, so a 0.05-point difference does not fill the plot."""
-    lo, hi = min(values), max(values)
-    if hi - lo < min_span:
-        middle = (hi + lo) / 2
-        lo, hi = middle - min_span / 2, middle + min_span / 2
-    pad = (hi - lo) * 0.1
-    ax.set_ylim(lo - pad, min(hi + pad, 100.5))
-
-
-def _save(fig, path: Path) -> Path:
-    import io
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    write_atomic(path, buf.getvalue())
-    return path

@@ -28,6 +28,13 @@ class EvaluationReport(_Model):
     cosine: float = Field(..., description="mean cosine similarity of outputs against the reference")
     throughput: float = Field(..., description="samples per second, batched evaluation on the host")
     batch_size: int
+    output: str = Field("", description="the output these figures are computed on (the first by signature name)")
+    outputs: int = Field(1, description="how many outputs the model has")
+    output_spread: float | None = Field(
+        None, description="std of the outputs across samples relative to their RMS; near 0: input-independent"
+    )
+    distinct_top1: int | None = Field(None, description="how many classes occur as top-1 (classifiers)")
+    chance_top1: float | None = Field(None, description="share of the most frequent label (labelled data)")
     accuracy_drop_points: float | None = Field(None, description="reference top-1 minus this top-1, in points")
 
 
@@ -46,6 +53,7 @@ class GateReport(_Model):
     value: float
     passed: bool
     estimate: bool = False
+    reason: str = Field("", description="why the gate failed although its value is within the limit")
 
 
 class LayerErrorReport(_Model):
@@ -110,12 +118,19 @@ class Report(_Model):
     edgequant_version: str
     recipe: dict[str, Any]
     source_model: dict[str, Any]
-    reference: str | None = Field(None, description="the variant every other is compared with (float32)")
+    reference: str | None = Field(
+        None, description="the float32 model every variant is compared with: the recipe's float32 variant, or "
+        "'.float32-reference', converted for the comparison and not written"
+    )
+    reference_problems: list[str] = Field(
+        [], description="why the reference is degenerate (its outputs do not depend on its input); empty if sound"
+    )
     evaluation_data: str | None = None
     host: dict[str, Any] = {}
     variants: list[VariantReport]
     passed: bool = Field(..., description="false when any gate failed")
     failed_gates: list[str] = []
+    warnings: list[str] = Field([], description="problems the user must know about, also printed on stderr")
     notes: list[str] = []
 
     def variant(self, name: str) -> VariantReport:
