@@ -90,16 +90,16 @@ def gen_samples(n: int = 4, bad_at: int = -1):
 
 
 def test_callable_source_and_bad_sample_index():
-    s = spec({"type": "callable", "target": "tests.test_data:gen_samples", "kwargs": {"n": 4}})
+    s = spec({"type": "callable", "target": "tests.test_data:gen_samples", "kwargs": {"n": 4}}, samples=10)
     assert [smp.label for smp in iter_samples(s)] == [0, 1, 0, 1]
-    bad = spec({"type": "callable", "target": "tests.test_data:gen_samples", "kwargs": {"bad_at": 2}})
+    bad = spec({"type": "callable", "target": "tests.test_data:gen_samples", "kwargs": {"bad_at": 2}}, samples=10)
     with pytest.raises(DataError, match="calibration sample 2 from tests.test_data:gen_samples contains infinite"):
         list(iter_samples(bad, role="calibration"))
 
 
 def test_callable_that_cannot_be_imported():
-    s = spec({"type": "callable", "target": "no_such_package.mod:fn"})
-    with pytest.raises(DataError, match="no_such_package.mod:fn: cannot import"):
+    s = spec({"type": "callable", "target": "no_such_package.mod:fn"}, samples=1)
+    with pytest.raises(DataError, match="no_such_package.mod:fn: failed to import: it raised ModuleNotFoundError"):
         list(iter_samples(s))
 
 
