@@ -29,6 +29,7 @@ def quantize(
     *,
     calibration: Calibration | None = None,
     input_shape: list[int] | None = None,
+    trust_code: bool = False,
     **options: Any,
 ) -> bytes:
     """Convert a Keras model (in memory, Keras 3 or tf_keras, or a model file path) to .tflite bytes.
@@ -36,6 +37,7 @@ def quantize(
     `mode` and `options` are a recipe variant's (e.g. `per_channel=False`, `input_type="uint8"`).
     `calibration` (int8, int16x8) is a DataSpec, an array of preprocessed samples stacked on
     axis 0, an iterable of samples, or a function returning a fresh iterable.
+    A model file with Lambda layers (whose loading runs Python) needs `trust_code=True`.
     """
     from edgequant.convert import convert_variant
     from edgequant.source_model import export_keras_model, export_model
@@ -52,7 +54,7 @@ def quantize(
         raise InputError(f"quantize(mode={mode!r}) needs calibration data (a representative dataset)")
     with tempfile.TemporaryDirectory(prefix="edgequant-") as work:
         if isinstance(model, (str, Path)):
-            exported = export_model(Path(model), Path(work), input_shape)
+            exported = export_model(Path(model), Path(work), input_shape, trust_code=trust_code)
         else:
             exported = export_keras_model(model, Path(work), input_shape=input_shape)
         representative = _representative(calibration, exported.input) if variant.mode in CALIBRATED_MODES else None

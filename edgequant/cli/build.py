@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from edgequant.cli.recipe_cmd import TrustCodeOpt
 from edgequant.errors import EXIT_GATE_FAILED
 
 
@@ -14,6 +15,7 @@ def build(
     recipe: Annotated[Path, typer.Argument(help="recipe YAML file")],
     output_dir: Annotated[Optional[Path], typer.Option("--output-dir", "-o", help="override the recipe's output_dir")] = None,
     variant: Annotated[Optional[list[str]], typer.Option("--variant", "-v", help="build only this variant (repeatable)")] = None,
+    trust_code: TrustCodeOpt = False,
 ) -> None:
     """Build every variant of RECIPE: convert, evaluate, benchmark, check gates, write artifacts and report.
 
@@ -23,7 +25,8 @@ def build(
     from edgequant.cli.progress import RichProgress
 
     with RichProgress() as progress:
-        result = build_recipe(recipe, output_dir=output_dir, only=variant or None, progress=progress)
+        result = build_recipe(recipe, output_dir=output_dir, only=variant or None, progress=progress,
+                              trust_code=trust_code)
     from edgequant.cli.render import print_build_summary
 
     print_build_summary(result)

@@ -13,10 +13,14 @@ def inspect(
     model: Annotated[Path, typer.Argument(help=".tflite file")],
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
-    """Print tensors, op counts by type and quantization parameters of a .tflite file."""
-    from edgequant.tflite_file import read_tflite
+    """Print tensors, op counts by type and quantization parameters of a .tflite file.
+
+    A file that the LiteRT interpreter rejects is corrupt: exit 2, as from every other command.
+    """
+    from edgequant.tflite_file import read_tflite, verify_loadable
 
     m = read_tflite(model)
+    verify_loadable(model)
     if as_json:
         typer.echo(json.dumps(inspection_dict(m), indent=2))
         return

@@ -19,11 +19,28 @@ def schema() -> None:
     typer.echo(json.dumps(json_schema(), indent=2))
 
 
-@app.command("check")
-def check(recipe: Annotated[Path, typer.Argument(help="recipe YAML file")]) -> None:
-    """Validate a recipe: exit 0 if it is valid, 2 with file:line:col and the field if not."""
-    from edgequant.recipe.loader import load_recipe
+TrustCodeOpt = Annotated[
+    bool,
+    typer.Option("--trust-code", help="allow callable data sources and models with Lambda layers (they run Python)"),
+]
 
-    r = load_recipe(recipe)
+
+@app.command("check")
+def check(recipe: Annotated[Path, typer.Argument(help="recipe YAML file")], trust_code: TrustCodeOpt = False) -> None:
+    """Validate a recipe and the files it names, as the build would, before any work.
+
+    Exit 0 if it is valid, 2 with every problem (file:line:col, field, what was expected), one per line.
+    """
+    from edgequant.errors import EXIT_BAD_INPUT
+    from edgequant.recipe.check import check_recipe
+    from edgequant.recipe.loader import RecipeErrors, load_recipe
+
+    try:
+        r = load_recipe(recipe)
+        check_recipe(r, recipe_path=recipe, trust_code=trust_code)
+    except RecipeErrors as exc:
+        for error in exc.errors:
+            typer.echo(f"edgequant: error: {error}", err=True)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
     modes = ", ".join(f"{v.name} ({v.mode})" for v in r.variants)
     typer.echo(f"{recipe}: valid recipe '{r.name}': {len(r.variants)} variants: {modes}")

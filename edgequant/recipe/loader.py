@@ -270,5 +270,8 @@ def _message(err: dict, loc: list, models: list[type[BaseModel]]) -> str:
         return f"{ctx.get('tag')!r} is not one of {expected}"
     if kind == "missing":
         return "this field is required"
-    msg = err["msg"]
-    return msg.removeprefix("Value error, ")
+    msg = err["msg"].removeprefix("Value error, ")
+    if kind.endswith("_type") and "input" in err:  # a strict type: say what was given (`true` is not 1)
+        given = json.dumps(err["input"], default=str)
+        msg += f", got {given if len(given) <= 40 else given[:37] + '...'}"
+    return msg
