@@ -74,7 +74,7 @@ def _checked_label(label, sample: str):
         return int(value)
     if value.dtype.kind == "f" and np.isfinite(value) and value >= 0 and float(value).is_integer():
         return int(value)
-    raise DataError(f"{sample}: label {label!r} is not a class id (a non-negative integer)")
+    raise DataError(f"{sample}: label {value.item()!r} is not a class id (a non-negative integer)")
 
 
 def check_sample(

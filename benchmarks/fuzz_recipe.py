@@ -1,0 +1,83 @@
+"""Coverage-guided fuzzing of the recipe loader and `recipe check`, with atheris (libFuzzer).
+
+    nice -n 19 python benchmarks/fuzz_recipe.py [--seconds 600] [--corpus DIR]
+
+Each input is written as a recipe file beside links to the shipped models and photos
+(so that mutated seeds reach the file checks, not only the YAML parser) and checked with
+`edgequant recipe check`, without --trust-code. Only exit codes 0 and 2 are accepted;
+any other code, a traceback or an exception stops the run and saves the input
+(libFuzzer's crash-* file). At the end it prints the executions and the exit codes seen.
+`tests/test_bad_input_fuzz_corpus.py` replays tests/fuzz_corpus/recipe in CI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from fuzz_common import run_cli  # noqa: E402
+
+SEED_CORPUS = REPO / "tests" / "fuzz_corpus" / "recipe"
+
+
+def workspace() -> Path:
+    """A folder laid out like recipes/: the shipped models and the face photos are reachable by their relative paths."""
+    root = Path(tempfile.mkdtemp(prefix="edgequant-fuzz-recipe-"))
+    (root / "recipes").mkdir()
+    for model_dir in ("fashion_mnist", "fer_emotion", "wide_range"):
+        (root / "recipes" / model_dir).symlink_to(REPO / "recipes" / model_dir)
+    (root / "calibration_sets").symlink_to(REPO / "calibration_sets")
+    return root / "recipes"
+
+
+def check_one(data: bytes, folder: Path) -> int:
+    recipe = folder / "fuzz.yaml"
+    recipe.write_bytes(data)
+    return run_cli(["recipe", "check", str(recipe)])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=int, default=600)
+    parser.add_argument("--corpus", type=Path, default=None, help="working corpus (default: a copy of the seeds)")
+    args, libfuzzer_args = parser.parse_known_args()
+
+    import atheris
+
+    with atheris.instrument_imports(include=["edgequant", "yaml"]):
+        import edgequant.cli  # noqa: F401
+        import edgequant.recipe.check  # noqa: F401
+        import edgequant.recipe.loader  # noqa: F401
+
+    folder = workspace()
+    corpus = args.corpus or Path(tempfile.mkdtemp(prefix="edgequant-fuzz-corpus-"))
+    if args.corpus is None:
+        for seed in SEED_CORPUS.iterdir():
+            shutil.copy(seed, corpus / seed.name)
+    outcomes: Counter = Counter()
+    started = time.monotonic()
+
+    def one_input(data: bytes) -> None:
+        outcomes[check_one(data, folder)] += 1
+
+    import atexit
+
+    atexit.register(lambda: print(
+        f"fuzz_recipe: {sum(outcomes.values())} executions in {time.monotonic() - started:.0f} s; "
+        f"exit codes {dict(sorted(outcomes.items()))}", file=sys.__stderr__))
+    atheris.Setup([sys.argv[0], f"-max_total_time={args.seconds}", "-max_len=4096", "-timeout=60",
+                   *libfuzzer_args, str(corpus)], one_input)
+    atheris.Fuzz()
+
+
+if __name__ == "__main__":
+    main()

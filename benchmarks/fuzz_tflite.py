@@ -1,0 +1,102 @@
+"""Coverage-guided fuzzing of the .tflite reader behind `edgequant inspect`, with atheris (libFuzzer).
+
+    nice -n 19 python benchmarks/fuzz_tflite.py [--seconds 600] [--corpus DIR]
+    python benchmarks/fuzz_tflite.py --make-seeds     # rewrite tests/fuzz_corpus/tflite from tiny real models
+
+Each input is written as a .tflite file and inspected with `edgequant inspect --json`:
+edgequant's flatbuffer reader, then the real LiteRT interpreter's verifier. Only exit
+codes 0 and 2 are accepted; anything else stops the run and saves the input. At the end
+it prints the executions and the exit codes seen. `tests/test_bad_input_fuzz_corpus.py`
+replays tests/fuzz_corpus/tflite in CI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import shutil
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from fuzz_common import run_cli  # noqa: E402
+
+SEED_CORPUS = REPO / "tests" / "fuzz_corpus" / "tflite"
+
+
+def check_one(data: bytes, folder: Path) -> int:
+    model = folder / "fuzz.tflite"
+    model.write_bytes(data)
+    return run_cli(["inspect", "--json", str(model)])
+
+
+def make_seeds() -> None:
+    """Small real models in every mode edgequant writes, plus truncations of one (a few kB each)."""
+    import numpy as np
+
+    import keras
+    from edgequant.api import quantize
+
+    inputs = keras.Input((8, 8, 1), name="image")
+    x = keras.layers.Conv2D(4, 3, activation="relu")(inputs)
+    x = keras.layers.MaxPooling2D()(x)
+    x = keras.layers.Flatten()(x)
+    outputs = keras.layers.Dense(3, activation="softmax")(x)
+    model = keras.Model(inputs, outputs)
+    calibration = np.random.default_rng(0).random((16, 8, 8, 1), dtype=np.float32)
+    SEED_CORPUS.mkdir(parents=True, exist_ok=True)
+    for mode, options in [("float32", {}), ("float16", {}), ("dynamic", {}), ("int8", {}),
+                          ("int8", {"input_type": "uint8", "output_type": "float32"}), ("int16x8", {})]:
+        data = quantize(model, mode, calibration=calibration if mode.startswith("int") else None, **options)
+        name = mode + ("_uint8_io" if options else "")
+        (SEED_CORPUS / f"{name}.tflite").write_bytes(data)
+    full = (SEED_CORPUS / "int8.tflite").read_bytes()
+    for cut in (8, 64, len(full) // 2):
+        (SEED_CORPUS / f"int8_truncated_{cut}.tflite").write_bytes(full[:cut])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=int, default=600)
+    parser.add_argument("--corpus", type=Path, default=None, help="working corpus (default: a copy of the seeds)")
+    parser.add_argument("--make-seeds", action="store_true")
+    args, libfuzzer_args = parser.parse_known_args()
+    if args.make_seeds:
+        make_seeds()
+        return
+
+    import atheris
+
+    with atheris.instrument_imports(include=["edgequant", "ai_edge_litert.schema_py_generated", "flatbuffers"]):
+        import ai_edge_litert.schema_py_generated  # noqa: F401
+        import edgequant.cli  # noqa: F401
+        import edgequant.tflite_file  # noqa: F401
+    import edgequant.runtime  # noqa: F401 - the interpreter is native code: nothing to instrument
+
+    folder = Path(tempfile.mkdtemp(prefix="edgequant-fuzz-tflite-"))
+    corpus = args.corpus or Path(tempfile.mkdtemp(prefix="edgequant-fuzz-corpus-"))
+    if args.corpus is None:
+        for seed in SEED_CORPUS.iterdir():
+            shutil.copy(seed, corpus / seed.name)
+    outcomes: Counter = Counter()
+    started = time.monotonic()
+
+    def one_input(data: bytes) -> None:
+        outcomes[check_one(data, folder)] += 1
+
+    atexit.register(lambda: print(
+        f"fuzz_tflite: {sum(outcomes.values())} executions in {time.monotonic() - started:.0f} s; "
+        f"exit codes {dict(sorted(outcomes.items()))}", file=sys.__stderr__))
+    atheris.Setup([sys.argv[0], f"-max_total_time={args.seconds}", "-max_len=65536", "-timeout=60",
+                   *libfuzzer_args, str(corpus)], one_input)
+    atheris.Fuzz()
+
+
+if __name__ == "__main__":
+    main()
