@@ -114,3 +114,26 @@ def test_streaming_memory_does_not_grow_with_the_number_of_samples(tmp_path):
     tracemalloc.stop()
     assert count == 20_000
     assert peak < 2_000_000, f"peak {peak:,} bytes while streaming"  # the file is 62,720,128 bytes
+
+
+def endless_samples():
+    while True:
+        yield np.zeros((2, 2, 1), dtype=np.float32)
+
+
+def test_an_endless_callable_is_bounded_by_samples():
+    s = spec({"type": "callable", "target": "tests.test_data:endless_samples"}, samples=5)
+    assert len(list(iter_samples(s))) == 5
+
+
+def test_labels_are_class_ids_or_target_arrays(tmp_path):
+    np.save(tmp_path / "x.npy", np.zeros((3, 2, 2, 1), np.float32))
+    np.save(tmp_path / "ints.npy", np.array([0.0, 1.0, 2.0]))  # integer-valued floats are class ids
+    np.save(tmp_path / "onehot.npy", np.eye(3, dtype=np.float32))  # one-hot rows, for categorical losses
+    np.save(tmp_path / "negative.npy", np.array([0, -1, 2]))
+    labels = {name: spec({"type": "npy", "path": str(tmp_path / "x.npy"), "labels": str(tmp_path / f"{name}.npy")})
+              for name in ("ints", "onehot", "negative")}
+    assert [s.label for s in iter_samples(labels["ints"])] == [0, 1, 2]
+    np.testing.assert_array_equal(np.stack([s.label for s in iter_samples(labels["onehot"])]), np.eye(3))
+    with pytest.raises(DataError, match=r"sample 1 from .*x.npy: label -1 is not a class id"):
+        list(iter_samples(labels["negative"]))
