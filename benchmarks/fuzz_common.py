@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import io
+import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -49,3 +51,19 @@ def run_cli(argv: list[str]) -> int:
 def replay(corpus: Path, one) -> Counter:
     """Run every file of `corpus` through `one(bytes) -> exit code`; the count of each code."""
     return Counter(one(p.read_bytes()) for p in sorted(corpus.iterdir()) if p.is_file())
+
+
+class Tally:
+    """Exit codes seen so far, printed every `every` executions (libFuzzer ends the process without atexit)."""
+
+    def __init__(self, name: str, every: int = 1000):
+        self.name, self.every = name, every
+        self.codes: Counter = Counter()
+        self.started = time.monotonic()
+
+    def record(self, code: int) -> None:
+        self.codes[code] += 1
+        total = sum(self.codes.values())
+        if total % self.every == 0:
+            print(f"{self.name}: {total} executions in {time.monotonic() - self.started:.0f} s, "
+                  f"exit codes {dict(sorted(self.codes.items()))}", file=sys.__stderr__, flush=True)

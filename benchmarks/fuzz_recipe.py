@@ -6,7 +6,7 @@ Each input is written as a recipe file beside links to the shipped models and ph
 (so that mutated seeds reach the file checks, not only the YAML parser) and checked with
 `edgequant recipe check`, without --trust-code. Only exit codes 0 and 2 are accepted;
 any other code, a traceback or an exception stops the run and saves the input
-(libFuzzer's crash-* file). At the end it prints the executions and the exit codes seen.
+(libFuzzer's crash-* file). Every 1000 executions it prints the exit codes seen so far.
 `tests/test_bad_input_fuzz_corpus.py` replays tests/fuzz_corpus/recipe in CI.
 """
 
@@ -16,22 +16,20 @@ import argparse
 import shutil
 import sys
 import tempfile
-import time
-from collections import Counter
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from fuzz_common import run_cli  # noqa: E402
+from fuzz_common import Tally, run_cli  # noqa: E402
 
 SEED_CORPUS = REPO / "tests" / "fuzz_corpus" / "recipe"
 
 
-def workspace() -> Path:
+def workspace(root: Path | None = None) -> Path:
     """A folder laid out like recipes/: the shipped models and the face photos are reachable by their relative paths."""
-    root = Path(tempfile.mkdtemp(prefix="edgequant-fuzz-recipe-"))
+    root = root or Path(tempfile.mkdtemp(prefix="edgequant-fuzz-recipe-"))
     (root / "recipes").mkdir()
     for model_dir in ("fashion_mnist", "fer_emotion", "wide_range"):
         (root / "recipes" / model_dir).symlink_to(REPO / "recipes" / model_dir)
@@ -63,17 +61,11 @@ def main() -> None:
     if args.corpus is None:
         for seed in SEED_CORPUS.iterdir():
             shutil.copy(seed, corpus / seed.name)
-    outcomes: Counter = Counter()
-    started = time.monotonic()
+    tally = Tally("fuzz_recipe")
 
     def one_input(data: bytes) -> None:
-        outcomes[check_one(data, folder)] += 1
+        tally.record(check_one(data, folder))
 
-    import atexit
-
-    atexit.register(lambda: print(
-        f"fuzz_recipe: {sum(outcomes.values())} executions in {time.monotonic() - started:.0f} s; "
-        f"exit codes {dict(sorted(outcomes.items()))}", file=sys.__stderr__))
     atheris.Setup([sys.argv[0], f"-max_total_time={args.seconds}", "-max_len=4096", "-timeout=60",
                    *libfuzzer_args, str(corpus)], one_input)
     atheris.Fuzz()

@@ -5,27 +5,24 @@
 
 Each input is written as a .tflite file and inspected with `edgequant inspect --json`:
 edgequant's flatbuffer reader, then the real LiteRT interpreter's verifier. Only exit
-codes 0 and 2 are accepted; anything else stops the run and saves the input. At the end
-it prints the executions and the exit codes seen. `tests/test_bad_input_fuzz_corpus.py`
+codes 0 and 2 are accepted; anything else stops the run and saves the input. Every 1000
+executions it prints the exit codes seen so far. `tests/test_bad_input_fuzz_corpus.py`
 replays tests/fuzz_corpus/tflite in CI.
 """
 
 from __future__ import annotations
 
 import argparse
-import atexit
 import shutil
 import sys
 import tempfile
-import time
-from collections import Counter
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from fuzz_common import run_cli  # noqa: E402
+from fuzz_common import Tally, run_cli  # noqa: E402
 
 SEED_CORPUS = REPO / "tests" / "fuzz_corpus" / "tflite"
 
@@ -84,15 +81,11 @@ def main() -> None:
     if args.corpus is None:
         for seed in SEED_CORPUS.iterdir():
             shutil.copy(seed, corpus / seed.name)
-    outcomes: Counter = Counter()
-    started = time.monotonic()
+    tally = Tally("fuzz_tflite")
 
     def one_input(data: bytes) -> None:
-        outcomes[check_one(data, folder)] += 1
+        tally.record(check_one(data, folder))
 
-    atexit.register(lambda: print(
-        f"fuzz_tflite: {sum(outcomes.values())} executions in {time.monotonic() - started:.0f} s; "
-        f"exit codes {dict(sorted(outcomes.items()))}", file=sys.__stderr__))
     atheris.Setup([sys.argv[0], f"-max_total_time={args.seconds}", "-max_len=65536", "-timeout=60",
                    *libfuzzer_args, str(corpus)], one_input)
     atheris.Fuzz()

@@ -68,8 +68,9 @@ class _RecipeYamlLoader(yaml.SafeLoader):
 
 def parse_yaml(text: str, path: Path) -> tuple[Any, yaml.Node | None]:
     """The document's data and its node tree (for positions). Raises RecipeError at the offending line."""
-    loader = _RecipeYamlLoader(text)
+    loader = None
     try:
+        loader = _RecipeYamlLoader(text)  # its reader already refuses control characters
         root = loader.get_single_node()
         data = loader.construct_document(root) if root is not None else None
     except yaml.YAMLError as exc:
@@ -79,7 +80,8 @@ def parse_yaml(text: str, path: Path) -> tuple[Any, yaml.Node | None]:
     except RecursionError:  # flow collections the scanner nests before the composer counts them
         raise RecipeError(f"not valid YAML: nested deeper than {MAX_DEPTH} levels", where=str(path)) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     return data, root
 
 
