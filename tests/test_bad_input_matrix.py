@@ -342,3 +342,27 @@ def test_bad_input(name, tmp_path, capsys, request):
     if out is not None:
         assert tree_hashes(out) == before  # same files, same bytes: nothing half-written
         assert not [p for p in out.parent.iterdir() if p.name.startswith(".staging")]
+
+
+@pytest.fixture
+def read_only_dir(tmp_path):
+    """A read-only file system (a tmpfs mounted ro): permissions alone do not stop root, which CI runs as."""
+    import subprocess
+
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(folder)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a read-only tmpfs here: {mounted.stderr.decode().strip()}")
+    yield folder
+    subprocess.run(["umount", str(folder)], check=True)
+
+
+@pytest.mark.parametrize("command", ["check", "build"])
+def test_read_only_output_dir(command, read_only_dir, tmp_path, capsys):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(GOOD + f"output_dir: {read_only_dir / 'out'}\n")
+    code, errors = run(capsys, ["recipe", "check", recipe] if command == "check" else ["build", recipe])
+    assert code == 2 and len(errors) == 1, errors
+    assert re.search(rf"recipe.yaml:11:1: output_dir: {read_only_dir}/out: cannot write in {read_only_dir} "
+                     r"\(read-only or no permission\)", errors[0]), errors[0]
