@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import io
+import shutil
 import sys
+import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -67,3 +69,17 @@ class Tally:
         if total % self.every == 0:
             print(f"{self.name}: {total} executions in {time.monotonic() - self.started:.0f} s, "
                   f"exit codes {dict(sorted(self.codes.items()))}", file=sys.__stderr__, flush=True)
+
+
+def fuzz(name: str, seeds: Path, one, *, seconds: int, max_len: int, corpus: Path | None, libfuzzer_args: list[str]):
+    """Run libFuzzer on `one(bytes) -> exit code` from a copy of `seeds` (or from `corpus`), for `seconds`."""
+    import atheris
+
+    if corpus is None:
+        corpus = Path(tempfile.mkdtemp(prefix=f"edgequant-{name}-corpus-"))
+        for seed in seeds.iterdir():
+            shutil.copy(seed, corpus / seed.name)
+    tally = Tally(name)
+    atheris.Setup([sys.argv[0], f"-max_total_time={seconds}", f"-max_len={max_len}", "-timeout=60",
+                   *libfuzzer_args, str(corpus)], lambda data: tally.record(one(data)))
+    atheris.Fuzz()

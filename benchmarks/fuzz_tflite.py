@@ -13,7 +13,6 @@ replays tests/fuzz_corpus/tflite in CI.
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -22,7 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from fuzz_common import Tally, run_cli  # noqa: E402
+from fuzz_common import fuzz, run_cli  # noqa: E402
 
 SEED_CORPUS = REPO / "tests" / "fuzz_corpus" / "tflite"
 
@@ -77,18 +76,8 @@ def main() -> None:
     import edgequant.runtime  # noqa: F401 - the interpreter is native code: nothing to instrument
 
     folder = Path(tempfile.mkdtemp(prefix="edgequant-fuzz-tflite-"))
-    corpus = args.corpus or Path(tempfile.mkdtemp(prefix="edgequant-fuzz-corpus-"))
-    if args.corpus is None:
-        for seed in SEED_CORPUS.iterdir():
-            shutil.copy(seed, corpus / seed.name)
-    tally = Tally("fuzz_tflite")
-
-    def one_input(data: bytes) -> None:
-        tally.record(check_one(data, folder))
-
-    atheris.Setup([sys.argv[0], f"-max_total_time={args.seconds}", "-max_len=65536", "-timeout=60",
-                   *libfuzzer_args, str(corpus)], one_input)
-    atheris.Fuzz()
+    fuzz("fuzz_tflite", SEED_CORPUS, lambda data: check_one(data, folder), seconds=args.seconds, max_len=65536,
+         corpus=args.corpus, libfuzzer_args=libfuzzer_args)
 
 
 if __name__ == "__main__":

@@ -19,21 +19,12 @@ import pytest
 
 from edgequant.cli import main
 from tests.conftest import FMNIST_MODEL, REPO
+from tests.test_bad_input import GOOD as BASE
 
 SEEDS = REPO / "tests" / "fuzz_corpus" / "tflite"
 
-GOOD = f"""\
-model:
-  path: {FMNIST_MODEL}
-calibration:
-  source: {{type: fashion-mnist, split: train}}
-  preprocess: {{scale: 0.00392156862745098}}
-  samples: 20
-benchmark: {{runs: 3, warmup: 1}}
-variants:
-  - {{name: float32, mode: float32}}
-  - {{name: int8, mode: int8, analyse_layers: false}}
-"""
+GOOD = BASE.replace("variants:\n", "benchmark: {runs: 3, warmup: 1}\nvariants:\n").replace(
+    "{name: int8, mode: int8}", "{name: int8, mode: int8, analyse_layers: false}")
 CALIBRATION = "{type: fashion-mnist, split: train}"
 GATED = "  - {name: int8, mode: int8, analyse_layers: false, gates: {max_accuracy_drop_points: 5}}"
 

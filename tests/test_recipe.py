@@ -181,33 +181,32 @@ def tiny_saved_model(tmp_path_factory):
     return path
 
 
+def check_errors(folder: Path, capsys, text: str) -> tuple[Path, list[str]]:
+    """`recipe check` on `text`, which must fail: the recipe's path and the error lines."""
+    recipe = folder / "r.yaml"
+    recipe.write_text(text)
+    assert main(["recipe", "check", str(recipe)]) == 2
+    return recipe, capsys.readouterr().err.splitlines()
+
+
 def test_recipe_check_refuses_what_a_saved_model_cannot_do(tmp_path, tiny_saved_model, capsys):
     """Combinations the build refuses only after exporting are refused by `recipe check`, before any work."""
     np.save(tmp_path / "x.npy", np.zeros((4, 8), np.float32))
     np.save(tmp_path / "y.npy", np.zeros(4, np.int64))
-    recipe = tmp_path / "r.yaml"
-    recipe.write_text(
-        f"model: {{path: {tiny_saved_model}, input_shape: [8]}}\n"
-        "calibration: {source: {type: npy, path: x.npy, labels: y.npy}}\n"
-        "variants: [{name: q, mode: qat}]\n"
-    )
-    assert main(["recipe", "check", str(recipe)]) == 2
-    lines = capsys.readouterr().err.splitlines()
+    recipe, lines = check_errors(tmp_path, capsys, f"model: {{path: {tiny_saved_model}, input_shape: [8]}}\n"
+                                 "calibration: {source: {type: npy, path: x.npy, labels: y.npy}}\n"
+                                 "variants: [{name: q, mode: qat}]\n")
     assert len(lines) == 2
     assert f"{recipe}:1:" in lines[0] and "model.input_shape: cannot override a SavedModel's signature" in lines[0]
     assert f"{recipe}:3:22: variants[0].mode: variant 'q': QAT fine-tunes Keras layers" in lines[1]
 
 
 def test_recipe_check_reads_a_saved_model_signature_for_the_shape_check(tmp_path, tiny_saved_model, capsys):
-    recipe = tmp_path / "r.yaml"
-    recipe.write_text(
-        f"model: {{path: {tiny_saved_model}}}\n"
-        "calibration: {source: {type: fashion-mnist}, samples: 4}\n"
-        "variants: [{name: q, mode: int8}]\n"
-    )
-    assert main(["recipe", "check", str(recipe)]) == 2
-    err = capsys.readouterr().err
-    assert "calibration sample 0 from fashion-mnist/train has shape (28, 28, 1)" in err and "expects (4,)" in err
+    _, lines = check_errors(tmp_path, capsys, f"model: {{path: {tiny_saved_model}}}\n"
+                            "calibration: {source: {type: fashion-mnist}, samples: 4}\n"
+                            "variants: [{name: q, mode: int8}]\n")
+    assert len(lines) == 1
+    assert "calibration sample 0 from fashion-mnist/train has shape (28, 28, 1)" in lines[0] and "expects (4,)" in lines[0]
 
 
 class RecordingProgress:
