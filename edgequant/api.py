@@ -17,7 +17,7 @@ import numpy as np
 from pydantic import TypeAdapter, ValidationError
 
 from edgequant.data.stream import InputSpec, check_sample, iter_samples
-from edgequant.errors import InputError
+from edgequant.errors import DataError, InputError
 from edgequant.recipe.schema import CALIBRATED_MODES, DataSpec, Recipe, Variant
 
 Calibration = DataSpec | np.ndarray | Iterable[np.ndarray] | Callable[[], Iterable[np.ndarray]]
@@ -67,10 +67,13 @@ def _representative(calibration: Calibration, model_input: InputSpec) -> Callabl
 
     def checked() -> Iterator[np.ndarray]:
         samples = calibration() if callable(calibration) else calibration
+        index = -1
         for index, x in enumerate(samples):
             x = np.asarray(x, dtype=np.float32)
             check_sample(x, index, model_input, source="the calibration argument", role="calibration")
             yield x
+        if index < 0:  # the converter would silently leave the model unquantized
+            raise DataError("the calibration argument holds no samples")
 
     return checked
 

@@ -357,3 +357,15 @@ def test_read_only_output_dir(command, read_only_dir, tmp_path, capsys):
     assert code == 2 and len(errors) == 1, errors
     assert re.search(rf"recipe.yaml:11:1: output_dir: {read_only_dir}/out: cannot write in {read_only_dir} "
                      r"\(read-only or no permission\)", errors[0]), errors[0]
+
+
+def test_python_api_refuses_empty_calibration():
+    """The Python API's own calibration path: no samples is an error, not an unquantized model."""
+    import keras
+
+    import edgequant as eq
+    from edgequant.errors import DataError
+
+    model = keras.saving.load_model(FMNIST_MODEL)
+    with pytest.raises(DataError, match="the calibration argument holds no samples"):
+        eq.quantize(model, "int8", calibration=np.zeros((0, 28, 28, 1), np.float32))
