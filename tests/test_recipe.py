@@ -243,3 +243,15 @@ def test_calibration_shapes_are_checked_before_the_export(tmp_path):
     with pytest.raises(DataError, match=r"calibration sample 2 \(c.png\) from .*photos has shape \(30, 30, 1\)"):
         build_recipe(recipe, progress=progress)
     assert progress.tasks == ["check calibration data"]  # no export, no conversion
+
+
+def test_recipe_check_reports_rule_and_file_errors_together(tmp_path, capsys):
+    from tests.conftest import FMNIST_MODEL
+
+    recipe, lines = check_errors(tmp_path, capsys, f"model: {{path: {FMNIST_MODEL}}}\n"
+                                 "devices: [host, rpi9]\n"
+                                 "variants: [{name: q, mode: qat}]\n")
+    assert [line.split(": ")[2] for line in lines] == ["devices[0]", "devices[1]", "variants[0].mode"]
+    assert "device 'host' is this machine, measured natively" in lines[0]
+    assert "unknown device 'rpi9'" in lines[1]
+    assert "QAT needs labelled training data" in lines[2]

@@ -32,15 +32,14 @@ def check(recipe: Annotated[Path, typer.Argument(help="recipe YAML file")], trus
     Exit 0 if it is valid, 2 with every problem (file:line:col, field, what was expected), one per line.
     """
     from edgequant.errors import EXIT_BAD_INPUT
-    from edgequant.recipe.check import check_recipe
-    from edgequant.recipe.loader import RecipeErrors, load_recipe
+    from edgequant.recipe.check import recipe_problems
+    from edgequant.recipe.loader import load_recipe
 
-    try:
-        r = load_recipe(recipe)
-        check_recipe(r, recipe_path=recipe, trust_code=trust_code)
-    except RecipeErrors as exc:
-        for error in exc.errors:
-            typer.echo(f"edgequant: error: {error}", err=True)
-        raise typer.Exit(EXIT_BAD_INPUT) from None
+    problems = recipe_problems(recipe, trust_code=trust_code)
+    for problem in problems:
+        typer.echo(f"edgequant: error: {problem}", err=True)
+    if problems:
+        raise typer.Exit(EXIT_BAD_INPUT)
+    r = load_recipe(recipe)
     modes = ", ".join(f"{v.name} ({v.mode})" for v in r.variants)
     typer.echo(f"{recipe}: valid recipe '{r.name}': {len(r.variants)} variants: {modes}")

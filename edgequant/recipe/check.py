@@ -18,7 +18,7 @@ import yaml
 from edgequant.data.sources import describe
 from edgequant.data.stream import InputSpec, iter_samples
 from edgequant.errors import InputError, RecipeError
-from edgequant.recipe.loader import locate, parse_yaml, read_text, sorted_errors
+from edgequant.recipe.loader import RecipeErrors, load_recipe, locate, parse_yaml, read_text, sorted_errors
 from edgequant.recipe.schema import CALIBRATED_MODES, CallableSource, DataSpec, Location, Recipe, dotted_path
 from edgequant.source_model import declared_input, refuse_unsafe_layers, source_kind
 from edgequant.trust import untrusted
@@ -54,6 +54,21 @@ def check_recipe(
             for loc, message in problems
         ])
     return model_input
+
+
+def recipe_problems(path: Path, *, trust_code: bool = False) -> list[RecipeError]:
+    """Every problem of the recipe file at `path`, sorted by position: the recipe's and its files'."""
+    try:
+        check_recipe(load_recipe(path), recipe_path=path, trust_code=trust_code)
+    except RecipeErrors as exc:
+        if exc.recipe is None:
+            return exc.errors
+        try:
+            check_recipe(exc.recipe, recipe_path=path, trust_code=trust_code)
+        except RecipeErrors as more:
+            return sorted_errors(exc.errors + more.errors).errors
+        return exc.errors
+    return []
 
 
 def _problem(loc: Location, check, *args) -> list[tuple[Location, str]]:
@@ -92,7 +107,8 @@ def _check_device(entry: str, base: Path) -> None:
 
     if entry.endswith((".yaml", ".yml")) and not Path(entry).is_absolute():
         entry = str(base / entry)
-    load_profile(entry)
+    if not load_profile(entry).emulated:
+        raise InputError(f"device {entry!r} is this machine, measured natively: the `benchmark` section times it")
 
 
 def _check_output_dir(out: Path) -> None:

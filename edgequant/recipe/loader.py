@@ -20,10 +20,15 @@ MAX_DEPTH = 50  # recipes nest 5 levels; a deeper document is an attack on the p
 
 
 class RecipeErrors(RecipeError):
-    """Every problem found in a recipe, sorted by position; the message is the first one."""
+    """Every problem found in a recipe, sorted by position; the message is the first one.
 
-    def __init__(self, errors: list[RecipeError]):
+    `recipe` is the validated recipe when only rules across fields failed, so that the
+    file checks can still run and report in the same pass.
+    """
+
+    def __init__(self, errors: list[RecipeError], recipe: Recipe | None = None):
         self.errors = errors
+        self.recipe = recipe
         more = f" (and {len(errors) - 1} more: `edgequant recipe check` lists them all)" if len(errors) > 1 else ""
         super().__init__(f"{errors[0]}{more}")
         self.where, self.field = errors[0].where, errors[0].field
@@ -121,17 +126,16 @@ def load_recipe(path: str | Path) -> Recipe:
         )
     except ValidationError as exc:
         raise sorted_errors(validation_errors(exc, path, root)) from None
-    errors = [RecipeError(message, where=locate(path, loc, root), field=dotted_path(loc)) for loc, message in cross_field]
-    for loc, target in _input_paths(recipe):
-        if not target.exists():
-            errors.append(RecipeError(f"no such file or directory: {target}", where=locate(path, loc, root),
-                                      field=dotted_path(loc)))
+    errors = [RecipeError(f"no such file or directory: {target}", where=locate(path, loc, root), field=dotted_path(loc))
+              for loc, target in _input_paths(recipe) if not target.exists()]
+    checkable = recipe if not errors else None
+    errors += [RecipeError(message, where=locate(path, loc, root), field=dotted_path(loc)) for loc, message in cross_field]
     if errors:
-        raise sorted_errors(errors)
+        raise sorted_errors(errors, checkable)
     return recipe
 
 
-def sorted_errors(errors: list[RecipeError]) -> RecipeErrors:
+def sorted_errors(errors: list[RecipeError], recipe: Recipe | None = None) -> RecipeErrors:
     """One exception for all of `errors`, in the order they appear in the file."""
 
     def position(err: RecipeError) -> tuple[int, int]:
@@ -141,7 +145,7 @@ def sorted_errors(errors: list[RecipeError]) -> RecipeErrors:
         except (IndexError, ValueError):
             return 0, 0
 
-    return RecipeErrors(sorted(errors, key=position))
+    return RecipeErrors(sorted(errors, key=position), recipe)
 
 
 def _input_paths(recipe: Recipe):

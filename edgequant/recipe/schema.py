@@ -353,6 +353,9 @@ def cross_field_problems(recipe: Recipe) -> list[tuple[Location, str]]:
                           "mode"], f"variants {needs} need a `calibration` section (a representative dataset)"))
     custom = any(d.endswith((".yaml", ".yml")) for d in recipe.devices)
     for i, v in enumerate(recipe.variants):
+        if v.mode == "qat" and v.training is None and recipe.calibration is None:
+            problems.append((["variants", i, "mode"], f"variant {v.name!r}: QAT needs labelled training data: add a "
+                                                      "`training` section to the variant (or a `calibration` section)"))
         auto = getattr(v, "float_layers", None) == "auto"
         accuracy = bool(v.gates and v.gates.needs_evaluation)
         if recipe.evaluation is None and (accuracy or auto):
