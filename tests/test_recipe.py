@@ -251,7 +251,7 @@ def test_recipe_check_reports_rule_and_file_errors_together(tmp_path, capsys):
     recipe, lines = check_errors(tmp_path, capsys, f"model: {{path: {FMNIST_MODEL}}}\n"
                                  "devices: [host, rpi9]\n"
                                  "variants: [{name: q, mode: qat}]\n")
-    assert [line.split(": ")[2] for line in lines] == ["devices[0]", "devices[1]", "variants[0].mode"]
+    assert [line.split(": ")[3] for line in lines] == ["devices[0]", "devices[1]", "variants[0].mode"]
     assert "device 'host' is this machine, measured natively" in lines[0]
     assert "unknown device 'rpi9'" in lines[1]
     assert "QAT needs labelled training data" in lines[2]
