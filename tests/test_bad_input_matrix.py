@@ -92,13 +92,13 @@ def lambda_model(folder: Path, fmt: str) -> Path:
 
         path = folder / "lambda.keras"
         model = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(),
-                                  keras.layers.Lambda(lambda x: x * 2.0), keras.layers.Dense(10)])
+                                  keras.layers.Lambda(lambda x: x * 2.0, name="double"), keras.layers.Dense(10)])
     else:
         import tf_keras
 
         path = folder / "lambda.h5"
         model = tf_keras.Sequential([tf_keras.Input((28, 28, 1)), tf_keras.layers.Flatten(),
-                                     tf_keras.layers.Lambda(lambda x: x * 2.0), tf_keras.layers.Dense(10)])
+                                     tf_keras.layers.Lambda(lambda x: x * 2.0, name="double"), tf_keras.layers.Dense(10)])
     model.save(path)
     return path
 
@@ -295,10 +295,10 @@ CASES: dict[str, Case] = {
                                                lambda f: callable_source("tests.test_bad_input_matrix:good_samples")),
     "13-callable-source-untrusted-build": Case("build", r"allow it with --trust-code",
                                                lambda f: callable_source("tests.test_bad_input_matrix:good_samples")),
-    "13-lambda-layer-keras3": Case("check", r"model.path: .*lambda.keras: Lambda layer\(s\) lambda run Python code stored in the "
+    "13-lambda-layer-keras3": Case("check", r"model.path: .*lambda.keras: Lambda layer\(s\) double run Python code stored in the "
                                    r"file when the model loads; allow it with --trust-code",
                                    lambda f: GOOD.replace(str(FMNIST_MODEL), str(lambda_model(f, "keras")))),
-    "13-lambda-layer-tf-keras-h5": Case("build", r"lambda.h5: Lambda layer\(s\) lambda run Python code .* --trust-code",
+    "13-lambda-layer-tf-keras-h5": Case("build", r"lambda.h5: Lambda layer\(s\) double run Python code .* --trust-code",
                                         lambda f: GOOD.replace(str(FMNIST_MODEL), str(lambda_model(f, "h5")))),
     # smaller: a recipe-level rule points at its own line
     "15-cross-field-error-at-its-line": Case("check", r"recipe.yaml:10:78: variants\[1\].gates.max_latency_ms.rpi4: .* not measured",

@@ -30,7 +30,7 @@ def test_callable_source_and_lambda_layer_build_when_trusted(tmp_path, capsys):
     recipe.write_text(RECIPE.format(model=model, extra=""))
     code, errors = run(capsys, ["recipe", "check", recipe])
     assert code == 2 and len(errors) == 2  # both, in one run, in file order
-    assert "model.path" in errors[0] and "Lambda layer(s) lambda" in errors[0] and "--trust-code" in errors[0]
+    assert "model.path" in errors[0] and "Lambda layer(s) double" in errors[0] and "--trust-code" in errors[0]
     assert "calibration.source.type: a callable data source" in errors[1] and "--trust-code" in errors[1]
 
     assert run(capsys, ["recipe", "check", recipe, "--trust-code"]) == (0, [])
@@ -45,7 +45,7 @@ def test_callable_source_and_lambda_layer_build_when_trusted(tmp_path, capsys):
 
 def test_python_api_needs_trust_code_for_lambda_layers(tmp_path):
     model = lambda_model(tmp_path, "keras")
-    with pytest.raises(InputError, match=r"Lambda layer\(s\) lambda run Python code .*trust_code=True in Python"):
+    with pytest.raises(InputError, match=r"Lambda layer\(s\) double run Python code .*trust_code=True in Python"):
         eq.quantize(model, "float32")
     assert read_tflite(eq.quantize(model, "float32", trust_code=True)).inputs[0].shape == (1, 28, 28, 1)
 
