@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 import edgequant as eq
-from edgequant.cli import main
 from edgequant.errors import InputError
 from edgequant.tflite_file import read_tflite
 from tests.test_bad_input_matrix import lambda_model, run
