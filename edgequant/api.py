@@ -17,7 +17,7 @@ import numpy as np
 from pydantic import TypeAdapter, ValidationError
 
 from edgequant.data.stream import InputSpec, check_sample, iter_samples
-from edgequant.errors import InputError
+from edgequant.errors import DataError, InputError
 from edgequant.native_log import native_log_to_file
 from edgequant.recipe.schema import CALIBRATED_MODES, DataSpec, Recipe, Variant
 
@@ -34,6 +34,7 @@ def quantize(
     evaluation: DataSpec | np.ndarray | tuple[np.ndarray, np.ndarray] | None = None,
     report: bool = False,
     output_dir: str | Path | None = None,
+    trust_code: bool = False,
     **options: Any,
 ) -> bytes | tuple[bytes, Any]:
     """Convert a Keras model (in memory, Keras 3 or tf_keras, or a model file path) to .tflite bytes.
@@ -47,6 +48,7 @@ def quantize(
     `edgequant build`: evaluated, timed on the host, estimated on the simulated devices.
     `report=True` returns `(bytes, report)`, the build's `Report`; `output_dir` keeps its files
     (artifacts, report.json, report.md, report.html).
+    A model file with Lambda layers (whose loading runs Python) needs `trust_code=True`.
     """
     from edgequant.convert import convert_variant
     from edgequant.source_model import export_keras_model, export_model
@@ -70,7 +72,7 @@ def quantize(
         return (data, result.report) if report else data
     with native_log_to_file(), tempfile.TemporaryDirectory(prefix="edgequant-") as work:
         if isinstance(model, (str, Path)):
-            exported = export_model(Path(model), Path(work), input_shape)
+            exported = export_model(Path(model), Path(work), input_shape, trust_code=trust_code)
         else:
             exported = export_keras_model(model, Path(work), input_shape=input_shape)
         representative = _representative(calibration, exported.input) if variant.mode in CALIBRATED_MODES else None
@@ -83,10 +85,13 @@ def _representative(calibration: Calibration, model_input: InputSpec) -> Callabl
 
     def checked() -> Iterator[np.ndarray]:
         samples = calibration() if callable(calibration) else calibration
+        index = -1
         for index, x in enumerate(samples):
             x = np.asarray(x, dtype=np.float32)
             check_sample(x, index, model_input, source="the calibration argument", role="calibration")
             yield x
+        if index < 0:  # the converter would silently leave the model unquantized
+            raise DataError("the calibration argument holds no samples")
 
     return checked
 

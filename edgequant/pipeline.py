@@ -23,11 +23,12 @@ from edgequant import __version__
 from edgequant.artifacts import MANIFEST, MANIFEST_VERSION, Staging, merge_artifacts, read_manifest
 from edgequant.convert import convert_variant
 from edgequant.data.sources import class_names, describe
-from edgequant.data.stream import iter_batches, iter_samples
+from edgequant.data.stream import InputSpec, iter_batches, iter_samples
 from edgequant.errors import DataError, InputError
 from edgequant.evaluate import Evaluation, evaluate, reference_problems
 from edgequant.gates import GateResult, accuracy_gates_pass, check_gates
 from edgequant.progress import NullProgress, Progress
+from edgequant.recipe.check import check_recipe
 from edgequant.recipe.loader import dotted_path, load_recipe, locate, recipe_hash
 from edgequant.recipe.schema import CALIBRATED_MODES, Float32Variant, Recipe
 from edgequant.report.render import plural, render_report
@@ -104,8 +105,12 @@ def build_recipe(
     output_dir: str | Path | None = None,
     only: list[str] | None = None,
     progress: Progress | None = None,
+    trust_code: bool = False,
 ) -> BuildResult:
     """Build a recipe (a Recipe or the path of a recipe file). Raises EdgequantError on bad input.
+
+    `trust_code` (or the recipe's `trust_code: true`) allows callable data sources and models
+    whose loading runs Python (Lambda layers); see edgequant.trust.
 
     Gate failures do not raise: the result's `passed` is False and its report names them.
     """
@@ -116,14 +121,20 @@ def build_recipe(
         recipe = load_recipe(recipe)
     variants = _selected(recipe, only)
     out = Path(output_dir) if output_dir is not None else recipe.output_path()
+    trust_code = trust_code or recipe.trust_code
+    declared = check_recipe(recipe, recipe_path=recipe_path, trust_code=trust_code, output_dir=out)
+    calibrated = recipe.calibration is not None and any(v.mode in CALIBRATED_MODES for v in variants)
 
     with tempfile.TemporaryDirectory(prefix="edgequant-") as work, Staging(out) as staging:
-        with progress.task(f"export {recipe.model.path.name}") as task:
-            exported = export_model(recipe.model.path, Path(work), recipe.model.input_shape)
-            task.advance()
-        if recipe.calibration is not None and any(v.mode in CALIBRATED_MODES for v in variants):
+        if calibrated and declared is not None:  # the model file declares its input: check before the export
             with _field_context(recipe_path, ["calibration"]):
-                _check_calibration(recipe, exported, progress)
+                _check_calibration(recipe, declared, progress)
+        with progress.task(f"export {recipe.model.path.name}") as task:
+            exported = export_model(recipe.model.path, Path(work), recipe.model.input_shape, trust_code=trust_code)
+            task.advance()
+        if calibrated and declared is None:
+            with _field_context(recipe_path, ["calibration"]):
+                _check_calibration(recipe, exported.input, progress)
 
         stages = _Stages(recipe, recipe_path, exported, progress, Path(work), _reference_name(variants))
         built = [
@@ -504,11 +515,11 @@ def _selected(recipe: Recipe, only: list[str] | None) -> list:
     return [v for v in recipe.variants if v.name in only]
 
 
-def _check_calibration(recipe: Recipe, exported: ExportedModel, progress: Progress) -> None:
+def _check_calibration(recipe: Recipe, model_input: InputSpec, progress: Progress) -> None:
     """Read the calibration stream once before converting, so bad data fails fast and says which sample."""
     limit = max(_calibration_count(recipe, v) or 0 for v in recipe.variants if v.mode in CALIBRATED_MODES) or None
     with progress.task("check calibration data", total=limit) as task:
-        for _ in iter_samples(recipe.calibration, exported.input, limit=limit, role="calibration"):
+        for _ in iter_samples(recipe.calibration, model_input, limit=limit, role="calibration"):
             task.advance()
 
 

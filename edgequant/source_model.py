@@ -8,12 +8,16 @@ variant for the conversion itself).
 from __future__ import annotations
 
 import hashlib
+import json
+import zipfile
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
 from edgequant.data.stream import InputSpec
 from edgequant.errors import ModelFileError
+from edgequant.trust import untrusted
 
 SourceKind = Literal["keras", "h5-keras3", "h5-tf_keras", "saved_model", "in-memory"]
 
@@ -73,30 +77,121 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def load_keras_model(path: Path, kind: SourceKind):
-    """Load a Keras 3 or tf_keras model file (weights and architecture, not the optimizer)."""
+def model_config(path: Path, kind: SourceKind) -> dict | None:
+    """The architecture a .keras or .h5 file declares (JSON), read without building the model."""
+    try:
+        if kind == "keras":
+            with zipfile.ZipFile(path) as archive:
+                text = archive.read("config.json")
+        elif kind.startswith("h5"):
+            import h5py
+
+            with h5py.File(path, "r") as f:
+                text = f.attrs.get("model_config")
+            if text is None:
+                raise ModelFileError(f"{path}: an HDF5 file without a model architecture (weights only?)")
+        else:
+            return None
+        config = json.loads(text)
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
+        raise ModelFileError(f"{path}: cannot read the model's architecture ({type(exc).__name__}: {exc})") from None
+    if not isinstance(config, dict):
+        raise ModelFileError(f"{path}: the model's architecture is not a JSON object")
+    return config
+
+
+def unsafe_layers(config: dict | None) -> list[str]:
+    """Names of the layers whose loading runs Python from the file (Lambda), anywhere in `config`."""
+    found, stack = [], [config]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            if node.get("class_name") == "Lambda":
+                inner = node.get("config")
+                found.append(str(inner.get("name", "?")) if isinstance(inner, dict) else "?")
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return sorted(found)
+
+
+def refuse_unsafe_layers(path: Path, kind: SourceKind) -> None:
+    """Raise InputError if loading the model at `path` would run Python code stored in it."""
+    names = unsafe_layers(model_config(path, kind))
+    if names:
+        raise untrusted(f"{path}: Lambda layer(s) {', '.join(names[:5])} run Python code stored in the file "
+                        "when the model loads")
+
+
+def declared_input(path: Path, input_shape: list[int] | None = None) -> InputSpec | None:
+    """The model's one input as its file declares it, without exporting; None where only the export can tell."""
+    if input_shape is not None:
+        return InputSpec("input", tuple(input_shape))
+    kind = source_kind(path)
+    if kind == "saved_model":
+        inputs = _saved_model_inputs(path, path.stat().st_mtime_ns)
+    else:
+        inputs = _config_inputs(model_config(path, kind))
+    if len(inputs) > 1:
+        names = ", ".join(i.name for i in inputs)
+        raise ModelFileError(f"{path}: the model has {len(inputs)} inputs ({names}); edgequant supports one input")
+    return inputs[0] if inputs else None
+
+
+def _config_inputs(config: dict | None) -> tuple[InputSpec, ...]:
+    """The InputLayers of a Keras 3 or tf_keras config (batch dimension dropped, None as -1)."""
+    inner = config.get("config") if isinstance(config, dict) else None
+    layers = inner.get("layers") if isinstance(inner, dict) else None
+    if not isinstance(layers, list) or not layers:
+        return ()
+    declared = [layer for layer in layers if isinstance(layer, dict) and layer.get("class_name") == "InputLayer"]
+    if not declared and isinstance(layers[0], dict):
+        declared = [layers[0]]  # a tf_keras Sequential declares its input on its first layer
+    inputs = []
+    for layer in declared:
+        cfg = layer.get("config") if isinstance(layer.get("config"), dict) else {}
+        shape = cfg.get("batch_shape") or cfg.get("batch_input_shape")
+        if not isinstance(shape, list) or len(shape) < 2:
+            return ()
+        dims = tuple(-1 if d is None else d for d in shape[1:])
+        if not all(isinstance(d, int) for d in dims):
+            return ()
+        inputs.append(InputSpec(str(cfg.get("name", "input")), dims, str(cfg.get("dtype", "float32"))))
+    return tuple(inputs)
+
+
+def load_keras_model(path: Path, kind: SourceKind, *, trust_code: bool = False):
+    """Load a Keras 3 or tf_keras model file (weights and architecture, not the optimizer).
+
+    Without `trust_code`, a file whose loading would run Python (Lambda layers) is refused,
+    and Keras 3 loads in safe mode.
+    """
+    if not trust_code:
+        refuse_unsafe_layers(path, kind)
     try:
         if kind in ("keras", "h5-keras3"):
             import keras
 
-            return keras.saving.load_model(path, compile=False)
+            return keras.saving.load_model(path, compile=False, safe_mode=not trust_code)
         import tf_keras
 
-        return tf_keras.models.load_model(path, compile=False)
+        return tf_keras.models.load_model(path, compile=False, safe_mode=not trust_code)
     except Exception as exc:  # Keras raises anything from ValueError to TypeError on a bad file
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelFileError(f"{path}: cannot load the model ({first[:300]})") from None
 
 
-def export_model(path: Path, workdir: Path, input_shape: list[int] | None = None) -> ExportedModel:
+def export_model(
+    path: Path, workdir: Path, input_shape: list[int] | None = None, *, trust_code: bool = False
+) -> ExportedModel:
     """Export the model at `path` once, into `workdir`, for every conversion of the build."""
     kind = source_kind(path)
     sha = file_sha256(path)
     if kind == "saved_model":
         if input_shape is not None:
             raise ModelFileError(f"{path}: input_shape cannot override a SavedModel's signature; export it again")
-        return ExportedModel(path, _saved_model_inputs(path), kind, sha)
-    model = load_keras_model(path, kind)
+        return ExportedModel(path, _saved_model_inputs(path, path.stat().st_mtime_ns), kind, sha)
+    model = load_keras_model(path, kind, trust_code=trust_code)
     return export_keras_model(model, workdir, input_shape=input_shape, kind=kind, sha256=sha)
 
 
@@ -130,7 +225,9 @@ def _is_keras3(model) -> bool:
     return type(model).__module__.startswith("keras.")  # tf_keras models live in "tf_keras.src..."
 
 
-def _saved_model_inputs(path: Path) -> tuple[InputSpec, ...]:
+@lru_cache(maxsize=4)
+def _saved_model_inputs(path: Path, mtime_ns: int) -> tuple[InputSpec, ...]:
+    """The serving signature's inputs (cached per path and modification time: a check before the build reads it too)."""
     import tensorflow as tf
 
     try:

@@ -125,7 +125,11 @@ def _enum_names(enum_cls) -> dict[int, str]:
 
 
 def read_tflite(source: str | Path | bytes) -> TFLiteModel:
-    """Parse a .tflite file (path or bytes). Raises ModelFileError if it is not a valid one."""
+    """Parse a .tflite file (path or bytes). Raises ModelFileError if it is not a valid one.
+
+    The flatbuffer is untrusted input: every index in it is checked, and whatever the
+    generated parser raises on a corrupt file becomes a ModelFileError.
+    """
     from ai_edge_litert import schema_py_generated as schema
 
     label = "<bytes>"
@@ -134,18 +138,44 @@ def read_tflite(source: str | Path | bytes) -> TFLiteModel:
         label = str(path)
         if not path.is_file():
             raise ModelFileError(f"{path}: no such .tflite file")
-        data = path.read_bytes()
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise ModelFileError(f"{path}: cannot read ({exc.strerror})") from None
     else:
         data = bytes(source)
     if len(data) < 8 or data[4:8] != _FILE_IDENTIFIER:
         raise ModelFileError(f"{label}: not a .tflite file (no TFL3 flatbuffer identifier)")
     try:
-        model = schema.ModelT.InitFromPackedBuf(data, 0)
-        subgraph = model.subgraphs[0]
-        buffers = model.buffers or []
-    except Exception as exc:  # a truncated or corrupt flatbuffer fails anywhere inside the parser
+        return _read_model(schema, data)
+    except _Corrupt as exc:
+        raise ModelFileError(f"{label}: corrupt .tflite file ({exc})") from None
+    except Exception as exc:  # the generated parser fails anywhere (struct, index, type, unicode errors)
         raise ModelFileError(f"{label}: corrupt or truncated .tflite file ({type(exc).__name__}: {exc})") from None
 
+
+class _Corrupt(Exception):
+    """An inconsistency this reader found itself (the message says which)."""
+
+
+def _index(value, size: int, what: str) -> int:
+    index = int(value)
+    if not 0 <= index < size:
+        raise _Corrupt(f"{what} {index} is out of range (0..{size - 1})")
+    return index
+
+
+def _text(raw) -> str:
+    return raw.decode("utf-8", "replace") if isinstance(raw, (bytes, bytearray)) else str(raw or "")
+
+
+def _read_model(schema, data: bytes) -> TFLiteModel:
+    model = schema.ModelT.InitFromPackedBuf(data, 0)
+    if not model.subgraphs:
+        raise _Corrupt("no subgraph")
+    subgraph = model.subgraphs[0]
+    buffers = model.buffers or []
+    codes = model.operatorCodes or []
     type_names = _enum_names(schema.TensorType)
     op_names = _enum_names(schema.BuiltinOperator)
 
@@ -169,7 +199,7 @@ def read_tflite(source: str | Path | bytes) -> TFLiteModel:
         tensors.append(
             Tensor(
                 index=i,
-                name=(t.name or b"").decode("utf-8", "replace"),
+                name=_text(t.name),
                 shape=shape,
                 shape_signature=sig,
                 dtype=type_names.get(t.type, f"type{t.type}").lower(),
@@ -178,24 +208,43 @@ def read_tflite(source: str | Path | bytes) -> TFLiteModel:
             )
         )
 
+    def tensor_indices(values, what: str, *, optional: bool = False) -> tuple[int, ...]:
+        # -1 marks an optional operator input that is absent
+        return tuple(-1 if optional and int(x) == -1 else _index(x, len(tensors), what)
+                     for x in (values if values is not None else ()))
+
     operators = []
     for i, op in enumerate(subgraph.operators or []):
-        code = model.operatorCodes[op.opcodeIndex]
+        code = codes[_index(op.opcodeIndex, len(codes), f"operator {i}'s opcode index")]
         builtin = max(code.builtinCode, code.deprecatedBuiltinCode)  # schema v3a keeps both fields
         name = op_names.get(builtin, f"BUILTIN_{builtin}")
         if name == "CUSTOM":
-            name = "CUSTOM:" + (code.customCode or b"?").decode("utf-8", "replace")
-        inputs = tuple(int(x) for x in (op.inputs if op.inputs is not None else ()))
-        outputs = tuple(int(x) for x in (op.outputs if op.outputs is not None else ()))
-        operators.append(Operator(i, name, inputs, outputs))
+            name = "CUSTOM:" + (_text(code.customCode) or "?")
+        operators.append(Operator(i, name, tensor_indices(op.inputs, f"operator {i}'s input", optional=True),
+                                  tensor_indices(op.outputs, f"operator {i}'s output")))
 
     return TFLiteModel(
         size_bytes=len(data),
         sha256=hashlib.sha256(data).hexdigest(),
         tensors=tuple(tensors),
         operators=tuple(operators),
-        input_indices=tuple(int(x) for x in subgraph.inputs),
-        output_indices=tuple(int(x) for x in subgraph.outputs),
+        input_indices=tensor_indices(subgraph.inputs, "model input"),
+        output_indices=tensor_indices(subgraph.outputs, "model output"),
         num_subgraphs=len(model.subgraphs),
-        description=(model.description or b"").decode("utf-8", "replace"),
+        description=_text(model.description),
     )
+
+
+def verify_loadable(source: str | Path | bytes) -> None:
+    """Raise ModelFileError if the LiteRT interpreter rejects the file.
+
+    Its flatbuffer verifier checks what this reader cannot (offsets, buffer bounds, op versions);
+    a file that only lacks a custom op's kernel is valid, and passes.
+    """
+    from edgequant.runtime import load_interpreter
+
+    try:
+        load_interpreter(source, kernels="builtin")
+    except ModelFileError as exc:
+        if "uses custom op" not in str(exc):  # runtime.load_interpreter's words for a missing custom kernel
+            raise

@@ -90,16 +90,16 @@ def gen_samples(n: int = 4, bad_at: int = -1):
 
 
 def test_callable_source_and_bad_sample_index():
-    s = spec({"type": "callable", "target": "tests.test_data:gen_samples", "kwargs": {"n": 4}})
+    s = spec({"type": "callable", "target": "tests.test_data:gen_samples", "kwargs": {"n": 4}}, samples=10)
     assert [smp.label for smp in iter_samples(s)] == [0, 1, 0, 1]
-    bad = spec({"type": "callable", "target": "tests.test_data:gen_samples", "kwargs": {"bad_at": 2}})
+    bad = spec({"type": "callable", "target": "tests.test_data:gen_samples", "kwargs": {"bad_at": 2}}, samples=10)
     with pytest.raises(DataError, match="calibration sample 2 from tests.test_data:gen_samples contains infinite"):
         list(iter_samples(bad, role="calibration"))
 
 
 def test_callable_that_cannot_be_imported():
-    s = spec({"type": "callable", "target": "no_such_package.mod:fn"})
-    with pytest.raises(DataError, match="no_such_package.mod:fn: cannot import"):
+    s = spec({"type": "callable", "target": "no_such_package.mod:fn"}, samples=1)
+    with pytest.raises(DataError, match="no_such_package.mod:fn: failed to import: it raised ModuleNotFoundError"):
         list(iter_samples(s))
 
 
@@ -114,3 +114,26 @@ def test_streaming_memory_does_not_grow_with_the_number_of_samples(tmp_path):
     tracemalloc.stop()
     assert count == 20_000
     assert peak < 2_000_000, f"peak {peak:,} bytes while streaming"  # the file is 62,720,128 bytes
+
+
+def endless_samples():
+    while True:
+        yield np.zeros((2, 2, 1), dtype=np.float32)
+
+
+def test_an_endless_callable_is_bounded_by_samples():
+    s = spec({"type": "callable", "target": "tests.test_data:endless_samples"}, samples=5)
+    assert len(list(iter_samples(s))) == 5
+
+
+def test_labels_are_class_ids_or_target_arrays(tmp_path):
+    np.save(tmp_path / "x.npy", np.zeros((3, 2, 2, 1), np.float32))
+    np.save(tmp_path / "ints.npy", np.array([0.0, 1.0, 2.0]))  # integer-valued floats are class ids
+    np.save(tmp_path / "onehot.npy", np.eye(3, dtype=np.float32))  # one-hot rows, for categorical losses
+    np.save(tmp_path / "negative.npy", np.array([0, -1, 2]))
+    labels = {name: spec({"type": "npy", "path": str(tmp_path / "x.npy"), "labels": str(tmp_path / f"{name}.npy")})
+              for name in ("ints", "onehot", "negative")}
+    assert [s.label for s in iter_samples(labels["ints"])] == [0, 1, 2]
+    np.testing.assert_array_equal(np.stack([s.label for s in iter_samples(labels["onehot"])]), np.eye(3))
+    with pytest.raises(DataError, match=r"sample 1 from .*x.npy: label -1 is not a class id"):
+        list(iter_samples(labels["negative"]))

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from pathlib import Path
+from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
 import edgequant as eq
@@ -122,3 +125,133 @@ def test_yaml_is_loaded_safely(tmp_path):
 def test_missing_recipe_file():
     with pytest.raises(RecipeError, match="no such recipe file: nowhere.yaml"):
         load_recipe(Path("nowhere.yaml"))
+
+
+def test_recipe_check_reports_every_error_in_one_run_sorted_by_position(tmp_path, capsys):
+    (tmp_path / "m.keras").write_bytes(b"")
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(
+        "model: {path: m.keras}\n"
+        "calibration: {source: {type: fashion-mnist}, sampels: 10}\n"
+        "benchmark: {runs: 1.5}\n"
+        "variants:\n"
+        "  - {name: a, mode: int4}\n"
+        "  - {name: b, mode: int8, per_channel: 'no'}\n"
+    )
+    assert main(["recipe", "check", str(recipe)]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == [
+        f"edgequant: error: {recipe}:2:46: calibration.sampels: unknown key 'sampels'; did you mean 'samples'?",
+        f"edgequant: error: {recipe}:3:13: benchmark.runs: Input should be a valid integer, got 1.5",
+        f"edgequant: error: {recipe}:5:15: variants[0].mode: 'int4' is not one of float32, float16, dynamic, int8, "
+        "int16x8, qat",
+        f"edgequant: error: {recipe}:6:27: variants[1].per_channel: Input should be a valid boolean, got \"no\"",
+    ]
+
+
+def test_cross_field_errors_are_all_reported_at_their_own_lines(tmp_path):
+    (tmp_path / "m.keras").write_bytes(b"")
+    (tmp_path / "r.yaml").write_text(
+        "model: {path: m.keras}\n"
+        "variants:\n"
+        "  - {name: a, mode: int8}\n"
+        "  - {name: a, mode: float32, gates: {max_latency_ms: {rpi4: 2}}}\n"
+    )
+    with pytest.raises(RecipeError) as info:
+        load_recipe(tmp_path / "r.yaml")
+    assert [str(e).split(": ", 1)[0].rsplit("/", 1)[-1] for e in info.value.errors] == [
+        "r.yaml:3:15", "r.yaml:4:6", "r.yaml:4:55"]
+    assert "need a `calibration` section" in str(info.value.errors[0])
+    assert "two variants are named 'a'" in str(info.value.errors[1])
+    assert "gates latency on 'rpi4', which is not measured" in str(info.value.errors[2])
+
+
+@pytest.fixture(scope="module")
+def tiny_saved_model(tmp_path_factory):
+    import tensorflow as tf
+
+    class Doubler(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None, 4], tf.float32, name="x")])
+        def __call__(self, x):
+            return {"y": x * 2.0}
+
+    path = tmp_path_factory.mktemp("sm") / "saved"
+    module = Doubler()
+    tf.saved_model.save(module, str(path), signatures={"serving_default": module.__call__})
+    return path
+
+
+def check_errors(folder: Path, capsys, text: str) -> tuple[Path, list[str]]:
+    """`recipe check` on `text`, which must fail: the recipe's path and the error lines."""
+    recipe = folder / "r.yaml"
+    recipe.write_text(text)
+    assert main(["recipe", "check", str(recipe)]) == 2
+    return recipe, capsys.readouterr().err.splitlines()
+
+
+def test_recipe_check_refuses_what_a_saved_model_cannot_do(tmp_path, tiny_saved_model, capsys):
+    """Combinations the build refuses only after exporting are refused by `recipe check`, before any work."""
+    np.save(tmp_path / "x.npy", np.zeros((4, 8), np.float32))
+    np.save(tmp_path / "y.npy", np.zeros(4, np.int64))
+    recipe, lines = check_errors(tmp_path, capsys, f"model: {{path: {tiny_saved_model}, input_shape: [8]}}\n"
+                                 "calibration: {source: {type: npy, path: x.npy, labels: y.npy}}\n"
+                                 "variants: [{name: q, mode: qat}]\n")
+    assert len(lines) == 2
+    assert f"{recipe}:1:" in lines[0] and "model.input_shape: cannot override a SavedModel's signature" in lines[0]
+    assert f"{recipe}:3:22: variants[0].mode: variant 'q': QAT fine-tunes Keras layers" in lines[1]
+
+
+def test_recipe_check_reads_a_saved_model_signature_for_the_shape_check(tmp_path, tiny_saved_model, capsys):
+    _, lines = check_errors(tmp_path, capsys, f"model: {{path: {tiny_saved_model}}}\n"
+                            "calibration: {source: {type: fashion-mnist}, samples: 4}\n"
+                            "variants: [{name: q, mode: int8}]\n")
+    assert len(lines) == 1
+    assert "calibration sample 0 from fashion-mnist/train has shape (28, 28, 1)" in lines[0] and "expects (4,)" in lines[0]
+
+
+class RecordingProgress:
+    def __init__(self):
+        self.tasks: list[str] = []
+
+    @contextmanager
+    def task(self, description: str, total=None):
+        self.tasks.append(description)
+        yield SimpleNamespace(advance=lambda n=1: None)
+
+    def log(self, message: str) -> None:
+        pass
+
+
+def test_calibration_shapes_are_checked_before_the_export(tmp_path):
+    """Every calibration sample is checked against the input the model file declares, before exporting it."""
+    from PIL import Image
+
+    from edgequant.errors import DataError
+    from edgequant.pipeline import build_recipe
+    from tests.conftest import FMNIST_MODEL
+
+    (tmp_path / "photos").mkdir()
+    for name, size in (("a.png", 28), ("b.png", 28), ("c.png", 30)):
+        Image.fromarray(np.zeros((size, size), np.uint8)).save(tmp_path / "photos" / name)
+    recipe = eq.Recipe(
+        model=eq.ModelSpec(path=FMNIST_MODEL),
+        calibration=eq.DataSpec(source=eq.ImageFolderSource(path=tmp_path / "photos")),
+        variants=[eq.Int8Variant(name="int8")],
+        output_dir=tmp_path / "out",
+    )
+    progress = RecordingProgress()
+    with pytest.raises(DataError, match=r"calibration sample 2 \(c.png\) from .*photos has shape \(30, 30, 1\)"):
+        build_recipe(recipe, progress=progress)
+    assert progress.tasks == ["check calibration data"]  # no export, no conversion
+
+
+def test_recipe_check_reports_rule_and_file_errors_together(tmp_path, capsys):
+    from tests.conftest import FMNIST_MODEL
+
+    recipe, lines = check_errors(tmp_path, capsys, f"model: {{path: {FMNIST_MODEL}}}\n"
+                                 "devices: [host, rpi9]\n"
+                                 "variants: [{name: q, mode: qat}]\n")
+    assert [line.split(": ")[3] for line in lines] == ["devices[0]", "devices[1]", "variants[0].mode"]
+    assert "device 'host' is this machine, measured natively" in lines[0]
+    assert "unknown device 'rpi9'" in lines[1]
+    assert "QAT needs labelled training data" in lines[2]

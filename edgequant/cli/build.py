@@ -7,6 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from edgequant.cli.recipe_cmd import TrustCodeOpt
+from edgequant.cli.recipe_cmd import TrustCodeOpt
 from edgequant.errors import EXIT_GATE_FAILED
 
 
@@ -14,12 +16,13 @@ def build(
     recipe: Annotated[Path, typer.Argument(help="recipe YAML file")],
     output_dir: Annotated[Optional[Path], typer.Option("--output-dir", "-o", help="override the recipe's output_dir")] = None,
     variant: Annotated[Optional[list[str]], typer.Option("--variant", "-v", help="build only this variant (repeatable)")] = None,
+    trust_code: TrustCodeOpt = False,
 ) -> None:
     """Build every variant of RECIPE: convert, evaluate, benchmark, check gates, write artifacts and report.
 
     Exit codes: 0 success, 1 a gate failed, 2 bad input, 3 a build step failed.
     """
-    run_build(recipe, output_dir=output_dir, only=variant or None)
+    run_build(recipe, output_dir=output_dir, only=variant or None, trust_code=trust_code)
 
 
 def run_build(recipe, **options):

@@ -25,6 +25,14 @@ DeviceOpt = Annotated[list[str], typer.Option("--device", "-d", help="profile na
 JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output")]
 
 
+def _check_model_file(model: Path) -> None:
+    """A corrupt .tflite is bad input (exit 2), found here rather than inside the emulated device."""
+    from edgequant.tflite_file import read_tflite, verify_loadable
+
+    read_tflite(model)
+    verify_loadable(model)
+
+
 def _console():
     from edgequant.cli.render import wide_console
 
@@ -120,6 +128,7 @@ def estimate(
     """Estimate the latency of a .tflite on simulated devices (counts ARM instructions under qemu)."""
     from edgequant.devices.estimate import estimate_latency
 
+    _check_model_file(model)
     results = [estimate_latency(model, d, threads=threads) for d in device]
     if as_json:
         typer.echo(json.dumps([r.to_dict() for r in results], indent=2))
@@ -160,6 +169,7 @@ def parity(
     from edgequant.devices.parity import check_parity
     from edgequant.errors import DataError
 
+    _check_model_file(model)
     data = None
     if inputs is not None:
         try:
@@ -187,6 +197,7 @@ def kernels(
     """Where one invoke's ARM instructions go: XNNPACK kernels and other functions."""
     from edgequant.devices.arm.runner import run_on_device
 
+    _check_model_file(model)
     for d in device:
         run = run_on_device(model, d)
         typer.echo(f"{run.profile} ({run.core}, emulated as {run.qemu_cpu}): "
@@ -213,6 +224,8 @@ def bench_on_devices(
     from edgequant.devices.compare import compare_on_devices
     from edgequant.report.render import parity_verdict
 
+    for path in models.values():
+        _check_model_file(path)
     result = compare_on_devices(models, devices, threads=threads, parity=parity)
     if as_json:
         typer.echo(json.dumps(result.to_dict(), indent=2))

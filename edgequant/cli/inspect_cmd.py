@@ -21,13 +21,15 @@ def inspect(
     """Print tensors, op counts by type and quantization parameters of a .tflite file.
 
     For a .keras or .h5 model: input and output shapes, and any Rescaling layer inside.
+    A .tflite file that the LiteRT interpreter rejects is corrupt: exit 2, as from every other command.
     """
     if model.suffix.lower() in KERAS_SUFFIXES:
         _inspect_keras(model, as_json)
         return
-    from edgequant.tflite_file import read_tflite
+    from edgequant.tflite_file import read_tflite, verify_loadable
 
     m = read_tflite(model)
+    verify_loadable(model)
     if as_json:
         typer.echo(json.dumps(inspection_dict(m), indent=2))
         return

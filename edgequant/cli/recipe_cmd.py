@@ -23,11 +23,27 @@ def schema() -> None:
     typer.echo(json.dumps(json_schema(), indent=2))
 
 
+TrustCodeOpt = Annotated[
+    bool,
+    typer.Option("--trust-code", help="allow callable data sources and models with Lambda layers (they run Python)"),
+]
+
+
 @app.command("check")
-def check(recipe: Annotated[Path, typer.Argument(help="recipe YAML file")]) -> None:
-    """Validate a recipe: exit 0 if it is valid, 2 with file:line:col and the field if not."""
+def check(recipe: Annotated[Path, typer.Argument(help="recipe YAML file")], trust_code: TrustCodeOpt = False) -> None:
+    """Validate a recipe and the files it names, as the build would, before any work.
+
+    Exit 0 if it is valid, 2 with every problem (file:line:col, field, what was expected), one per line.
+    """
+    from edgequant.errors import EXIT_BAD_INPUT
+    from edgequant.recipe.check import recipe_problems
     from edgequant.recipe.loader import load_recipe
 
+    problems = recipe_problems(recipe, trust_code=trust_code)
+    for problem in problems:
+        typer.echo(f"edgequant: error: {problem}", err=True)
+    if problems:
+        raise typer.Exit(EXIT_BAD_INPUT)
     r = load_recipe(recipe)
     modes = ", ".join(f"{v.name} ({v.mode})" for v in r.variants)
     typer.echo(f"{recipe}: valid recipe '{r.name}': {plural(len(r.variants), 'variant')}: {modes}")

@@ -3,11 +3,17 @@
 Image-like sources yield HxWxC arrays; array files yield what they hold, row by row.
 Nothing here loads a whole dataset into memory (a .npz member is the one exception:
 the format cannot be memory-mapped).
+
+Each raw sample carries its origin (an image's file name), so that an error names it.
+A callable source runs the recipe author's code: whatever it raises, even SystemExit,
+becomes a DataError naming it.
 """
 
 from __future__ import annotations
 
 import importlib
+import warnings
+from contextlib import contextmanager
 import zipfile
 from collections.abc import Iterator
 from itertools import repeat
@@ -25,7 +31,7 @@ from edgequant.recipe.schema import (
     NpzSource,
 )
 
-RawSample = tuple[np.ndarray, "int | np.ndarray | None"]
+RawSample = tuple[np.ndarray, "int | np.ndarray | None", "str | None"]  # sample, label, origin
 
 FASHION_MNIST_CLASSES = (
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
@@ -67,10 +73,22 @@ def iter_raw(source) -> Iterator[RawSample]:
 def _load_npy(path: Path) -> np.ndarray:
     if not path.is_file():
         raise DataError(f"{path}: no such file")
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: an empty file, not a .npy array")
     try:
-        return np.load(path, mmap_mode="r", allow_pickle=False)  # memory-mapped: rows are read on demand
-    except ValueError as exc:
+        array = np.load(path, mmap_mode="r", allow_pickle=False)  # memory-mapped: rows are read on demand
+    except (ValueError, OSError, EOFError) as exc:
         raise DataError(f"{path}: cannot read as a .npy array without pickle ({exc})") from None
+    return _stacked(array, path)
+
+
+def _stacked(array, where) -> np.ndarray:
+    """`array` if it is a stack of samples along axis 0 of numbers."""
+    if not isinstance(array, np.ndarray) or array.ndim == 0:
+        raise DataError(f"{where}: a single value, not samples stacked along axis 0")
+    if array.dtype.kind not in "biuf":
+        raise DataError(f"{where}: holds {array.dtype} values; samples and labels must be integer or real numbers")
+    return array
 
 
 def _iter_npy(source: NpySource) -> Iterator[RawSample]:
@@ -79,7 +97,7 @@ def _iter_npy(source: NpySource) -> Iterator[RawSample]:
     if y is not None and len(y) != len(x):
         raise DataError(f"{source.labels}: {len(y)} labels for {len(x)} samples in {source.path}")
     for i in range(len(x)):
-        yield np.asarray(x[i]), (y[i] if y is not None else None)
+        yield np.asarray(x[i]), (y[i] if y is not None else None), None
 
 
 def _iter_npz(source: NpzSource) -> Iterator[RawSample]:
@@ -93,12 +111,21 @@ def _iter_npz(source: NpzSource) -> Iterator[RawSample]:
         for key in filter(None, (source.key, source.labels_key)):
             if key not in archive.files:
                 raise DataError(f"{source.path}: no array {key!r} (it holds {', '.join(archive.files)})")
-        x = archive[source.key]
-        y = archive[source.labels_key] if source.labels_key else None
+        x = _npz_member(archive, source.path, source.key)
+        y = _npz_member(archive, source.path, source.labels_key) if source.labels_key else None
     if y is not None and len(y) != len(x):
         raise DataError(f"{source.path}: {len(y)} labels in {source.labels_key!r} for {len(x)} samples")
     labels = y if y is not None else repeat(None)
-    yield from zip(x, labels)
+    for sample, label in zip(x, labels):
+        yield sample, label, None
+
+
+def _npz_member(archive, path: Path, key: str) -> np.ndarray:
+    try:
+        array = archive[key]
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise DataError(f"{path}: cannot read array {key!r} without pickle ({exc})") from None
+    return _stacked(array, f"{path}[{key!r}]")
 
 
 def image_files(source: ImageFolderSource) -> tuple[list[Path], list[str]]:
@@ -114,8 +141,6 @@ def image_files(source: ImageFolderSource) -> tuple[list[Path], list[str]]:
 
 
 def _iter_images(source: ImageFolderSource) -> Iterator[RawSample]:
-    from PIL import Image
-
     files, classes = image_files(source)
     for path in files:
         label = None
@@ -123,13 +148,24 @@ def _iter_images(source: ImageFolderSource) -> Iterator[RawSample]:
             if path.parent == source.path:
                 raise DataError(f"{path}: with labels: subfolders, every image must be in a class subfolder")
             label = classes.index(path.relative_to(source.path).parts[0])
-        try:
+        array = _read_image(path)
+        yield (array[..., None] if array.ndim == 2 else array), label, path.name
+
+
+def _read_image(path: Path) -> np.ndarray:
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as img:
                 img.load()
-                array = np.asarray(img)
-        except OSError as exc:
-            raise DataError(f"{path}: cannot read image ({exc})") from None
-        yield (array[..., None] if array.ndim == 2 else array), label
+                return np.asarray(img)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise DataError(f"{path}: refused: more pixels than Pillow's decompression-bomb limit "
+                        f"({Image.MAX_IMAGE_PIXELS:,})") from None
+    except Exception as exc:  # image decoders raise OSError, SyntaxError, ValueError, struct.error... on bad files
+        raise DataError(f"{path}: cannot read image ({type(exc).__name__}: {exc})") from None
 
 
 def _iter_fashion_mnist(source: FashionMnistSource) -> Iterator[RawSample]:
@@ -140,17 +176,59 @@ def _iter_fashion_mnist(source: FashionMnistSource) -> Iterator[RawSample]:
         if not path.is_file():
             raise DataError(f"{path}: Fashion-MNIST not found (install Debian's dataset-fashion-mnist package)")
     for x, y in zip(iter_idx(images), iter_idx(labels)):
-        yield x[..., None], int(y)
+        yield x[..., None], int(y), None
 
 
 def _iter_callable(source: CallableSource) -> Iterator[RawSample]:
-    module_name, func_name = source.target.split(":")
-    try:
+    target = source.target
+    module_name, func_name = target.split(":")
+    with _user_code(target, "import"):
         func = getattr(importlib.import_module(module_name), func_name)
-    except (ImportError, AttributeError) as exc:
-        raise DataError(f"{source.target}: cannot import ({exc})") from None
-    for item in func(**source.kwargs):
+    if not callable(func):
+        raise DataError(f"{target}: is a {type(func).__name__}, not a function")
+    with _user_code(target, "call"):
+        items = func(**source.kwargs)
+    try:
+        items = iter(items)
+    except TypeError:
+        raise DataError(f"{target}: returned {type(items).__name__}, not an iterable of samples") from None
+    index = 0
+    while True:
+        with _user_code(target, f"produce sample {index}"):
+            try:
+                item = next(items)
+            except StopIteration:
+                return
         if isinstance(item, tuple) and len(item) == 2:
-            yield np.asarray(item[0]), item[1]
+            yield _as_array(item[0], target, index), item[1], None
         else:
-            yield np.asarray(item), None
+            yield _as_array(item, target, index), None, None
+        index += 1
+
+
+def _as_array(item, target: str, index: int) -> np.ndarray:
+    try:
+        array = np.asarray(item)
+    except (ValueError, TypeError) as exc:
+        raise DataError(f"{target}: sample {index} is not an array ({exc})") from None
+    if array.dtype.kind not in "biuf":
+        raise DataError(f"{target}: sample {index} holds {array.dtype} values, not integer or real numbers")
+    return array
+
+
+@contextmanager
+def _user_code(target: str, action: str):
+    """Turn anything the recipe author's code raises (SystemExit too) into a DataError naming it.
+
+    KeyboardInterrupt passes: the user asked to stop.
+    """
+    try:
+        yield
+    except (KeyboardInterrupt, DataError):
+        raise
+    except SystemExit as exc:
+        raise DataError(f"{target}: failed to {action}: it called sys.exit({exc.code!r})") from None
+    except BaseException as exc:  # noqa: BLE001 - user code may raise anything
+        text = str(exc).strip().splitlines()
+        detail = f"{type(exc).__name__}: {text[0][:200]}" if text else type(exc).__name__
+        raise DataError(f"{target}: failed to {action}: it raised {detail}") from None

@@ -1,8 +1,9 @@
 """Preprocessed, checked samples for a model input, streamed from a DataSpec.
 
 Every sample is checked as it passes: shape and dtype against the model's input,
-and finiteness. A bad sample stops the stream with a message that names the
-source and the sample's index.
+finiteness, and an integer label. A bad sample stops the stream with a message that
+names the source and the sample's index (and file name, for images). A stream that
+yields no sample at all is an error too: nothing calibrated or evaluated on nothing.
 """
 
 from __future__ import annotations
@@ -44,26 +45,52 @@ def iter_samples(
     """Yield up to `limit` (default: spec.samples, else all) checked samples."""
     limit = limit if limit is not None else spec.samples
     name = describe(spec.source)
-    for index, (raw, label) in enumerate(islice(iter_raw(spec.source), limit)):
+    index = -1
+    for index, (raw, label, origin) in enumerate(islice(iter_raw(spec.source), limit)):
+        sample = f"{role} sample {index}" + (f" ({origin})" if origin else "")
+        raw = np.asarray(raw)
+        if raw.dtype.kind not in "biuf":
+            raise DataError(f"{sample} from {name} holds {raw.dtype} values, not integer or real numbers")
         try:
-            x = preprocess(np.asarray(raw), spec.preprocess)
+            x = preprocess(raw, spec.preprocess)
         except (ValueError, TypeError) as exc:
-            raise DataError(f"{role} sample {index} from {name}: cannot preprocess ({exc})") from None
-        check_sample(x, index, model_input, source=name, role=role)
-        yield Sample(index, x, label)
+            raise DataError(f"{sample} from {name}: cannot preprocess ({exc})") from None
+        check_sample(x, index, model_input, source=name, role=role, origin=origin)
+        yield Sample(index, x, _checked_label(label, f"{sample} from {name}"))
+    if index < 0:
+        raise DataError(f"{role} data from {name} holds no samples")
 
 
-def check_sample(x: np.ndarray, index: int, model_input: InputSpec | None, *, source: str, role: str) -> None:
+def _checked_label(label, sample: str):
+    """A class id as an int; arrays (one-hot or soft targets) pass as they are."""
+    if label is None:
+        return None
+    value = np.asarray(label)
+    if value.ndim > 0:
+        if value.dtype.kind not in "biuf" or not np.isfinite(value).all():
+            raise DataError(f"{sample}: its label holds {value.dtype} values that are not finite numbers")
+        return value
+    if value.dtype.kind in "iu" and value >= 0:
+        return int(value)
+    if value.dtype.kind == "f" and np.isfinite(value) and value >= 0 and float(value).is_integer():
+        return int(value)
+    raise DataError(f"{sample}: label {value.item()!r} is not a class id (a non-negative integer)")
+
+
+def check_sample(
+    x: np.ndarray, index: int, model_input: InputSpec | None, *, source: str, role: str, origin: str | None = None
+) -> None:
     """Raise DataError if sample `index` does not fit `model_input` or is not finite."""
+    sample = f"{role} sample {index}" + (f" ({origin})" if origin else "")
     if model_input is not None and not model_input.matches(x.shape):
         raise DataError(
-            f"{role} sample {index} from {source} has shape {tuple(x.shape)} after preprocessing; "
+            f"{sample} from {source} has shape {tuple(x.shape)} after preprocessing; "
             f"the model's input '{model_input.name}' expects {model_input.shape}"
             " (check the recipe's preprocess: resize, layout)"
         )
     if not np.isfinite(x).all():
         bad = "NaN" if np.isnan(x).any() else "infinite values"
-        raise DataError(f"{role} sample {index} from {source} contains {bad}")
+        raise DataError(f"{sample} from {source} contains {bad}")
 
 
 def iter_batches(

@@ -8,16 +8,20 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict, ValidationInfo, field_validator, model_validator
 
 SCHEMA_VERSION = 1
+MAX_NAME_LENGTH = 100  # "<name>.tflite" and "build/<name>" stay far below every file system's 255-byte limit
 
 
 class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    """Unknown keys are errors, and values are not coerced: `samples: true` is not 1, `1.5` is not an int."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 def _resolve_path(value: Path, info: ValidationInfo) -> Path:
@@ -26,18 +30,23 @@ def _resolve_path(value: Path, info: ValidationInfo) -> Path:
     return Path(os.path.normpath(value if value.is_absolute() or base is None else Path(base) / value))
 
 
-RecipePath = Annotated[Path, AfterValidator(_resolve_path)]
+RecipePath = Annotated[Path, Strict(False), AfterValidator(_resolve_path)]
 """A path relative to the recipe file (or to the working directory in Python)."""
 
 
 # --- data: calibration, evaluation and training share one description --------------------------
+
+Dimension = Annotated[int, Strict(), Field(gt=0, le=1 << 20)]
+SampleCount = Annotated[int, Field(gt=0, le=sys.maxsize)]
 
 
 class Preprocess(StrictModel):
     """How raw samples become model inputs, applied in this order:
     resize, color, cast to float32, `* scale`, `(x - mean) / std`, layout."""
 
-    resize: tuple[int, int] | None = Field(None, description="(height, width) to resize images to")
+    resize: Annotated[tuple[Dimension, Dimension], Strict(False)] | None = Field(
+        None, description="(height, width) to resize images to"
+    )
     color: Literal["keep", "rgb", "grayscale"] = "keep"
     scale: float = Field(1.0, description="multiply raw values, e.g. 1/255 to map 0..255 to 0..1")
     mean: float | list[float] = 0.0
@@ -113,7 +122,15 @@ class DataSpec(StrictModel):
 
     source: Source
     preprocess: Preprocess = Preprocess()
-    samples: int | None = Field(None, gt=0, description="take at most this many samples (default: all)")
+    samples: SampleCount | None = Field(
+        None, description="take at most this many samples (default: all; required for a callable source)"
+    )
+
+    @model_validator(mode="after")
+    def _callable_is_bounded(self) -> "DataSpec":
+        if isinstance(self.source, CallableSource) and self.samples is None:
+            raise ValueError("a callable source needs `samples`: how many samples to take from it at most")
+        return self
 
 
 class EvaluationSpec(DataSpec):
@@ -176,7 +193,7 @@ _NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
 
 
 class _VariantBase(StrictModel):
-    name: str = Field(..., pattern=f"^{_NAME}$", description="artifact name: <name>.tflite")
+    name: str = Field(..., pattern=f"^{_NAME}$", max_length=MAX_NAME_LENGTH, description="artifact name: <name>.tflite")
     gates: Gates | None = None
 
 
@@ -208,7 +225,7 @@ class Int8Variant(_VariantBase):
     input_type: IntIO = "int8"
     output_type: IntIO = "int8"
     per_channel: bool = Field(True, description="per-channel weight scales (False: one scale per tensor)")
-    calibration_samples: int | None = Field(None, gt=0, description="default: the calibration set's `samples`")
+    calibration_samples: SampleCount | None = Field(None, description="default: the calibration set's `samples`")
     float_layers: list[str] | Literal["auto"] = Field(
         [],
         description="layers to keep in float (names as in the report's per-layer table), or 'auto': keep the "
@@ -231,7 +248,7 @@ class Int16x8Variant(_VariantBase):
     mode: Literal["int16x8"] = "int16x8"
     input_type: Literal["float32", "int16"] = "float32"
     output_type: Literal["float32", "int16"] = "float32"
-    calibration_samples: int | None = Field(None, gt=0)
+    calibration_samples: SampleCount | None = None
 
 
 class QatVariant(_VariantBase):
@@ -270,8 +287,8 @@ class ModelSpec(StrictModel):
     @field_validator("input_shape")
     @classmethod
     def _positive(cls, v):
-        if v is not None and (not v or any(d <= 0 for d in v)):
-            raise ValueError("every dimension must be a positive integer")
+        if v is not None and (not v or any(not 0 < d <= 1 << 20 for d in v)):
+            raise ValueError("every dimension must be a positive integer (at most 1048576)")
         return v
 
 
@@ -279,7 +296,9 @@ class Recipe(StrictModel):
     """Everything `edgequant build` needs: the model, its data, the variants to build and where to put them."""
 
     version: Literal[1] = SCHEMA_VERSION
-    name: str = Field("model", pattern=f"^{_NAME}$", description="used in reports; default: the file's stem")
+    name: str = Field(
+        "model", pattern=f"^{_NAME}$", max_length=MAX_NAME_LENGTH, description="used in reports; default: the file's stem"
+    )
     model: ModelSpec
     calibration: DataSpec | None = Field(None, description="representative dataset for int8 / int16x8")
     evaluation: EvaluationSpec | None = Field(None, description="held-out data to evaluate every variant on")
@@ -289,6 +308,11 @@ class Recipe(StrictModel):
         None, description="where artifacts, manifest and report go (default: build/<name> beside the recipe)"
     )
     variants: list[Variant] = Field(..., min_length=1)
+    trust_code: bool = Field(
+        False,
+        description="allow what runs the recipe author's Python: `callable` data sources and models with Lambda "
+        "layers (unsafe deserialization). Off by default: a recipe from an untrusted source cannot run code",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -304,33 +328,14 @@ class Recipe(StrictModel):
         return data
 
     @model_validator(mode="after")
-    def _cross_checks(self) -> "Recipe":
-        seen: set[str] = set()
-        for v in self.variants:
-            if v.name == "float32" and v.mode != "float32":
-                raise ValueError(f"a {v.mode} variant cannot be named 'float32': the name means the float32 reference")
-            if v.name in seen:
-                raise ValueError(f"two variants are named {v.name!r}; names must be unique")
-            seen.add(v.name)
-        needs = [v.name for v in self.variants if v.mode in CALIBRATED_MODES]
-        if needs and self.calibration is None:
-            raise ValueError(f"variants {needs} need a `calibration` section (a representative dataset)")
-        for v in self.variants:
-            if self.evaluation is None and (
-                (v.gates and v.gates.needs_evaluation) or getattr(v, "float_layers", None) == "auto"
-            ):
-                raise ValueError(f"variant {v.name!r} has accuracy gates or float_layers: auto: add `evaluation`")
-            if getattr(v, "float_layers", None) == "auto" and not (v.gates and v.gates.needs_evaluation):
-                raise ValueError(f"variant {v.name!r}: float_layers: auto needs an accuracy gate to aim at")
-            for device in (v.gates.max_latency_ms if v.gates else {}):
-                if device == "host" and not self.benchmark.enabled:
-                    raise ValueError(f"variant {v.name!r} gates host latency but `benchmark.enabled` is false")
-                custom = any(d.endswith((".yaml", ".yml")) for d in self.devices)
-                if device != "host" and device not in self.devices and not custom:
-                    raise ValueError(
-                        f"variant {v.name!r} gates latency on {device!r}, which is not measured: "
-                        f"add it to `devices` (now {self.devices})"
-                    )
+    def _cross_checks(self, info: ValidationInfo) -> "Recipe":
+        problems = cross_field_problems(self)
+        collect = (info.context or {}).get("cross_field_problems")
+        if collect is not None:  # the file loader reports them all, each at its own line
+            collect.extend(problems)
+        elif problems:
+            loc, message = problems[0]
+            raise ValueError(f"{dotted_path(loc)}: {message}" if loc else message)
         return self
 
     def evaluation_data(self) -> "EvaluationSpec | None":
@@ -348,6 +353,55 @@ class Recipe(StrictModel):
             if v.name == name:
                 return v
         raise KeyError(name)
+
+
+Location = list  # a field's path in the recipe, e.g. ["variants", 2, "mode"]
+
+
+def cross_field_problems(recipe: Recipe) -> list[tuple[Location, str]]:
+    """Rules that span several fields, each with the location of the field to fix."""
+    problems: list[tuple[Location, str]] = []
+    seen: dict[str, int] = {}
+    for i, v in enumerate(recipe.variants):
+        if v.name == "float32" and v.mode != "float32":
+            problems.append((["variants", i, "name"], f"a {v.mode} variant cannot be named 'float32': "
+                                                      "the name means the float32 reference"))
+        if v.name in seen:
+            problems.append((["variants", i, "name"], f"two variants are named {v.name!r} "
+                                                      f"(variants[{seen[v.name]}] too); names must be unique"))
+        seen.setdefault(v.name, i)
+    needs = [v.name for v in recipe.variants if v.mode in CALIBRATED_MODES]
+    if needs and recipe.calibration is None:
+        problems.append((["variants", next(i for i, v in enumerate(recipe.variants) if v.mode in CALIBRATED_MODES),
+                          "mode"], f"variants {needs} need a `calibration` section (a representative dataset)"))
+    custom = any(d.endswith((".yaml", ".yml")) for d in recipe.devices)
+    for i, v in enumerate(recipe.variants):
+        if v.mode == "qat" and v.training is None and recipe.calibration is None:
+            problems.append((["variants", i, "mode"], f"variant {v.name!r}: QAT needs labelled training data: add a "
+                                                      "`training` section to the variant (or a `calibration` section)"))
+        auto = getattr(v, "float_layers", None) == "auto"
+        accuracy = bool(v.gates and v.gates.needs_evaluation)
+        if recipe.evaluation is None and (accuracy or auto):
+            problems.append((["variants", i, "gates" if accuracy else "float_layers"],
+                             f"variant {v.name!r} has accuracy gates or float_layers: auto: add `evaluation`"))
+        if auto and not accuracy:
+            problems.append((["variants", i, "float_layers"],
+                             f"variant {v.name!r}: float_layers: auto needs an accuracy gate to aim at"))
+        for device in (v.gates.max_latency_ms if v.gates else {}):
+            loc = ["variants", i, "gates", "max_latency_ms", device]
+            if device == "host" and not recipe.benchmark.enabled:
+                problems.append((loc, f"variant {v.name!r} gates host latency but `benchmark.enabled` is false"))
+            if device != "host" and device not in recipe.devices and not custom:
+                problems.append((loc, f"variant {v.name!r} gates latency on {device!r}, which is not measured: "
+                                      f"add it to `devices` (now {recipe.devices})"))
+    return problems
+
+
+def dotted_path(loc: Location) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
 
 
 def json_schema() -> dict[str, Any]:
