@@ -9,6 +9,7 @@ from pydantic import ValidationError
 
 from edgequant.artifacts import write_atomic
 from edgequant.errors import InputError
+from edgequant.report.onnx_section import onnx_lines
 from edgequant.report.schema import Report
 
 REPORT_JSON = "report.json"
@@ -100,6 +101,7 @@ def markdown(report: Report, plot_names: list[str]) -> str:
         lines += ["## Failed gates", ""] + [f"- {g}" for g in report.failed_gates] + [""]
     for v in report.variants:
         lines += _variant_details(v)
+    lines += onnx_lines(report)
     if report.notes:
         lines += ["## Notes", ""] + [f"- {n}" for n in report.notes] + [""]
     if plot_names:
