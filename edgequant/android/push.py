@@ -201,6 +201,12 @@ class PushResult:
         }
 
 
+def _local_model(model: str | Path, dest: Path, registry: str | None) -> Path:
+    from edgequant.registry import is_reference, resolve
+
+    return resolve(str(model), dest, registry) if is_reference(model) else Path(model)
+
+
 def push_model(
     tflite: Path,
     *,
@@ -214,12 +220,16 @@ def push_model(
     run: RunOptions | None = None,
     result_path: Path | None = None,
     status: Callable[[str], None] = lambda message: None,
+    registry: str | None = None,
 ) -> PushResult:
-    """Push `tflite` to the demo app on a device, verify it, and with `run` run it there and pull the result."""
-    tflite = Path(tflite)
-    if not tflite.is_file():
-        raise ModelFileError(f"{tflite}: no such .tflite file")
+    """Push `tflite` to the demo app on a device, verify it, and with `run` run it there and pull the result.
+
+    `tflite` may be a registry reference, models:/NAME@ALIAS, fetched from the MLflow store `registry`.
+    """
     with tempfile.TemporaryDirectory(prefix="edgequant-push-") as tmp:
+        tflite = _local_model(tflite, Path(tmp) / "registry", registry)
+        if not tflite.is_file():
+            raise ModelFileError(f"{tflite}: no such .tflite file")
         files = write_app_files(
             tflite, Path(tmp), labels=labels, inputs=inputs, scale=scale, mean=mean, std=std, max_samples=max_samples
         )

@@ -14,6 +14,7 @@ def build(
     recipe: Annotated[Path, typer.Argument(help="recipe YAML file")],
     output_dir: Annotated[Optional[Path], typer.Option("--output-dir", "-o", help="override the recipe's output_dir")] = None,
     variant: Annotated[Optional[list[str]], typer.Option("--variant", "-v", help="build only this variant (repeatable)")] = None,
+    registry: Annotated[Optional[str], typer.Option("--registry", help="log and register the build in this MLflow store, e.g. sqlite:///mlruns.db")] = None,
 ) -> None:
     """Build every variant of RECIPE: convert, evaluate, benchmark, check gates, write artifacts and report.
 
@@ -23,7 +24,8 @@ def build(
     from edgequant.cli.progress import RichProgress
 
     with RichProgress() as progress:
-        result = build_recipe(recipe, output_dir=output_dir, only=variant or None, progress=progress)
+        result = build_recipe(recipe, output_dir=output_dir, only=variant or None, progress=progress,
+                              registry=registry)
     from edgequant.cli.render import print_build_summary
 
     print_build_summary(result)
