@@ -117,10 +117,16 @@ def int8_qdq_onnx(float_model: bytes, calibration: Iterable[np.ndarray], work_di
             return None if x is None else {name: np.asarray(x, np.float32)[None]}
 
     out = work_dir / "int8-qdq.onnx"
-    quantize_static(
-        str(prepared), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=per_channel,
-        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-    )
+    try:
+        quantize_static(
+            str(prepared), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=per_channel,
+            activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+            # onnxruntime 1.32 fails on per-channel weights when it widens their scales for int32 biases
+            extra_options={"QDQDisableWeightAdjustForInt32Bias": per_channel},
+        )
+    except Exception as exc:  # the quantizer raises anything from ValueError to onnx errors
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise BuildError(f"onnxruntime could not quantize the ONNX model to int8 ({first[:300]})") from None
     return out.read_bytes()
 
 

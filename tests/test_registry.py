@@ -13,8 +13,6 @@ import pytest
 import yaml
 from conftest import FMNIST_MODEL
 
-pytest.importorskip("mlflow")
-
 NAME = "fm_registry-int8"
 
 
@@ -108,3 +106,21 @@ def test_candidate_promote_build_promote_rollback(tmp_path, capsys):
     code, printed = _cli(capsys, "rollback", NAME, "--registry", uri)
     assert code == 2
     assert "nothing to roll back" in printed
+
+
+def test_registry_commands_without_mlflow_say_what_to_install(tmp_path):
+    """With mlflow absent (blocked in a child process), promote and a models:/ push exit 2 naming the extra."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys; sys.modules['mlflow'] = None\n"  # as if not installed: importing it raises ImportError
+        "from edgequant.cli import main\n"
+        "print('promote', main(['promote', 'm-int8', '1', '--registry', sys.argv[1]]))\n"
+        "print('push', main(['push', 'models:/m-int8@production']))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script, f"sqlite:///{tmp_path / 'r.db'}"],
+                          capture_output=True, text=True, check=False, cwd=tmp_path)
+    assert "promote 2" in done.stdout and "push 2" in done.stdout, done.stdout + done.stderr
+    lines = [ln for ln in done.stderr.splitlines() if "edgequant[mlflow]" in ln]
+    assert len(lines) == 2 and all("pip install 'edgequant[mlflow]'" in ln for ln in lines), done.stderr
