@@ -51,8 +51,8 @@ def _cli(capsys, *args: str) -> tuple[int, str]:
 def test_candidate_promote_build_promote_rollback(tmp_path, capsys):
     from mlflow import MlflowClient
 
+    from edgequant import fetch
     from edgequant.pipeline import build_recipe
-    from edgequant.registry import resolve
 
     uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
@@ -92,14 +92,14 @@ def test_candidate_promote_build_promote_rollback(tmp_path, capsys):
     assert str(client.get_model_version_by_alias(NAME, "candidate").version) == "3"
     assert _sha(third.path("int8")) != _sha(first.path("int8"))  # per-tensor scales: another model
     assert _cli(capsys, "promote", NAME, "3", "--registry", uri)[0] == 0
-    in_production = resolve(f"models:/{NAME}@production", tmp_path / "fetch3", uri)
+    in_production = fetch(f"models:/{NAME}@production", tmp_path / "fetch3", registry=uri)
     assert _sha(in_production) == _sha(third.path("int8"))
 
     code, printed = _cli(capsys, "rollback", NAME, "--registry", uri)
     assert code == 0, printed
     assert "from version 3 to version 1" in printed
     assert str(client.get_model_version_by_alias(NAME, "production").version) == "1"
-    restored = resolve(f"models:/{NAME}@production", tmp_path / "fetch1", uri)
+    restored = fetch(f"models:/{NAME}@production", tmp_path / "fetch1", registry=uri)
     assert _sha(restored) == _sha(first.path("int8")) == first.artifact("int8").sha256
     assert (restored.parent / "manifest.json").is_file()  # push reads labels and preprocessing from it
 

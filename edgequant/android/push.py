@@ -38,6 +38,7 @@ from edgequant.android.device_paths import (
     RESULT_FILE,
     SAMPLES_FILE,
 )
+from edgequant.api import fetch
 from edgequant.errors import BuildError, InputError, ModelFileError, ToolMissingError
 
 DELEGATES = ("cpu", "gpu", "nnapi")
@@ -201,12 +202,6 @@ class PushResult:
         }
 
 
-def _local_model(model: str | Path, dest: Path, registry: str | None) -> Path:
-    from edgequant.registry import is_reference, resolve
-
-    return resolve(str(model), dest, registry) if is_reference(model) else Path(model)
-
-
 def push_model(
     tflite: Path,
     *,
@@ -227,7 +222,7 @@ def push_model(
     `tflite` may be a registry reference, models:/NAME@ALIAS, fetched from the MLflow store `registry`.
     """
     with tempfile.TemporaryDirectory(prefix="edgequant-push-") as tmp:
-        tflite = _local_model(tflite, Path(tmp) / "registry", registry)
+        tflite = fetch(tflite, Path(tmp) / "registry", registry=registry)
         if not tflite.is_file():
             raise ModelFileError(f"{tflite}: no such .tflite file")
         files = write_app_files(
