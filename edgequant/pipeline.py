@@ -315,6 +315,8 @@ class _Stages:
 
     def onnx_report(self, onnx_out: list, evaluations: dict[str, Evaluation]) -> dict:
         """The report's ONNX fields: the ONNX source checked against onnxruntime, and the ONNX artifacts."""
+        if self.exported.onnx is None and not onnx_out:
+            return {}
         from edgequant.onnx_export import onnx_artifact_reports
 
         update: dict[str, Any] = {}
