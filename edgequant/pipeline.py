@@ -82,6 +82,7 @@ class BuildResult:
     output_dir: Path
     artifacts: list[Artifact]
     report: Report
+    registered: list = field(default_factory=list)  # registry.RegisteredVersion, when logged to a registry
 
     @property
     def passed(self) -> bool:
@@ -152,7 +153,7 @@ def build_recipe(
     if registry or recipe.registry:
         from edgequant.registry import log_build  # needs the mlflow extra: imported only when asked
 
-        log_build(result, registry or recipe.registry)
+        result.registered = log_build(result, registry or recipe.registry)
     return result
 
 

@@ -60,6 +60,8 @@ def test_candidate_promote_build_promote_rollback(tmp_path, capsys):
     first = build_recipe(_recipe(tmp_path / "a.yaml", per_channel=True, max_size_kib=150),
                          output_dir=tmp_path / "b1", registry=uri)
     assert first.passed
+    assert [(r.name, r.version, r.candidate) for r in first.registered] == [
+        ("fm_registry-float32", "1", False), (NAME, "1", True)]
     assert str(client.get_model_version_by_alias(NAME, "candidate").version) == "1"
 
     second = build_recipe(_recipe(tmp_path / "b.yaml", per_channel=True, max_size_kib=1),

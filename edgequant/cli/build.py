@@ -29,6 +29,8 @@ def build(
     from edgequant.cli.render import print_build_summary
 
     print_build_summary(result)
+    for r in result.registered:
+        typer.echo(f"registered {r.name} version {r.version}" + (" (candidate)" if r.candidate else ""))
     if not result.passed:
         for gate in result.failed_gates:
             typer.echo(f"edgequant: gate failed: {gate}", err=True)
