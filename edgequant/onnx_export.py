@@ -11,6 +11,7 @@ Both need the `onnx` extra (tf2onnx, onnx, onnxruntime).
 
 from __future__ import annotations
 
+import hashlib
 import statistics
 import subprocess
 import sys
@@ -65,8 +66,6 @@ class OnnxArtifact:
         return f"{self.variant}.onnx"
 
     def manifest_entry(self) -> dict:
-        import hashlib
-
         session = _session(self.data)
         return {
             "variant": self.variant,

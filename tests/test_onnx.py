@@ -6,6 +6,7 @@ and a recipe that needs a missing extra says what to install and exits 2.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -104,8 +105,6 @@ def test_fashion_mnist_int8_as_qdq_onnx_on_the_10k_test_images(tmp_path):
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops
     manifest = json.loads((out / "manifest.json").read_text())
     entry = next(a for a in manifest["onnx_artifacts"] if a["file"] == "int8.onnx")
-    import hashlib
-
     assert entry["sha256"] == hashlib.sha256((out / "int8.onnx").read_bytes()).hexdigest()
     assert entry["inputs"][0]["shape"][1:] == [28, 28, 1]  # the same NHWC input as the .tflite
 
