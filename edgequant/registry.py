@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgequant.errors import InputError
+from edgequant.errors import BuildError, InputError
 from edgequant.extras import require
 
 DEFAULT_URI = "sqlite:///mlruns.db"
@@ -67,9 +67,19 @@ class RegisteredVersion:
 
 def log_build(result, uri: str) -> list[RegisteredVersion]:
     """Log a committed build (a pipeline.BuildResult) to the MLflow store at `uri` and register its variants."""
+    client = _client(uri)
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return _log_build(client, result, uri)
+    except (MlflowException, OSError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise BuildError(f"the build is in {result.output_dir}, but logging it to {uri} failed ({first[:300]})") from None
+
+
+def _log_build(client, result, uri: str) -> list[RegisteredVersion]:
     from mlflow.entities import Metric, Param
 
-    client = _client(uri)
     recipe, report, out = result.recipe, result.report, Path(result.output_dir)
     experiment = f"edgequant-{recipe.name}"
     found = client.get_experiment_by_name(experiment)
