@@ -6,7 +6,7 @@ the functions that need it.
 
 __version__ = "0.1.0"
 
-from edgequant.api import build, quantize
+from edgequant.api import build, fetch, quantize
 from edgequant.errors import EdgequantError
 from edgequant.recipe.loader import load_recipe
 from edgequant.recipe.schema import (
@@ -28,7 +28,7 @@ from edgequant.recipe.schema import (
 )
 
 __all__ = [
-    "build", "quantize", "load_recipe", "EdgequantError", "Recipe", "ModelSpec", "DataSpec", "Preprocess",
+    "build", "quantize", "fetch", "load_recipe", "EdgequantError", "Recipe", "ModelSpec", "DataSpec", "Preprocess",
     "NpySource", "NpzSource", "ImageFolderSource", "FashionMnistSource", "CallableSource",
     "Float32Variant", "Float16Variant", "DynamicVariant", "Int8Variant", "Int16x8Variant", "QatVariant",
 ]

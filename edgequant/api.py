@@ -102,3 +102,13 @@ def build(recipe: Recipe | str | Path, **kwargs: Any):
 
     with native_log_to_file():
         return build_recipe(recipe, **kwargs)
+
+
+def fetch(model: str | Path, dest: str | Path | None = None, *, registry: str | None = None) -> Path:
+    """A built .tflite: a path as it is, or a registry reference (models:/NAME@ALIAS, models:/NAME/VERSION)
+    downloaded from the MLflow store `registry` (default $MLFLOW_TRACKING_URI, else sqlite:///mlruns.db) into `dest`."""
+    from edgequant.registry import is_reference, resolve
+
+    if not is_reference(model):
+        return Path(model)
+    return resolve(str(model), Path(dest) if dest is not None else Path(tempfile.mkdtemp(prefix="edgequant-")), registry)

@@ -214,7 +214,8 @@ def evaluate(
     """Evaluate every model on the same batches; `reference` names the model the others are compared with."""
     if reference not in models:
         raise KeyError(f"reference {reference!r} is not among the models")
-    runners = {name: BatchRunner(m, kernels=kernels, threads=threads) for name, m in models.items()}
+    # A model is a .tflite (path or bytes), or a runner of another runtime with BatchRunner's call and `seconds`.
+    runners = {name: m if callable(m) else BatchRunner(m, kernels=kernels, threads=threads) for name, m in models.items()}
     accumulators = {name: _Accumulator(top_k) for name in models}
     batch_size = 0
     for x, labels in batches:

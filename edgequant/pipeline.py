@@ -83,6 +83,7 @@ class BuildResult:
     output_dir: Path
     artifacts: list[Artifact]
     report: Report
+    registered: list = field(default_factory=list)  # registry.RegisteredVersion, when logged to a registry
 
     @property
     def passed(self) -> bool:
@@ -106,6 +107,7 @@ def build_recipe(
     only: list[str] | None = None,
     progress: Progress | None = None,
     trust_code: bool = False,
+    registry: str | None = None,
 ) -> BuildResult:
     """Build a recipe (a Recipe or the path of a recipe file). Raises EdgequantError on bad input.
 
@@ -113,6 +115,7 @@ def build_recipe(
     whose loading runs Python (Lambda layers); see edgequant.trust.
 
     Gate failures do not raise: the result's `passed` is False and its report names them.
+    With `registry` (or the recipe's `registry:`), the committed build is logged to that MLflow store.
     """
     progress = progress or NullProgress()
     recipe_path = None
@@ -142,17 +145,27 @@ def build_recipe(
             for v in variants
         ]
 
-        evaluations = stages.evaluate_all(built)
+        onnx_out = stages.build_onnx([b.variant for b in built if "onnx" in recipe.variant_formats(b.variant)])
+        evaluations = stages.evaluate_all(built, onnx_out)
         latencies, explanations, device_notes = stages.measure_latency(built)
         report = _assemble_report(
             recipe, recipe_path, exported, built, evaluations, latencies, explanations, device_notes, stages
         )
+        report = report.model_copy(update=stages.onnx_report(onnx_out, evaluations))
         for b in built:
             staging.path(b.artifact.file).write_bytes(b.data)
-        _write_manifest(recipe, recipe_path, exported, [b.artifact for b in built], out, staging)
+        for a in onnx_out:
+            staging.path(a.file).write_bytes(a.data)
+        _write_manifest(recipe, recipe_path, exported, [b.artifact for b in built], out, staging,
+                        [a.manifest_entry() for a in onnx_out])
         render_report(report, staging.dir)
         staging.commit()
-    return BuildResult(recipe=recipe, output_dir=out, artifacts=[b.artifact for b in built], report=report)
+    result = BuildResult(recipe=recipe, output_dir=out, artifacts=[b.artifact for b in built], report=report)
+    if registry or recipe.registry:
+        from edgequant.registry import log_build  # needs the mlflow extra: imported only when asked
+
+        result.registered = log_build(result, registry or recipe.registry)
+    return result
 
 
 class _Stages:
@@ -284,15 +297,59 @@ class _Stages:
             self._reference_eval = self._evaluate({})[self.reference]
         return self._reference_eval
 
-    def evaluate_all(self, built: list[_Built]) -> dict[str, Evaluation]:
+    def evaluate_all(self, built: list[_Built], onnx_out: list | None = None) -> dict[str, Evaluation]:
+        """Every variant on the same batches; a variant also written as ONNX is run as `<name>.onnx` too."""
         if self.eval_spec is None:
             return {}
         total = self.eval_spec.samples
-        with self.progress.task(f"evaluate {plural(len(built), 'variant')}", total=total) as task:
-            results = self._evaluate({b.variant.name: b.data for b in built if b.variant.name != self.reference},
-                                     on_batch=task.advance)
+        models = {b.variant.name: b.data for b in built if b.variant.name != self.reference}
+        if onnx_out:
+            from edgequant.onnx_export import OnnxRunner
+
+            models.update({a.file: OnnxRunner(a.data, self.recipe.benchmark.threads) for a in onnx_out})
+        with self.progress.task(f"evaluate {plural(len(models) + 1, 'model')}", total=total) as task:
+            results = self._evaluate(models, on_batch=task.advance)
         self._reference_eval = results[self.reference]
         return results
+
+    # --- ONNX ---------------------------------------------------------------------------------------
+
+    def build_onnx(self, variants: list) -> list:
+        """The variants that ask for `formats: [..., onnx]`, written as ONNX (int8 calibrated on the same data)."""
+        if not variants:
+            return []
+        from edgequant.onnx_export import build_onnx_variants
+
+        with self.progress.task(f"write {len(variants)} variants as ONNX") as task:
+            written = build_onnx_variants(
+                variants, self.exported.saved_model_dir, self.work_dir, lambda v: self._representative(v)()
+            )
+            task.advance()
+        return written
+
+    def onnx_report(self, onnx_out: list, evaluations: dict[str, Evaluation]) -> dict:
+        """The report's ONNX fields: the ONNX source checked against onnxruntime, and the ONNX artifacts."""
+        if self.exported.onnx is None and not onnx_out:
+            return {}
+        from edgequant.onnx_export import onnx_artifact_reports
+
+        update: dict[str, Any] = {}
+        spec = self.eval_spec or self.recipe.calibration
+        samples = [s.x for s in iter_samples(spec, self.exported.input, limit=32, role="onnx")] if spec else []
+        if self.exported.onnx is not None and samples:
+            from edgequant.onnx_import import check_against_onnxruntime
+
+            check = check_against_onnxruntime(self.exported.onnx, self.reference_model(), samples)
+            update["onnx_source_check"] = {**self.exported.onnx.to_dict(), **check}
+        if onnx_out:
+            reference = evaluations.get(self.reference)
+            b = self.recipe.benchmark
+            update["onnx_artifacts"] = onnx_artifact_reports(
+                onnx_out, {a.file: _evaluation_report(evaluations[a.file], reference)
+                           for a in onnx_out if a.file in evaluations},
+                samples[0] if samples and b.enabled else None, threads=b.threads, runs=b.runs, warmup=b.warmup,
+            )
+        return update
 
     # --- latency --------------------------------------------------------------------------------
 
@@ -527,7 +584,9 @@ def _calibration_count(recipe: Recipe, variant) -> int | None:
     return getattr(variant, "calibration_samples", None) or recipe.calibration.samples
 
 
-def _write_manifest(recipe, recipe_path, exported, artifacts: list[Artifact], out: Path, staging: Staging) -> None:
+def _write_manifest(
+    recipe, recipe_path, exported, artifacts: list[Artifact], out: Path, staging: Staging, onnx: list[dict]
+) -> None:
     data = recipe.evaluation_data() or recipe.calibration
     preprocess = data.preprocess if data else None
     manifest = {
@@ -545,6 +604,10 @@ def _write_manifest(recipe, recipe_path, exported, artifacts: list[Artifact], ou
         "labels": (recipe.evaluation.class_names or class_names(recipe.evaluation.source)) if recipe.evaluation else None,
         "artifacts": merge_artifacts(read_manifest(out), [a.manifest_entry() for a in artifacts], out),
     }
+    if exported.onnx is not None:
+        manifest["source_model"]["onnx"] = exported.onnx.to_dict()
+    if onnx:
+        manifest["onnx_artifacts"] = onnx
     staging.path(MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
 
 

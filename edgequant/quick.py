@@ -20,7 +20,7 @@ from edgequant.errors import DataError, InputError
 from edgequant.recipe.loader import _default_name
 from edgequant.recipe.schema import CALIBRATED_MODES, MODES, DataSpec, ImageFolderSource, Preprocess, Recipe
 from edgequant.recipe.writer import recipe_yaml
-from edgequant.source_model import load_keras_model, source_kind, _saved_model_inputs
+from edgequant.source_model import load_keras_model, source_kind, saved_model_inputs
 
 RECIPE_FILE = "recipe.yaml"
 CALIBRATION_SAMPLES = 500  # enough for stable int8 ranges on the models tried; calibration is the slow part
@@ -61,7 +61,7 @@ def read_model_facts(path: str | Path) -> ModelFacts:
     path = Path(path)
     kind = source_kind(path)
     if kind == "saved_model":
-        spec = _saved_model_inputs(path)[0]
+        spec = saved_model_inputs(path)[0]
         return ModelFacts(path, kind, tuple(spec.shape), spec.dtype)
     model = load_keras_model(path, kind)
     if len(model.inputs) != 1:

@@ -19,7 +19,7 @@ from edgequant.data.stream import InputSpec
 from edgequant.errors import ModelFileError
 from edgequant.trust import untrusted
 
-SourceKind = Literal["keras", "h5-keras3", "h5-tf_keras", "saved_model", "in-memory"]
+SourceKind = Literal["keras", "h5-keras3", "h5-tf_keras", "saved_model", "onnx", "in-memory"]
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,7 @@ class ExportedModel:
     source_kind: SourceKind
     source_sha256: str
     keras_model: Any = None  # the loaded Keras model, for QAT and per-layer analysis; None for SavedModels
+    onnx: Any = None  # an onnx_import.OnnxSource when the source is an .onnx file converted to this SavedModel
 
     @property
     def input(self) -> InputSpec:
@@ -50,7 +51,9 @@ def source_kind(path: Path) -> SourceKind:
         return "keras"
     if suffix in (".h5", ".hdf5"):
         return "h5-keras3" if _h5_keras_version(path).startswith("3") else "h5-tf_keras"
-    raise ModelFileError(f"{path}: unsupported model file (expected .keras, .h5 or a SavedModel directory)")
+    if suffix == ".onnx":
+        return "onnx"
+    raise ModelFileError(f"{path}: unsupported model file (expected .keras, .h5, .onnx or a SavedModel directory)")
 
 
 def _h5_keras_version(path: Path) -> str:
@@ -129,7 +132,7 @@ def declared_input(path: Path, input_shape: list[int] | None = None) -> InputSpe
         return InputSpec("input", tuple(input_shape))
     kind = source_kind(path)
     if kind == "saved_model":
-        inputs = _saved_model_inputs(path, path.stat().st_mtime_ns)
+        inputs = saved_model_inputs(path)
     else:
         inputs = _config_inputs(model_config(path, kind))
     if len(inputs) > 1:
@@ -190,7 +193,11 @@ def export_model(
     if kind == "saved_model":
         if input_shape is not None:
             raise ModelFileError(f"{path}: input_shape cannot override a SavedModel's signature; export it again")
-        return ExportedModel(path, _saved_model_inputs(path, path.stat().st_mtime_ns), kind, sha)
+        return ExportedModel(path, saved_model_inputs(path), kind, sha)
+    if kind == "onnx":
+        from edgequant.onnx_import import import_onnx  # needs the onnx extra: imported only for .onnx models
+
+        return import_onnx(path, sha, input_shape)
     model = load_keras_model(path, kind, trust_code=trust_code)
     return export_keras_model(model, workdir, input_shape=input_shape, kind=kind, sha256=sha)
 
@@ -225,9 +232,14 @@ def _is_keras3(model) -> bool:
     return type(model).__module__.startswith("keras.")  # tf_keras models live in "tf_keras.src..."
 
 
+def saved_model_inputs(path: Path) -> tuple[InputSpec, ...]:
+    """The serving signature's inputs."""
+    return _saved_model_inputs(path, path.stat().st_mtime_ns)
+
+
 @lru_cache(maxsize=4)
 def _saved_model_inputs(path: Path, mtime_ns: int) -> tuple[InputSpec, ...]:
-    """The serving signature's inputs (cached per path and modification time: a check before the build reads it too)."""
+    """Cached per path and modification time: the recipe check before the build reads it too."""
     import tensorflow as tf
 
     try:

@@ -38,6 +38,7 @@ from edgequant.android.device_paths import (
     RESULT_FILE,
     SAMPLES_FILE,
 )
+from edgequant.api import fetch
 from edgequant.errors import BuildError, InputError, ModelFileError, ToolMissingError
 
 DELEGATES = ("cpu", "gpu", "nnapi")
@@ -214,12 +215,16 @@ def push_model(
     run: RunOptions | None = None,
     result_path: Path | None = None,
     status: Callable[[str], None] = lambda message: None,
+    registry: str | None = None,
 ) -> PushResult:
-    """Push `tflite` to the demo app on a device, verify it, and with `run` run it there and pull the result."""
-    tflite = Path(tflite)
-    if not tflite.is_file():
-        raise ModelFileError(f"{tflite}: no such .tflite file")
+    """Push `tflite` to the demo app on a device, verify it, and with `run` run it there and pull the result.
+
+    `tflite` may be a registry reference, models:/NAME@ALIAS, fetched from the MLflow store `registry`.
+    """
     with tempfile.TemporaryDirectory(prefix="edgequant-push-") as tmp:
+        tflite = fetch(tflite, Path(tmp) / "registry", registry=registry)
+        if not tflite.is_file():
+            raise ModelFileError(f"{tflite}: no such .tflite file")
         files = write_app_files(
             tflite, Path(tmp), labels=labels, inputs=inputs, scale=scale, mean=mean, std=std, max_samples=max_samples
         )

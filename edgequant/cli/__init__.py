@@ -15,6 +15,7 @@ import typer
 from edgequant import __version__
 from edgequant.cli import bench, build, inspect_cmd, quick, recipe_cmd, report_cmd
 from edgequant.cli import push as push_cmd
+from edgequant.cli import registry_cmd
 from edgequant.cli import devices as devices_cmd
 from edgequant.native_log import open_run_log
 from edgequant.errors import EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED, EdgequantError
@@ -52,6 +53,8 @@ app.command("report")(report_cmd.report)
 app.command("compare")(report_cmd.compare)
 app.command("bench")(bench.bench)
 app.command("push")(push_cmd.push)
+app.command("promote")(registry_cmd.promote)
+app.command("rollback")(registry_cmd.rollback)
 app.add_typer(recipe_cmd.app, name="recipe")
 app.add_typer(devices_cmd.app, name="devices")
 

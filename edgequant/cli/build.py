@@ -17,12 +17,13 @@ def build(
     output_dir: Annotated[Optional[Path], typer.Option("--output-dir", "-o", help="override the recipe's output_dir")] = None,
     variant: Annotated[Optional[list[str]], typer.Option("--variant", "-v", help="build only this variant (repeatable)")] = None,
     trust_code: TrustCodeOpt = False,
+    registry: Annotated[Optional[str], typer.Option("--registry", help="log and register the build in this MLflow store, e.g. sqlite:///mlruns.db")] = None,
 ) -> None:
     """Build every variant of RECIPE: convert, evaluate, benchmark, check gates, write artifacts and report.
 
-    Exit codes: 0 success, 1 a gate failed, 2 bad input, 3 a build step failed.
+    Exit codes: 0 success, 1 a gate failed, 2 bad input, 3 a build step failed, 4 an internal error.
     """
-    run_build(recipe, output_dir=output_dir, only=variant or None, trust_code=trust_code)
+    run_build(recipe, output_dir=output_dir, only=variant or None, trust_code=trust_code, registry=registry)
 
 
 def run_build(recipe, **options):
@@ -37,6 +38,8 @@ def run_build(recipe, **options):
     print_build_summary(result)
     for warning in result.report.warnings:
         typer.echo(f"edgequant: warning: {warning}", err=True)
+    for r in result.registered:
+        typer.echo(f"registered {r.name} version {r.version}" + (" (candidate)" if r.candidate else ""))
     if not result.passed:
         for gate in result.failed_gates:
             typer.echo(f"edgequant: gate failed: {gate}", err=True)

@@ -21,7 +21,7 @@ def _floats(text: Optional[str], option: str) -> Optional[list[float]]:
 
 
 def push(
-    model: Annotated[Path, typer.Argument(help=".tflite file, usually build/<recipe>/<variant>.tflite")],
+    model: Annotated[Path, typer.Argument(help=".tflite file, usually build/<recipe>/<variant>.tflite, or models:/NAME@ALIAS")],
     serial: Annotated[Optional[str], typer.Option("--serial", "-s", help="device serial (default: the only one connected)")] = None,
     labels: Annotated[Optional[Path], typer.Option("--labels", help="class names, one per line")] = None,
     inputs: Annotated[Optional[Path], typer.Option("--inputs", help=".npz with samples `x` (raw, at the model's input size) and optional labels `y`")] = None,
@@ -39,6 +39,7 @@ def push(
     max_samples: Annotated[int, typer.Option("--max-samples", help="push at most this many samples from --inputs")] = 200,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="with --run: where to save the app's result JSON (default: beside the model)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+    registry: Annotated[Optional[str], typer.Option("--registry", envvar="MLFLOW_TRACKING_URI", help="MLflow store for models:/ references (default sqlite:///mlruns.db)")] = None,
 ) -> None:
     """Push MODEL and its app manifest to the edgequant demo app with adb, verifying SHA-256 on the device.
 
@@ -61,6 +62,7 @@ def push(
         run=options,
         result_path=out,
         status=say,
+        registry=registry,
     )
     if as_json:
         typer.echo(json.dumps(result.to_dict(), indent=2))

@@ -192,9 +192,16 @@ class Gates(StrictModel):
 _NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
 
 
+Format = Literal["tflite", "onnx"]
+ONNX_MODES = frozenset({"float32", "int8"})  # float32 through tf2onnx; int8 as QDQ ONNX through onnxruntime
+
+
 class _VariantBase(StrictModel):
     name: str = Field(..., pattern=f"^{_NAME}$", max_length=MAX_NAME_LENGTH, description="artifact name: <name>.tflite")
     gates: Gates | None = None
+    formats: list[Format] | None = Field(
+        None, description="files to write: tflite always, onnx too for float32 and int8 (default: the recipe's)"
+    )
 
 
 class Float32Variant(_VariantBase):
@@ -308,6 +315,13 @@ class Recipe(StrictModel):
         None, description="where artifacts, manifest and report go (default: build/<name> beside the recipe)"
     )
     variants: list[Variant] = Field(..., min_length=1)
+    formats: list[Format] = Field(
+        ["tflite"], description="files every variant writes unless it says otherwise (onnx: float32 and int8 only)"
+    )
+    registry: str | None = Field(
+        None, description="MLflow tracking URI to log and register the build in, e.g. sqlite:///mlruns.db"
+    )
+
     trust_code: bool = Field(
         False,
         description="allow what runs the recipe author's Python: `callable` data sources and models with Lambda "
@@ -345,6 +359,12 @@ class Recipe(StrictModel):
         default = self.calibration.preprocess if self.calibration is not None else Preprocess()
         return self.evaluation.model_copy(update={"preprocess": default})
 
+    def variant_formats(self, variant) -> list[str]:
+        """The variant's own formats, else the recipe's (onnx only where the mode has an ONNX form)."""
+        if variant.formats is not None:
+            return list(variant.formats)
+        return [f for f in self.formats if f != "onnx" or variant.mode in ONNX_MODES]
+
     def output_path(self) -> Path:
         return self.output_dir if self.output_dir is not None else Path("build") / self.name
 
@@ -363,6 +383,12 @@ def cross_field_problems(recipe: Recipe) -> list[tuple[Location, str]]:
     problems: list[tuple[Location, str]] = []
     seen: dict[str, int] = {}
     for i, v in enumerate(recipe.variants):
+        formats = recipe.variant_formats(v)
+        if "tflite" not in formats:
+            problems.append((["variants", i, "formats"], f"variant {v.name!r}: formats must include tflite (now {formats})"))
+        if "onnx" in (v.formats or []) and v.mode not in ONNX_MODES:
+            problems.append((["variants", i, "formats"],
+                             f"variant {v.name!r}: onnx is written for modes {sorted(ONNX_MODES)}, not {v.mode!r}"))
         if v.name == "float32" and v.mode != "float32":
             problems.append((["variants", i, "name"], f"a {v.mode} variant cannot be named 'float32': "
                                                       "the name means the float32 reference"))

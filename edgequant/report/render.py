@@ -12,6 +12,7 @@ from edgequant.artifacts import write_atomic
 from edgequant.errors import InputError
 from edgequant.report.html import write_html
 from edgequant.report.plots import output_note, quality_metric, write_plots
+from edgequant.report.onnx_section import onnx_lines
 from edgequant.report.schema import Report
 
 REPORT_JSON = "report.json"
@@ -104,6 +105,7 @@ def markdown(report: Report, plot_names: list[str]) -> str:
     for v in report.variants:
         lines += _variant_details(v)
     lines += _speed_section(report)
+    lines += onnx_lines(report)
     # A device's calibration note repeats what its section already says.
     sections = {lat.device for v in report.variants for lat in v.latency if lat.estimate}
     notes = [n for n in report.notes if n.split(":", 1)[0] not in sections]

@@ -112,6 +112,20 @@ class VariantReport(_Model):
     arm_parity: list[dict[str, Any]] = []
 
 
+class OnnxArtifactReport(_Model):
+    """A variant also written as ONNX, run through onnxruntime (`formats: [tflite, onnx]`)."""
+
+    variant: str
+    mode: str
+    file: str
+    size_bytes: int
+    sha256: str
+    quantization: str
+    runtime: str = Field(..., description="onnxruntime and its version")
+    evaluation: EvaluationReport | None = Field(None, description="against the float32 .tflite, on the same batches")
+    host_latency_ms: float | None = Field(None, description="median, one sample per run, through onnxruntime")
+
+
 class Report(_Model):
     report_version: int = REPORT_VERSION
     created: str
@@ -132,6 +146,10 @@ class Report(_Model):
     failed_gates: list[str] = []
     warnings: list[str] = Field([], description="problems the user must know about, also printed on stderr")
     notes: list[str] = []
+    onnx_source_check: dict[str, Any] | None = Field(
+        None, description="an ONNX source: the float32 .tflite against onnxruntime on the original model"
+    )
+    onnx_artifacts: list[OnnxArtifactReport] = []
 
     def variant(self, name: str) -> VariantReport:
         return next(v for v in self.variants if v.name == name)

