@@ -1,7 +1,12 @@
-"""A variant's gates checked against what the build measured. A missing measurement is an error, never a pass."""
+"""A variant's gates checked against what the build measured. A missing measurement is an error, never a pass.
+
+A measurement the user skipped on purpose (`build --no-devices`, `--no-bench`) fails its gate as "not measured",
+so a quick build can never turn a latency gate green.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
 from edgequant.errors import BuildError
@@ -14,15 +19,17 @@ class GateResult:
     variant: str
     gate: str  # the recipe key, e.g. "max_accuracy_drop_points" or "max_latency_ms.rpi4"
     limit: float
-    value: float
+    value: float | None  # None: not measured, see `not_measured`
     passed: bool
     estimate: bool = False  # the value is a simulated-device estimate
+    not_measured: str | None = None  # why the build did not measure it (the gate then fails)
 
     def describe(self) -> str:
         comparison = "<=" if self.gate.startswith("max") else ">="
         status = "passed" if self.passed else "FAILED"
         est = " (estimate)" if self.estimate else ""
-        return f"{self.variant}: {self.gate} {status}: {self.value:.4g}{est} (limit {comparison} {self.limit:g})"
+        value = f"not measured ({self.not_measured})" if self.not_measured else f"{self.value:.4g}{est}"
+        return f"{self.variant}: {self.gate} {status}: {value} (limit {comparison} {self.limit:g})"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -37,11 +44,18 @@ def check_gates(
     reference: Evaluation | None,
     latency_ms: dict[str, float],
     estimated_devices: frozenset[str] = frozenset(),
+    skipped_devices: Mapping[str, str] | None = None,
 ) -> list[GateResult]:
+    """skipped_devices: {device or "host": why its latency was not measured}; their latency gates fail."""
     results: list[GateResult] = []
+    skipped_devices = skipped_devices or {}
 
     def gate(name: str, limit: float | None, value: float | None, higher_is_better: bool, estimate=False):
         if limit is None:
+            return
+        skipped = skipped_devices.get(name.removeprefix("max_latency_ms.")) if name.startswith("max_latency") else None
+        if skipped:
+            results.append(GateResult(variant_name, name, float(limit), None, False, estimate, skipped))
             return
         if value is None:
             raise BuildError(f"variant {variant_name!r}: gate {name} has nothing to check: it was not measured")

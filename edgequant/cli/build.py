@@ -14,8 +14,13 @@ def build(
     recipe: Annotated[Path, typer.Argument(help="recipe YAML file")],
     output_dir: Annotated[Optional[Path], typer.Option("--output-dir", "-o", help="override the recipe's output_dir")] = None,
     variant: Annotated[Optional[list[str]], typer.Option("--variant", "-v", help="build only this variant (repeatable)")] = None,
+    no_devices: Annotated[bool, typer.Option("--no-devices", help="skip the simulated devices (their latency gates fail as not measured)")] = False,
+    no_bench: Annotated[bool, typer.Option("--no-bench", help="skip the host benchmark (its latency gates fail as not measured)")] = False,
 ) -> None:
     """Build every variant of RECIPE: convert, evaluate, benchmark, check gates, write artifacts and report.
+
+    For quick iterations, --no-devices and --no-bench skip the slow latency stages; the report says so, and
+    a latency gate on what was skipped fails as "not measured", so a quick build never passes it.
 
     Exit codes: 0 success, 1 a gate failed, 2 bad input, 3 a build step failed.
     """
@@ -23,7 +28,8 @@ def build(
     from edgequant.cli.progress import RichProgress
 
     with RichProgress() as progress:
-        result = build_recipe(recipe, output_dir=output_dir, only=variant or None, progress=progress)
+        result = build_recipe(recipe, output_dir=output_dir, only=variant or None, progress=progress,
+                              devices=not no_devices, host_benchmark=not no_bench)
     from edgequant.cli.render import print_build_summary
 
     print_build_summary(result)
