@@ -93,9 +93,12 @@ def search_float_layers(
     best, stalled = quality(report.steps[0].evaluation), 0
     with progress.task(f"search float layers for {label}", total=len(candidates)) as task:
         for layer in candidates:
-            chosen += [name for name in analysis.float_group(layer) if name not in chosen]
-            passed = step(layer, chosen, analysis.quantized_model(chosen, float_ops))
+            added = [name for name in analysis.float_group(layer) if name not in chosen]
             task.advance()
+            if not added:  # an earlier step's group holds it already: the model would not change
+                continue
+            chosen += added
+            passed = step(layer, chosen, analysis.quantized_model(chosen, float_ops))
             if passed:
                 return _ship(report, models, len(report.steps) - 1,
                              f"step {len(report.steps) - 1} is the smallest float set that passes the gates")
