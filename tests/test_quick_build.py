@@ -55,6 +55,7 @@ def write_recipe(tmp_path):
     return recipe, tmp_path / "out"
 
 
+@pytest.mark.slow
 def test_skipped_latency_stages_are_said_and_their_gates_fail_as_not_measured(tmp_path, capsys):
     recipe, out = write_recipe(tmp_path)
     assert main(["build", str(recipe), "--no-devices", "--no-bench"]) == 1
