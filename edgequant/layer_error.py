@@ -30,6 +30,7 @@ import numpy as np
 
 from edgequant.convert import RepresentativeData, as_converter_dataset, configure, make_converter
 from edgequant.errors import BuildError, InputError
+from edgequant.tflite_io import add_integer_edges
 
 ROUNDING_FLOOR = 1 / math.sqrt(12)  # RMSE of uniform rounding noise, in quantization steps
 
@@ -139,11 +140,7 @@ class QuantizationAnalysis:
         A tensor stays float only if its producer and every consumer run in float: keeping
         just the producer in float quantizes its output again for the next int8 op.
         """
-        from edgequant.tflite_file import read_tflite
-
-        if self._plain is None:
-            self._plain = read_tflite(self._twin_model((), ()))
-        model = self._plain
+        model = self._plain_model()
         producer = next((t for t in model.tensors if not t.is_constant and t.name.split(";")[0] == layer), None)
         if producer is None:
             return [layer]
@@ -162,12 +159,38 @@ class QuantizationAnalysis:
                             frontier.append(out)
         return group
 
+    def _plain_model(self):
+        """The model the debugger quantizes with nothing in float, read (its tensors and ops)."""
+        from edgequant.tflite_file import read_tflite
+
+        if self._plain is None:
+            self._plain = read_tflite(self._twin_model((), ()))
+        return self._plain
+
+    def _integer_edges(self, info) -> dict[str, dict[str, tuple[str, float, int]]]:
+        """The float inputs/outputs of `info` that should be integer, with the scale and zero point calibration
+        gave them: those of the QUANTIZE after the input (DEQUANTIZE before the output) with nothing in float."""
+        plain = self._plain_model()
+        edges: dict[str, dict[str, tuple[str, float, int]]] = {"inputs": {}, "outputs": {}}
+        for side, wanted, tensors in (("inputs", self.input_type, info.inputs),
+                                      ("outputs", self.output_type, info.outputs)):
+            for tensor in tensors:
+                if tensor.dtype != "float32" or wanted == "float32":
+                    continue
+                edge = next((t for t in getattr(plain, side) if t.name == tensor.name), None)
+                q = _edge_quantization(plain, edge.index, side) if edge is not None else None
+                if q is not None:
+                    scale, zero_point = q
+                    edges[side][tensor.name] = (wanted, scale, zero_point + (128 if wanted == "uint8" else 0))
+        return edges
+
     def quantized_model(self, float_layers: Sequence[str] = (), float_ops: Sequence[str] = ()) -> bytes:
         """The int8 model with `float_layers` and op types `float_ops` kept in float, with the variant's I/O types.
 
-        With mixed I/O types or uint8, raises IoTypeConflict when a layer kept in float reads the
-        model's input (or writes its output) while that input (output) is to be an integer: the
-        converter's I/O step can only drop or retype a QUANTIZE or DEQUANTIZE op, not add one.
+        Where a layer kept in float reads the input (writes the output) that is to be an integer,
+        a DEQUANTIZE (QUANTIZE) op with the calibrated scale is added (`edgequant.tflite_io`).
+        Raises IoTypeConflict if calibration gave that edge no int8 scale (its first op is not
+        quantized even with nothing kept in float).
         """
         return self._with_io_types(self._twin_model(float_layers, float_ops), float_layers, float_ops)
 
@@ -191,17 +214,36 @@ class QuantizationAnalysis:
             warnings.simplefilter("ignore")
             typed = bytes(modify_model_io_type(model, getattr(tf, self.input_type), getattr(tf, self.output_type)))
         info = read_tflite(typed)
+        edges = self._integer_edges(info)
+        if edges["inputs"] or edges["outputs"]:  # a float layer reads the input or writes the output itself
+            typed = add_integer_edges(typed, **edges)
+            info = read_tflite(typed)
         for side, wanted, tensors in (("input", self.input_type, info.inputs),
                                       ("output", self.output_type, info.outputs)):
             got = next((t.dtype for t in tensors if t.dtype != wanted), None)
             if got is not None:
                 kept = ", ".join([*float_layers, *float_ops])
                 raise IoTypeConflict(
-                    f"{side}_type {wanted}: the model's {side} stays {got} because a layer kept in float "
+                    f"{side}_type {wanted}: the model's {side} stays {got} (calibration gave it no int8 scale) "
+                    f"because a layer kept in float "
                     f"({kept}) {'reads the input' if side == 'input' else 'writes the output'} directly; "
                     f"use {side}_type: float32, or keep that layer in int8"
                 )
         return typed
+
+
+def _edge_quantization(model, index: int, side: str) -> tuple[float, int] | None:
+    """int8 (scale, zero point) of model input `index` (its QUANTIZE op's output) or output (its DEQUANTIZE's input)."""
+    for op in model.operators:
+        if side == "inputs" and op.op_type == "QUANTIZE" and op.inputs[0] == index:
+            integer = model.tensors[op.outputs[0]]
+        elif side == "outputs" and op.op_type == "DEQUANTIZE" and op.outputs[0] == index:
+            integer = model.tensors[op.inputs[0]]
+        else:
+            continue
+        if integer.dtype == "int8" and integer.quantization is not None:
+            return integer.quantization.scale[0], integer.quantization.zero_point[0]
+    return None
 
 
 class IoTypeConflict(InputError):

@@ -103,14 +103,26 @@ def test_uint8_input_float_output_builds_with_its_layer_analysis_and_float_layer
 
 
 @pytest.mark.slow
-def test_a_float_layer_reading_an_integer_input_is_refused_with_what_to_do(tmp_path, capsys):
-    recipe, _ = write_recipe(tmp_path, """\
-  - {name: camera, mode: int8, input_type: uint8, output_type: float32, float_layers: [conv1]}
-""", samples=500)
-    assert main(["build", str(recipe), "--no-bench"]) == 2
-    err = capsys.readouterr().err
-    assert "input_type uint8: the model's input stays float32 because a layer kept in float (conv1)" in err
-    assert "use input_type: float32, or keep that layer in int8" in err
+def test_a_float_layer_at_an_integer_edge_gets_a_dequantize_or_quantize_op(tmp_path):
+    """conv1 reads the image and the softmax writes the scores: kept in float with integer I/O, the artifact gets a
+    DEQUANTIZE after the input and a QUANTIZE before the output, and computes what the all-int8 variant with the
+    same float layers does (there the debugger adds those ops itself)."""
+    recipe, out = write_recipe(tmp_path, """\
+  - {name: int8_ends, mode: int8, float_layers: [conv1], float_ops: [SOFTMAX]}
+  - {name: camera, mode: int8, input_type: uint8, output_type: uint8, float_layers: [conv1], float_ops: [SOFTMAX]}
+""", samples=1000)
+    assert main(["build", str(recipe), "--no-bench"]) == 0
+    camera = read_tflite((out / "camera.tflite").read_bytes())
+    assert io_dtypes(out / "camera.tflite") == ("uint8", "uint8")
+    assert camera.operators[0].op_type == "DEQUANTIZE" and camera.operators[-1].op_type == "QUANTIZE"
+    reference = read_tflite((out / "int8_ends.tflite").read_bytes())
+    # Same scales as the int8 edges, zero points moved by 128.
+    for ours, theirs in ((camera.inputs[0], reference.inputs[0]), (camera.outputs[0], reference.outputs[0])):
+        assert ours.quantization.scale == theirs.quantization.scale
+        assert ours.quantization.zero_point[0] == theirs.quantization.zero_point[0] + 128
+    report = read_report(out)
+    assert report.variant("camera").evaluation.agreement == pytest.approx(
+        report.variant("int8_ends").evaluation.agreement, abs=0.005)
 
 
 # --- item 7: what the automatic search ships, and on which data it chooses -----------------------
@@ -182,15 +194,15 @@ def test_auto_ships_the_most_accurate_step_when_none_passes_and_says_so(wide_ran
 
 
 @pytest.mark.slow
-def test_auto_with_a_uint8_input_skips_the_layers_that_read_it_and_keeps_the_io_types(wide_range_auto):
+def test_auto_with_a_uint8_input_can_keep_the_layer_that_reads_it_in_float(wide_range_auto):
     _, report, out = wide_range_auto
     mp = report.variant("camera").mixed_precision
     assert io_dtypes(out / "camera.tflite") == ("uint8", "float32")
-    # conv1 reads the image: kept in float, it would leave the input float32. It is skipped, with the reason.
-    conv1 = [layer for layer in mp.skipped_layers if "conv1" in layer]
-    assert conv1 and "input_type uint8" in mp.skipped_layers[conv1[0]]
-    assert not any("conv1" in layer for layer in mp.float_layers)
-    assert mp.steps and all(s.float_layers == [] or "conv1" not in " ".join(s.float_layers) for s in mp.steps)
+    # conv1 reads the image: it is a candidate like any other (a DEQUANTIZE op feeds it), and it is what wins the
+    # wide channel back, as in the int8 search.
+    assert mp.skipped_layers == {}
+    assert mp.searched_to_pass and any("conv1" in layer for layer in mp.float_layers)
+    assert report.variant("camera").evaluation.accuracy_drop_points <= 0.5
 
 
 def test_selection_slice_interleaves_and_is_bounded():
