@@ -273,6 +273,8 @@ class _Stages:
                 label=variant.name,
             )
             mixed.selection_data = f"{SELECTION_DESCRIPTION} ({mixed.steps[0].evaluation.samples} samples)"
+            if not mixed.searched_to_pass:
+                self.progress.log(f"{variant.name}: float_layers: auto: {mixed.outcome}")
             seconds = time.perf_counter() - started
             return _Built(variant, data, _artifact(variant, data, seconds), analysis.layer_errors(), mixed)
 
