@@ -2,11 +2,14 @@
 
 The gates that compare a variant with the reference fail when the reference is degenerate
 (its outputs do not depend on its input): agreeing with such a reference proves nothing.
+
+A measurement the user skipped on purpose (`build --no-devices`, `--no-bench`) fails its gate as "not measured",
+so a quick build can never turn a latency gate green.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 
 from edgequant.errors import BuildError
@@ -19,17 +22,19 @@ class GateResult:
     variant: str
     gate: str  # the recipe key, e.g. "max_accuracy_drop_points" or "max_latency_ms.rpi4"
     limit: float
-    value: float
+    value: float | None  # None: not measured, see `not_measured`
     passed: bool
     estimate: bool = False  # the value is a simulated-device estimate
     reason: str = ""  # why the gate failed although its value is within the limit
+    not_measured: str | None = None  # why the build did not measure it (the gate then fails)
 
     def describe(self) -> str:
         comparison = "<=" if self.gate.startswith("max") else ">="
         status = "passed" if self.passed else "FAILED"
         est = " (estimate)" if self.estimate else ""
         why = f": {self.reason}" if self.reason else ""
-        return f"{self.variant}: {self.gate} {status}: {self.value:.4g}{est} (limit {comparison} {self.limit:g}){why}"
+        value = f"not measured ({self.not_measured})" if self.not_measured else f"{self.value:.4g}{est}"
+        return f"{self.variant}: {self.gate} {status}: {value} (limit {comparison} {self.limit:g}){why}"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -45,14 +50,21 @@ def check_gates(
     latency_ms: dict[str, float],
     estimated_devices: frozenset[str] = frozenset(),
     reference_problems: Sequence[str] = (),
+    skipped_devices: Mapping[str, str] | None = None,
 ) -> list[GateResult]:
-    """`reference_problems` (from evaluate.reference_problems) fail every gate measured against the reference."""
+    """`reference_problems` (from evaluate.reference_problems) fail every gate measured against the reference;
+    `skipped_devices` ({device or "host": why its latency was not measured}) fail their latency gates."""
     results: list[GateResult] = []
     degenerate = f"the reference is degenerate: {'; '.join(reference_problems)}" if reference_problems else ""
+    skipped_devices = skipped_devices or {}
 
     def gate(name: str, limit: float | None, value: float | None, higher_is_better: bool, estimate=False,
              against_reference=False):
         if limit is None:
+            return
+        skipped = skipped_devices.get(name.removeprefix("max_latency_ms.")) if name.startswith("max_latency") else None
+        if skipped:
+            results.append(GateResult(variant_name, name, float(limit), None, False, estimate, not_measured=skipped))
             return
         if value is None:
             raise BuildError(f"variant {variant_name!r}: gate {name} has nothing to check: it was not measured")

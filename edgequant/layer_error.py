@@ -8,6 +8,12 @@ counterpart on a few samples (NumericVerify ops).
 The error of a layer is reported as RMSE in units of its output's quantization
 step (`rmse / scale`): about 0.29 is the floor of rounding noise, and a layer far
 above it loses information the rest of the model may not recover.
+
+The debugger quantizes with float input and output, or int8 for both. Any other pair
+of I/O types (uint8, or int8 on one side only) is analysed on the variant's float-I/O
+twin: the same int8 quantization inside, with QUANTIZE and DEQUANTIZE ops at the
+edges. The variant's own types are then set on every model it hands out, the way
+TFLiteConverter sets them after its own quantization.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import numpy as np
 
 from edgequant.convert import RepresentativeData, as_converter_dataset, configure, make_converter
 from edgequant.errors import BuildError, InputError
+from edgequant.tflite_io import add_integer_edges
 
 ROUNDING_FLOOR = 1 / math.sqrt(12)  # RMSE of uniform rounding noise, in quantization steps
 
@@ -65,15 +72,13 @@ class QuantizationAnalysis:
     ):
         import tensorflow as tf
 
-        io_types = {variant.input_type, variant.output_type}
-        if len(io_types) != 1 or io_types - {"int8", "float32"}:
-            raise InputError(
-                f"variant {variant.name!r}: with layers kept in float, input_type and output_type must both be "
-                f"int8 or both float32 (got {variant.input_type}, {variant.output_type})"
-            )
-        self._fully_quantize = variant.input_type == "int8"
+        self.input_type, self.output_type = variant.input_type, variant.output_type
+        # int8 for both: the debugger quantizes the edges itself, and puts a DEQUANTIZE before a float layer that
+        # reads the input. Any other pair is set on the float-I/O twin's models (`_with_io_types`).
+        self._fully_quantize = (self.input_type, self.output_type) == ("int8", "int8")
         converter = make_converter(saved_model_dir)
-        configure(converter, variant, representative)
+        configure(converter, variant.model_copy(update={"input_type": "float32", "output_type": "float32"}),
+                  representative)
         # Layers kept in float need the float builtin kernels beside the int8 ones.
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
         samples = [np.asarray(x, dtype=np.float32) for x in debug_samples]
@@ -89,6 +94,11 @@ class QuantizationAnalysis:
                 raise BuildError(f"variant {variant.name!r}: quantization analysis failed: {exc}") from None
         self._layers: list[LayerError] | None = None
         self._plain = None
+
+    @property
+    def on_twin(self) -> bool:
+        """True when the layer errors come from a float-I/O twin, because the variant mixes I/O types or uses uint8."""
+        return not self._fully_quantize and (self.input_type, self.output_type) != ("float32", "float32")
 
     def _options(self, nodes: Sequence[str], ops: Sequence[str]):
         import tensorflow as tf
@@ -130,11 +140,7 @@ class QuantizationAnalysis:
         A tensor stays float only if its producer and every consumer run in float: keeping
         just the producer in float quantizes its output again for the next int8 op.
         """
-        from edgequant.tflite_file import read_tflite
-
-        if self._plain is None:
-            self._plain = read_tflite(self.quantized_model())
-        model = self._plain
+        model = self._plain_model()
         producer = next((t for t in model.tensors if not t.is_constant and t.name.split(";")[0] == layer), None)
         if producer is None:
             return [layer]
@@ -153,13 +159,95 @@ class QuantizationAnalysis:
                             frontier.append(out)
         return group
 
+    def _plain_model(self):
+        """The model the debugger quantizes with nothing in float, read (its tensors and ops)."""
+        from edgequant.tflite_file import read_tflite
+
+        if self._plain is None:
+            self._plain = read_tflite(self._twin_model((), ()))
+        return self._plain
+
+    def _integer_edges(self, info) -> dict[str, dict[str, tuple[str, float, int]]]:
+        """The float inputs/outputs of `info` that should be integer, with the scale and zero point calibration
+        gave them: those of the QUANTIZE after the input (DEQUANTIZE before the output) with nothing in float."""
+        plain = self._plain_model()
+        edges: dict[str, dict[str, tuple[str, float, int]]] = {"inputs": {}, "outputs": {}}
+        for side, wanted, tensors in (("inputs", self.input_type, info.inputs),
+                                      ("outputs", self.output_type, info.outputs)):
+            for tensor in tensors:
+                if tensor.dtype != "float32" or wanted == "float32":
+                    continue
+                edge = next((t for t in getattr(plain, side) if t.name == tensor.name), None)
+                q = _edge_quantization(plain, edge.index, side) if edge is not None else None
+                if q is not None:
+                    scale, zero_point = q
+                    edges[side][tensor.name] = (wanted, scale, zero_point + (128 if wanted == "uint8" else 0))
+        return edges
+
     def quantized_model(self, float_layers: Sequence[str] = (), float_ops: Sequence[str] = ()) -> bytes:
-        """The int8 model with `float_layers` and op types `float_ops` kept in float."""
+        """The int8 model with `float_layers` and op types `float_ops` kept in float, with the variant's I/O types.
+
+        Where a layer kept in float reads the input (writes the output) that is to be an integer,
+        a DEQUANTIZE (QUANTIZE) op with the calibrated scale is added (`edgequant.tflite_io`).
+        Raises IoTypeConflict if calibration gave that edge no int8 scale (its first op is not
+        quantized even with nothing kept in float).
+        """
+        return self._with_io_types(self._twin_model(float_layers, float_ops), float_layers, float_ops)
+
+    def _twin_model(self, float_layers: Sequence[str], float_ops: Sequence[str]) -> bytes:
         nodes = self.tensor_names(float_layers) if float_layers else []
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             self._debugger.options = self._options(nodes, [op.upper() for op in float_ops])
             return bytes(self._debugger.get_nondebug_quantized_model())
+
+    def _with_io_types(self, model: bytes, float_layers: Sequence[str], float_ops: Sequence[str]) -> bytes:
+        if not self.on_twin:
+            return model
+        import tensorflow as tf
+        # The converter's own step for inference_input_type/inference_output_type; it has no public name.
+        from tensorflow.lite.python.util import modify_model_io_type
+
+        from edgequant.tflite_file import read_tflite
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            typed = bytes(modify_model_io_type(model, getattr(tf, self.input_type), getattr(tf, self.output_type)))
+        info = read_tflite(typed)
+        edges = self._integer_edges(info)
+        if edges["inputs"] or edges["outputs"]:  # a float layer reads the input or writes the output itself
+            typed = add_integer_edges(typed, **edges)
+            info = read_tflite(typed)
+        for side, wanted, tensors in (("input", self.input_type, info.inputs),
+                                      ("output", self.output_type, info.outputs)):
+            got = next((t.dtype for t in tensors if t.dtype != wanted), None)
+            if got is not None:
+                kept = ", ".join([*float_layers, *float_ops])
+                raise IoTypeConflict(
+                    f"{side}_type {wanted}: the model's {side} stays {got} (calibration gave it no int8 scale) "
+                    f"because a layer kept in float "
+                    f"({kept}) {'reads the input' if side == 'input' else 'writes the output'} directly; "
+                    f"use {side}_type: float32, or keep that layer in int8"
+                )
+        return typed
+
+
+def _edge_quantization(model, index: int, side: str) -> tuple[float, int] | None:
+    """int8 (scale, zero point) of model input `index` (its QUANTIZE op's output) or output (its DEQUANTIZE's input)."""
+    for op in model.operators:
+        if side == "inputs" and op.op_type == "QUANTIZE" and op.inputs[0] == index:
+            integer = model.tensors[op.outputs[0]]
+        elif side == "outputs" and op.op_type == "DEQUANTIZE" and op.outputs[0] == index:
+            integer = model.tensors[op.inputs[0]]
+        else:
+            continue
+        if integer.dtype == "int8" and integer.quantization is not None:
+            return integer.quantization.scale[0], integer.quantization.zero_point[0]
+    return None
+
+
+class IoTypeConflict(InputError):
+    """The layers kept in float leave the model's input or output in float, but the variant asks for integers."""
 
 
 def _row_to_layer(row: dict) -> LayerError:

@@ -39,6 +39,7 @@ from edgequant.report.schema import (
     LayerErrorReport,
     MixedPrecisionReport,
     Report,
+    StepPrice,
     VariantReport,
 )
 from edgequant.source_model import ExportedModel, export_model
@@ -46,7 +47,6 @@ from edgequant.tflite_file import read_tflite
 
 INTERNAL_REFERENCE = ".float32-reference"  # variant names cannot start with '.': it never clashes with one
 DEBUG_SAMPLES = 32  # samples the per-layer error analysis compares float and int8 activations on
-SENSITIVITY_SAMPLES = 2000  # evaluation samples used to rank layers for the automatic mixed-precision search
 
 
 @dataclass
@@ -108,6 +108,8 @@ def build_recipe(
     progress: Progress | None = None,
     trust_code: bool = False,
     registry: str | None = None,
+    devices: bool = True,
+    host_benchmark: bool = True,
 ) -> BuildResult:
     """Build a recipe (a Recipe or the path of a recipe file). Raises EdgequantError on bad input.
 
@@ -116,6 +118,8 @@ def build_recipe(
 
     Gate failures do not raise: the result's `passed` is False and its report names them.
     With `registry` (or the recipe's `registry:`), the committed build is logged to that MLflow store.
+    devices / host_benchmark: False skips the simulated devices / the host benchmark (quick iterations);
+    the report says so, and a latency gate on what was skipped fails as "not measured".
     """
     progress = progress or NullProgress()
     recipe_path = None
@@ -139,10 +143,11 @@ def build_recipe(
             with _field_context(recipe_path, ["calibration"]):
                 _check_calibration(recipe, exported.input, progress)
 
-        stages = _Stages(recipe, recipe_path, exported, progress, Path(work), _reference_name(variants))
+        stages = _Stages(recipe, recipe_path, exported, progress, Path(work), _reference_name(variants),
+                         devices=devices, host_benchmark=host_benchmark,
+                         split_evaluation=any(_is_auto(v) for v in variants))
         built = [
-            stages.build_auto_float(v) if getattr(v, "float_layers", None) == "auto" else stages.build_variant(v)
-            for v in variants
+            stages.build_auto_float(v) if _is_auto(v) else stages.build_variant(v) for v in variants
         ]
 
         onnx_out = stages.build_onnx([b.variant for b in built if "onnx" in recipe.variant_formats(b.variant)])
@@ -174,14 +179,28 @@ class _Stages:
     def __init__(
         self, recipe: Recipe, recipe_path: str | None, exported: ExportedModel, progress: Progress, work_dir: Path,
         reference: str,
+        *, devices: bool = True, host_benchmark: bool = True, split_evaluation: bool = False,
     ):
         self.recipe, self.recipe_path, self.exported, self.progress = recipe, recipe_path, exported, progress
         self.work_dir = work_dir
         self.reference = reference
         self.parity: dict[str, list[dict]] = {}
+        self.notes: list[str] = []
         self.eval_spec = recipe.evaluation_data()
         self._reference: bytes | None = None
-        self._reference_eval: Evaluation | None = None
+        # {"host" or a device: why it is not measured}: what the user skipped for a quick build.
+        self.skipped: dict[str, str] = {}
+        if not host_benchmark and recipe.benchmark.enabled:
+            self.skipped["host"] = "skipped with --no-bench"
+        if not devices:
+            self.skipped.update({d: "skipped with --no-devices" for d in recipe.devices})
+        # With float_layers: auto, the search chooses on a selection slice of the evaluation data, and every
+        # figure the report states comes from the other samples.
+        self.reported_samples = None
+        if split_evaluation and self.eval_spec is not None:
+            from edgequant.mixed_precision import in_selection
+
+            self.reported_samples = lambda index: not in_selection(index)
 
     # --- conversion -----------------------------------------------------------------------------
 
@@ -208,11 +227,20 @@ class _Stages:
         from edgequant.layer_error import QuantizationAnalysis
 
         spec = self.eval_spec or self.recipe.calibration
-        debug = [s.x for s in iter_samples(spec, self.exported.input, limit=DEBUG_SAMPLES, role="analysis")]
+        samples = iter_samples(spec, self.exported.input, role="analysis")
+        if self.reported_samples is not None:  # the layer errors choose candidates: keep them off reported data
+            samples = (s for s in samples if not self.reported_samples(s.index))
+        debug = [s.x for s in islice(samples, DEBUG_SAMPLES)]
         with self.progress.task(f"analyse layers of {variant.name}") as task:
             analysis = QuantizationAnalysis(self.exported.saved_model_dir, variant, self._representative(variant), debug)
             analysis.layer_errors()
             task.advance()
+        if analysis.on_twin:
+            self.notes.append(
+                f"{variant.name}: the per-layer errors were measured on a twin of the variant with float32 input and "
+                f"output (the same int8 quantization inside); the artifact itself has {variant.input_type} input and "
+                f"{variant.output_type} output"
+            )
         return analysis
 
     def build_variant(self, variant) -> _Built:
@@ -246,28 +274,34 @@ class _Stages:
             return _Built(variant, data, _artifact(variant, data, time.perf_counter() - started), layer_errors, mixed)
 
     def build_auto_float(self, variant) -> _Built:
-        from edgequant.mixed_precision import search_float_layers
+        from edgequant.mixed_precision import (
+            SELECTION_DESCRIPTION,
+            SELECTION_SAMPLES,
+            in_selection,
+            search_float_layers,
+        )
 
         with self._context(variant):
             started = time.perf_counter()
             analysis = self._analysis(variant)
 
-            def judge(candidate: bytes, subset: bool):
-                limit = SENSITIVITY_SAMPLES if subset else None
-                results = self._evaluate({"candidate": candidate}, limit=limit)
-                reference = results[self.reference] if subset else self.reference_evaluation()
-                passed = accuracy_gates_pass(variant.gates, results["candidate"], reference)
-                return _evaluation_report(results["candidate"], reference), passed
+            def judge(candidate: bytes):
+                results = self._evaluate({"candidate": candidate}, limit=2 * SELECTION_SAMPLES, keep=in_selection)
+                passed = accuracy_gates_pass(variant.gates, results["candidate"], results[self.reference])
+                return _evaluation_report(results["candidate"], results[self.reference]), passed
 
             data, mixed = search_float_layers(
                 analysis,
                 judge=judge,
-                host_latency=self._quick_latency,
+                price=self._step_price,
                 max_layers=variant.max_float_layers,
                 float_ops=list(variant.float_ops),
                 progress=self.progress,
                 label=variant.name,
             )
+            mixed.selection_data = f"{SELECTION_DESCRIPTION} ({mixed.steps[0].evaluation.samples} samples)"
+            if not mixed.searched_to_pass:
+                self.progress.log(f"{variant.name}: float_layers: auto: {mixed.outcome}")
             seconds = time.perf_counter() - started
             return _Built(variant, data, _artifact(variant, data, seconds), analysis.layer_errors(), mixed)
 
@@ -278,9 +312,12 @@ class _Stages:
 
     # --- evaluation -----------------------------------------------------------------------------
 
-    def _evaluate(self, models: dict[str, bytes], on_batch=None, limit: int | None = None) -> dict[str, Evaluation]:
+    def _evaluate(self, models: dict[str, bytes], on_batch=None, limit: int | None = None,
+                  keep=None) -> dict[str, Evaluation]:
+        """Every model on the evaluation data: the samples `keep` accepts, by default the reported ones."""
         spec = self.eval_spec
-        batches = iter_batches(spec, self.exported.input, spec.batch_size, limit=limit, role="evaluation")
+        batches = iter_batches(spec, self.exported.input, spec.batch_size, limit=limit, role="evaluation",
+                               keep=keep or self.reported_samples)
         with _field_context(self.recipe_path, ["evaluation"]):
             return evaluate(
                 {self.reference: self.reference_model(), **models}, batches, reference=self.reference, top_k=spec.top_k,
@@ -292,25 +329,20 @@ class _Stages:
         """Size of the float32 reference, if this build converted it (as a variant or for comparisons)."""
         return len(self._reference) if self._reference is not None else None
 
-    def reference_evaluation(self) -> Evaluation:
-        if self._reference_eval is None:
-            self._reference_eval = self._evaluate({})[self.reference]
-        return self._reference_eval
-
     def evaluate_all(self, built: list[_Built], onnx_out: list | None = None) -> dict[str, Evaluation]:
         """Every variant on the same batches; a variant also written as ONNX is run as `<name>.onnx` too."""
         if self.eval_spec is None:
             return {}
         total = self.eval_spec.samples
+        if total is not None and self.reported_samples is not None:
+            total = sum(map(self.reported_samples, range(total)))
         models = {b.variant.name: b.data for b in built if b.variant.name != self.reference}
         if onnx_out:
             from edgequant.onnx_export import OnnxRunner
 
             models.update({a.file: OnnxRunner(a.data, self.recipe.benchmark.threads) for a in onnx_out})
         with self.progress.task(f"evaluate {plural(len(models) + 1, 'model')}", total=total) as task:
-            results = self._evaluate(models, on_batch=task.advance)
-        self._reference_eval = results[self.reference]
-        return results
+            return self._evaluate(models, on_batch=task.advance)
 
     # --- ONNX ---------------------------------------------------------------------------------------
 
@@ -353,13 +385,26 @@ class _Stages:
 
     # --- latency --------------------------------------------------------------------------------
 
-    def _quick_latency(self, model: bytes) -> float | None:
-        if not self.recipe.benchmark.enabled:
-            return None
-        from edgequant.bench.host import benchmark
+    def _step_price(self, model: bytes) -> StepPrice:
+        """A step of the float-layer search: estimated on the first device, and timed briefly on the host."""
+        price = StepPrice()
+        devices = [d for d in self.recipe.devices if d not in self.skipped]
+        if devices:
+            from edgequant.devices import estimate_latency, load_profile
 
+            with _field_context(self.recipe_path, ["devices"]):
+                profile = load_profile(self._device_path(devices[0]))
+                est = estimate_latency(self._work_file(".search-step", model), profile,
+                                       threads=self.recipe.benchmark.threads)
+            price.device, price.estimated_ms, price.estimate_label = devices[0], est.latency_ms, est.label
+            price.instructions_per_invoke = est.instructions_per_invoke
         b = self.recipe.benchmark
-        return benchmark([model], kernels=[b.kernels], threads=[b.threads], runs=20, warmup=3)[0].latency.median_ms
+        if b.enabled and "host" not in self.skipped:
+            from edgequant.bench.host import benchmark
+
+            stats = benchmark([model], kernels=[b.kernels], threads=[b.threads], runs=20, warmup=3)[0].latency
+            price.host_median_ms, price.host_std_ms, price.host_runs = stats.median_ms, stats.std_ms, stats.n
+        return price
 
     def measure_latency(self, built: list[_Built]):
         """Host latency of every variant (interleaved), and estimates on the recipe's simulated devices."""
@@ -367,7 +412,9 @@ class _Stages:
         explanations: dict[str, dict] = {}
         notes: list[str] = []
         b = self.recipe.benchmark
-        if b.enabled:
+        if b.enabled and "host" in self.skipped:
+            notes.append("host benchmark: skipped with --no-bench; no host latency was measured")
+        if b.enabled and "host" not in self.skipped:
             from edgequant.bench.host import benchmark
             from edgequant.bench.speed_explanation import explain_speed
 
@@ -393,7 +440,10 @@ class _Stages:
                 explanations[x.variant.name] = explain_speed(
                     x.data, name=x.variant.name, results=[by_name[self.reference], r]
                 ).to_dict()
-        if self.recipe.devices:
+        skipped = [d for d in self.recipe.devices if d in self.skipped]
+        if skipped:
+            notes.append(f"simulated devices: skipped with --no-devices ({', '.join(skipped)}); no latency estimated")
+        elif self.recipe.devices:
             with _field_context(self.recipe_path, ["devices"]):
                 notes += self._estimate_on_devices(built, latencies)
         return latencies, explanations, notes
@@ -409,16 +459,24 @@ class _Stages:
         notes = []
         for entry in self.recipe.devices:
             profile = load_profile(self._device_path(entry))
-            with self.progress.task(f"estimate on {profile.name} ({profile.core}, emulated)", total=len(built)) as task:
+            integer = [x for x in built if x.variant.mode in ("int8", "qat")]
+            # One step per emulated run (an estimate, or a parity check), so the bar moves and has an ETA.
+            runs = len(built) + len(integer) + (self.reference not in models)
+            with self.progress.task(f"emulate on {profile.name} ({profile.core}): latency of {len(built)} models, "
+                                    f"parity of {len(integer)}", total=runs) as task:
                 estimates = {}
                 for x in built:
                     estimates[x.variant.name] = estimate_latency(models[x.variant.name], profile, threads=threads)
-                    if x.variant.mode in ("int8", "qat"):
+                    task.advance()
+                    if x in integer:
                         parity = check_parity(models[x.variant.name], profile, parity_inputs or None)
                         self.parity.setdefault(x.variant.name, []).append(
                             dict(parity.to_dict(), device=entry, model=x.artifact.file))
+                        task.advance()
+                reference_est = estimates.get(self.reference)
+                if reference_est is None:
+                    reference_est = estimate_latency(reference, profile, threads=threads)
                     task.advance()
-                reference_est = estimates.get(self.reference) or estimate_latency(reference, profile, threads=threads)
             for name, est in estimates.items():
                 latencies[name].append(
                     LatencyReport(
@@ -494,7 +552,7 @@ def _assemble_report(recipe, recipe_path, exported, built, evaluations, latencie
             gates = check_gates(
                 name, b.variant.gates, size_bytes=b.artifact.size_bytes, evaluation=evaluation,
                 reference=reference_eval, latency_ms={x.device: x.ms for x in lat},
-                estimated_devices=frozenset(x.device for x in lat if x.estimate),
+                estimated_devices=frozenset(x.device for x in lat if x.estimate), skipped_devices=stages.skipped,
                 reference_problems=[] if allowed else problems,
             )
         failed += [g.describe() for g in gates if not g.passed]
@@ -513,6 +571,13 @@ def _assemble_report(recipe, recipe_path, exported, built, evaluations, latencie
             )
         )
     eval_spec = recipe.evaluation_data()
+    evaluation_data = None
+    if evaluations:
+        evaluation_data = f"{describe(eval_spec.source)}, {next(iter(evaluations.values())).samples} samples"
+        if stages.reported_samples is not None:
+            from edgequant.mixed_precision import SELECTION_DESCRIPTION
+
+            evaluation_data += f": every sample but {SELECTION_DESCRIPTION}, which chose the layers kept in float"
     host: dict[str, Any] = {}
     if recipe.benchmark.enabled:
         from edgequant.bench.cpu_features import read_host_features
@@ -526,15 +591,13 @@ def _assemble_report(recipe, recipe_path, exported, built, evaluations, latencie
         source_model={"path": str(recipe.model.path), "kind": exported.source_kind, "sha256": exported.source_sha256},
         reference=stages.reference,
         reference_problems=problems,
-        evaluation_data=(
-            f"{describe(eval_spec.source)}, {next(iter(evaluations.values())).samples} samples" if evaluations else None
-        ),
+        evaluation_data=evaluation_data,
         host=host,
         variants=variants,
         passed=not failed,
         failed_gates=failed,
         warnings=_reference_warnings(problems, allowed),
-        notes=notes,
+        notes=stages.notes + notes,
     )
 
 
@@ -560,6 +623,10 @@ def _field_context(recipe_path: str | None, loc: list):
             raise
         where = f"{locate(recipe_path, loc)}: " if recipe_path else ""
         raise DataError(f"{where}{dotted_path(loc)}: {exc}") from None
+
+
+def _is_auto(variant) -> bool:
+    return getattr(variant, "float_layers", None) == "auto"
 
 
 def _selected(recipe: Recipe, only: list[str] | None) -> list:

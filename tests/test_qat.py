@@ -135,6 +135,56 @@ def test_training_script_with_own_fit_exports_a_full_integer_model(keras3_model,
     assert qat_top1 >= float_top1 - 0.015, (qat_top1, float_top1)
 
 
+def test_keras3_callbacks_drive_a_qat_fit(keras3_model, train_subset, tmp_path):
+    """A Keras 3 user's callbacks on the tf_keras model `prepare` returns: the standard ones and a subclass."""
+    import keras
+
+    from edgequant import qat
+
+    x, y = train_subset[0][:512], train_subset[1][:512]
+    qat_model = qat.prepare(keras3_model)
+    qat_model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+
+    class Recorder(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.batches, self.epoch_logs = 0, []
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.batches += 1
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.epoch_logs.append(sorted(logs))
+
+    recorder = Recorder()
+    history = qat_model.fit(x, y, batch_size=64, epochs=6, validation_split=0.25, verbose=0, callbacks=[
+        recorder,
+        # No epoch can gain 1.0 of accuracy: it stops after the second epoch (patience 1).
+        keras.callbacks.EarlyStopping(monitor="val_accuracy", min_delta=1.0, patience=1),
+        keras.callbacks.CSVLogger(str(tmp_path / "log.csv")),
+        keras.callbacks.ModelCheckpoint(str(tmp_path / "last.weights.h5"), save_weights_only=True),
+        # No epoch lowers the loss by 10: it halves the learning rate after every epoch but the first.
+        keras.callbacks.ReduceLROnPlateau(monitor="loss", factor=0.5, patience=0, min_delta=10.0),
+    ])
+    assert len(history.history["loss"]) == 2
+    assert recorder.batches == 2 * 6  # 384 training samples / 64, two epochs
+    assert recorder.epoch_logs[-1] == ["accuracy", "loss", "val_accuracy", "val_loss"]
+    rows = (tmp_path / "log.csv").read_text().splitlines()
+    assert rows[0] == "epoch,accuracy,loss,val_accuracy,val_loss" and len(rows) == 3
+    assert float(qat_model.optimizer.learning_rate.numpy()) == pytest.approx(0.0005)
+    saved = qat_model.get_weights()
+    qat_model.load_weights(tmp_path / "last.weights.h5")
+    for a, b in zip(saved, qat_model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert qat_model.evaluate(x[:64], y[:64], verbose=0, callbacks=[recorder])[1] > 0.5
+
+    steps = int(qat_model.optimizer.iterations.numpy())
+    with pytest.raises(InputError, match=r"keras\.callbacks\.BackupAndRestore cannot drive a tf_keras QAT model: "
+                                         r"use tf_keras\.callbacks\.BackupAndRestore"):
+        qat_model.fit(x, y, epochs=1, verbose=0, callbacks=[keras.callbacks.BackupAndRestore(str(tmp_path / "b"))])
+    assert int(qat_model.optimizer.iterations.numpy()) == steps  # refused before any training step
+
+
 def test_save_and_resume_keeps_weights_ranges_and_optimizer_state(keras3_model, train_subset, tmp_path):
     from edgequant import qat
 

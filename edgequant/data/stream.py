@@ -8,7 +8,7 @@ yields no sample at all is an error too: nothing calibrated or evaluated on noth
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from itertools import islice
 
@@ -94,10 +94,14 @@ def check_sample(
 
 
 def iter_batches(
-    spec: DataSpec, model_input: InputSpec | None, batch_size: int, *, limit: int | None = None, role: str = "data"
+    spec: DataSpec, model_input: InputSpec | None, batch_size: int, *, limit: int | None = None, role: str = "data",
+    keep: Callable[[int], bool] | None = None,
 ) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
-    """Stacked batches of checked samples (the last one may be smaller); labels None if the source has none."""
-    stream = iter_samples(spec, model_input, limit=limit, role=role)
+    """Stacked batches of checked samples (the last one may be smaller); labels None if the source has none.
+
+    keep: take only the samples whose index it accepts (`limit` counts every sample read).
+    """
+    stream = (s for s in iter_samples(spec, model_input, limit=limit, role=role) if keep is None or keep(s.index))
     while chunk := list(islice(stream, batch_size)):
         xs = np.stack([s.x for s in chunk])
         labels = [s.label for s in chunk]

@@ -22,6 +22,7 @@ import warnings
 from pathlib import Path
 
 from edgequant.errors import InputError, ModelFileError
+from edgequant.qat.callbacks import accept_keras3_callbacks
 
 STATE = "state.json"
 
@@ -67,10 +68,11 @@ def load(path: str | Path, custom_objects: dict | None = None):
 
     try:
         with quantize_scope(custom_objects or {}):
-            return tf_keras.models.load_model(path)
+            model = tf_keras.models.load_model(path)
     except (OSError, ValueError, TypeError, KeyError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelFileError(f"{path}: cannot load the QAT model ({first[:300]})") from None
+    return accept_keras3_callbacks(model)
 
 
 

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping
 
 from edgequant.errors import InputError
 from edgequant.qat._tfmot import quantization_api
+from edgequant.qat.callbacks import accept_keras3_callbacks
 from edgequant.qat.keras_bridge import to_tf_keras
 
 # tfmot 0.8 quantize_aware_activation.QuantizeAwareActivation: the activations a Dense/Conv layer may carry.
@@ -52,7 +53,7 @@ def prepare(
     """
     api = quantization_api()
     if is_qat_model(model):
-        return model
+        return accept_keras3_callbacks(model)
     base = to_tf_keras(model)
     _check_graph_model(base)
     configs = dict(configs or {})
@@ -145,7 +146,7 @@ def _apply(annotated, api, custom_objects):
 
     try:
         with api.quantize_scope({**CUSTOM_OBJECTS, **(custom_objects or {})}):
-            return api.quantize_apply(annotated)
+            return accept_keras3_callbacks(api.quantize_apply(annotated))
     except RuntimeError as exc:  # tfmot: "Layer <name>:<class> is not supported. ..."
         match = re.match(r"Layer (\S+?):", str(exc))
         if match:

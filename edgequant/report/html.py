@@ -312,9 +312,9 @@ def _variant_details(v: dict) -> str:
     name = escape(v.get("name", ""))
     parts = []
     if v.get("gates"):
-        rows = [[escape(str(g.get("gate"))), _num(f"{g.get('value', 0):.4g}" + (" (estimate)" if g.get("estimate")
-                                                                                 else "")),
-                 _num(f"{g.get('limit', 0):g}"), _status(g.get("passed"))] for g in v["gates"]]
+        rows = [[escape(str(g.get("gate"))), _num(escape(_gate_value(g))), _num(f"{g.get('limit', 0):g}"),
+                 _status(g.get("passed")) if g.get("passed") or not g.get("reason") else
+                 f"<td class=\"fail\">FAIL: {escape(g['reason'])}</td>"] for g in v["gates"]]
         parts.append(f"<h3>{name}: gates</h3>" + _table(["gate", "value", "limit", "status"], rows))
     mp = v.get("mixed_precision")
     if mp:
@@ -340,18 +340,20 @@ def _mixed_precision(name: str, mp: dict) -> str:
     out = f"<h3>{name}: layers kept in float</h3><p>Layers: {kept}. Op types: {ops}.</p>"
     steps = mp.get("steps") or []
     if mp.get("automatic") and steps:
-        outcome = "passed its gates" if mp.get("searched_to_pass") else "did not pass within max_float_layers"
-        rows, previous = [], []
-        for i, s in enumerate(steps, 1):
-            added = [n for n in s.get("float_layers", []) if n not in previous]
-            previous = s.get("float_layers", [])
-            e = s.get("evaluation", {})
-            rows.append([_num(str(i)), ", ".join(f"<code>{escape(n)}</code>" for n in added),
-                         _num(_pct(e.get("top1"))), _num(_signed(e.get("accuracy_drop_points"))),
-                         _num(_kib(s.get("size_bytes"))), _num(f"{(s.get('size_delta_bytes') or 0) / 1024:+,.1f} KiB"),
-                         _num(_ms(s.get("host_latency_ms"))), _status(s.get("gates_passed"))])
-        out += (f"<p>The automatic search {outcome}. Each step keeps one more layer in float:</p>"
-                + _table(["step", "layers added", "top-1", "drop (pts)", "size", "size cost", "host ms", "gates"],
+        base = steps[0].get("size_bytes") or 0
+        rows = []
+        for s in steps:
+            e, price = s.get("evaluation", {}), s.get("price", {})
+            shipped = " (shipped)" if s.get("step") == mp.get("shipped_step") else ""
+            device_ms = f"{price['estimated_ms']:.3g} on {escape(str(price.get('device')))}" if price.get("estimated_ms") else "-"
+            rows.append([_num(f"{s.get('step')}{shipped}"),
+                         f"<code>{escape(s['added_layer'])}</code>" if s.get("added_layer") else "plain int8",
+                         _num(_pct(e.get("top1"))), _num(_pct(e.get("agreement"))),
+                         _num(_kib(s.get("size_bytes"))), _num(f"{((s.get('size_bytes') or 0) - base) / 1024:+,.1f} KiB"),
+                         _num(device_ms), _status(s.get("gates_passed"))])
+        out += (f"<p>{escape(str(mp.get('outcome') or ''))} Each step keeps one more layer in float, judged on "
+                f"{escape(str(mp.get('selection_data') or 'the selection data'))}:</p>"
+                + _table(["step", "layer added", "top-1", "agreement", "size", "size cost", "estimated ms", "gates"],
                          rows, table_id=f"mixed-{name}"))
     return out
 
@@ -399,9 +401,15 @@ def _gates_cell(v: dict) -> str:
     return "<td class=\"pass\">pass</td>"
 
 
+def _gate_value(g: dict) -> str:
+    """The measured value, or why there is none (a stage skipped with --no-devices / --no-bench)."""
+    if g.get("value") is None:
+        return f"not measured ({g.get('not_measured') or 'skipped'})"
+    return f"{g['value']:.4g}" + (" (estimate)" if g.get("estimate") else "")
+
+
 def _gate_words(g: dict) -> str:
-    est = " (estimate)" if g.get("estimate") else ""
-    return f"{g.get('gate')} ({g.get('value', 0):.4g}{est} against {g.get('limit', 0):g})"
+    return f"{g.get('gate')} ({_gate_value(g)} against {g.get('limit', 0):g})"
 
 
 def _memory_cell(memory: dict) -> str:

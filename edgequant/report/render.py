@@ -215,38 +215,14 @@ def _variant_details(v) -> list[str]:
         lines += [f"### `{v.name}` gates", "", "| gate | value | limit | status |", "|---|---|---|---|"]
         for g in v.gates:
             est = " (estimate)" if g.estimate else ""
+            value = f"not measured ({g.not_measured})" if g.not_measured else f"{g.value:.4g}{est}"
             status = "pass" if g.passed else ("FAIL: " + g.reason if g.reason else "FAIL")
-            lines.append(f"| {g.gate} | {g.value:.4g}{est} | {g.limit:g} | {status} |")
+            lines.append(f"| {g.gate} | {value} | {g.limit:g} | {status} |")
         lines.append("")
-    mp = v.mixed_precision
-    if mp is not None:
-        kept = ", ".join(f"`{n}`" for n in mp.float_layers) or "none"
-        ops = ", ".join(mp.float_ops) or "none"
-        lines += [f"### `{v.name}`: layers kept in float", "", f"Layers: {kept}. Op types: {ops}.", ""]
-        if mp.automatic:
-            base = mp.plain_int8
-            if base is not None:
-                lines.append(
-                    f"Plain int8 (nothing in float): top-1 {_pct(base.top1)}, drop {_pts(base.accuracy_drop_points)} "
-                    f"pts, {_kib(mp.plain_int8_size_bytes or 0)}."
-                )
-            outcome = "passed its gates" if mp.searched_to_pass else "did not pass within max_float_layers"
-            lines += [f"The automatic search {outcome}. Each step keeps one more layer in float:", ""]
-            lines += ["| step | layers added (a layer and the ops reading its output) | top-1 | drop (pts) | agreement "
-                      "| size | size cost | host ms | latency cost |",
-                      "|---|---|---|---|---|---|---|---|---|"]
-            previous: list[str] = []
-            for i, s in enumerate(mp.steps, 1):
-                added = ", ".join(f"`{n}`" for n in s.float_layers if n not in previous)
-                previous = s.float_layers
-                ms = f"{s.host_latency_ms:.3g}" if s.host_latency_ms is not None else "-"
-                dms = f"{s.latency_delta_ms:+.3g}" if s.latency_delta_ms is not None else "-"
-                lines.append(
-                    f"| {i} | {added} | {_pct(s.evaluation.top1)} | {_pts(s.evaluation.accuracy_drop_points)} |"
-                    f" {_pct(s.evaluation.agreement)} |"
-                    f" {_kib(s.size_bytes)} | {s.size_delta_bytes / 1024:+,.1f} KiB | {ms} | {dms} |"
-                )
-            lines.append("")
+    if v.mixed_precision is not None:
+        from edgequant.mixed_precision import render_markdown
+
+        lines += render_markdown(v.name, v.mixed_precision)
     if v.layer_errors:
         lines += [
             f"### `{v.name}`: per-layer quantization error",

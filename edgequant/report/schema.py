@@ -50,10 +50,11 @@ class LatencyReport(_Model):
 class GateReport(_Model):
     gate: str
     limit: float
-    value: float
+    value: float | None = Field(..., description="null when not measured")
     passed: bool
     estimate: bool = False
     reason: str = Field("", description="why the gate failed although its value is within the limit")
+    not_measured: str | None = Field(None, description="why the build skipped the measurement; the gate then fails")
 
 
 class LayerErrorReport(_Model):
@@ -67,16 +68,27 @@ class LayerErrorReport(_Model):
     elements: int
 
 
+class StepPrice(_Model):
+    """What one step of the automatic search costs besides its size. Estimates are deterministic; host time is not."""
+
+    device: str | None = Field(None, description="the simulated device of the estimate (the recipe's first)")
+    estimated_ms: float | None = Field(None, description="estimated latency on `device`, from counted instructions")
+    estimate_label: str | None = Field(None, description="the estimate's calibration error, in words")
+    instructions_per_invoke: int | None = None
+    host_median_ms: float | None = Field(None, description="measured on this host: a short run, noisy")
+    host_std_ms: float | None = Field(None, description="standard deviation of the host runs")
+    host_runs: int | None = None
+
+
 class FloatLayerStep(_Model):
     """One step of the automatic search: the layer added to float, and what the model became."""
 
-    added_layer: str
+    step: int = Field(..., description="0: nothing kept in float")
+    added_layer: str | None
     float_layers: list[str]
     size_bytes: int
-    size_delta_bytes: int
-    host_latency_ms: float | None
-    latency_delta_ms: float | None
-    evaluation: EvaluationReport
+    price: StepPrice
+    evaluation: EvaluationReport = Field(..., description="on the selection slice (see `selection_data`)")
     gates_passed: bool
 
 
@@ -84,13 +96,18 @@ class MixedPrecisionReport(_Model):
     float_layers: list[str]
     float_ops: list[str]
     automatic: bool
-    steps: list[FloatLayerStep] = []
-    plain_int8: EvaluationReport | None = Field(None, description="the same variant with no layer kept in float")
-    plain_int8_size_bytes: int | None = None
-    searched_to_pass: bool | None = Field(None, description="automatic mode: did a model within the limit pass")
+    steps: list[FloatLayerStep] = Field([], description="automatic mode: step 0 is plain int8")
+    shipped_step: int | None = Field(None, description="automatic mode: the step whose model is the artifact")
+    outcome: str | None = Field(None, description="automatic mode: why that step was shipped")
+    searched_to_pass: bool | None = Field(None, description="automatic mode: does the shipped step pass the gates")
+    selection_data: str | None = Field(
+        None, description="automatic mode: the evaluation samples the steps were judged on, left out of every "
+        "other figure of the report"
+    )
     sensitivity_order: list[str] = Field(
         [], description="automatic mode: candidate layers, most accuracy recovered when kept in float first"
     )
+    skipped_layers: dict[str, str] = Field({}, description="automatic mode: candidate layers not tried, and why")
 
 
 class VariantReport(_Model):
