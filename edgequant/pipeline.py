@@ -337,29 +337,28 @@ class _Stages:
         reference = models.get(REFERENCE) or self._work_file(".reference", self.reference_model())
         parity_inputs = self._parity_inputs()
         notes = []
-        for entry in self.recipe.devices:
-            profile = load_profile(self._device_path(entry))
+        for entry in self.recipe.device_names:
+            profile, kernels = load_profile(self._device_path(entry)), self.recipe.device_kernels(entry)
             with self.progress.task(f"estimate on {profile.name} ({profile.core}, emulated)", total=len(built)) as task:
                 estimates = {}
                 for x in built:
-                    estimates[x.variant.name] = estimate_latency(models[x.variant.name], profile, threads=threads)
+                    estimates[x.variant.name] = estimate_latency(models[x.variant.name], profile, threads, kernels)
                     if x.variant.mode in ("int8", "qat"):
                         parity = check_parity(models[x.variant.name], profile, parity_inputs or None)
                         self.parity.setdefault(x.variant.name, []).append(dict(parity.to_dict(), device=entry))
                     task.advance()
-                reference_est = estimates.get(REFERENCE) or estimate_latency(reference, profile, threads=threads)
+                reference_est = estimates.get(REFERENCE) or estimate_latency(reference, profile, threads, kernels)
             for name, est in estimates.items():
                 latencies[name].append(
                     LatencyReport(
                         device=entry, ms=est.latency_ms, estimate=True,
-                        calibration_error_percent=est.calibration_error_pct,
+                        calibration_error_percent=est.calibration_error_pct, interval_ms=list(est.interval_ms),
                         speedup_vs_reference=reference_est.latency_ms / est.latency_ms if est.latency_ms else None,
                         details=est.to_dict(),
                     )
                 )
-            if reference_est.calibration_error_pct is None:
-                notes.append(f"{entry}: estimates have no measured error ({reference_est.calibration}): "
-                             f"{reference_est.calibration_source}")
+            if not reference_est.calibration_rows:
+                notes.append(f"{entry}: no calibration rows of its own: {reference_est.calibration_source}")
         return notes
 
     def _work_file(self, name: str, data: bytes) -> Path:

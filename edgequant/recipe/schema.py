@@ -268,6 +268,14 @@ class ModelSpec(StrictModel):
         return v
 
 
+class DeviceEntry(StrictModel):
+    """A simulated device with the runtime to estimate for."""
+
+    name: str = Field(..., description="profile name or YAML path")
+    kernels: Literal["xnnpack", "builtin"] = Field(
+        "xnnpack", description="xnnpack (LiteRT's default) or builtin (TFLite's builtin kernels, XNNPACK off)")
+
+
 class Recipe(StrictModel):
     """Everything `edgequant build` needs: the model, its data, the variants to build and where to put them."""
 
@@ -277,7 +285,9 @@ class Recipe(StrictModel):
     calibration: DataSpec | None = Field(None, description="representative dataset for int8 / int16x8")
     evaluation: EvaluationSpec | None = Field(None, description="held-out data to evaluate every variant on")
     benchmark: BenchmarkSpec = BenchmarkSpec()
-    devices: list[str] = Field([], description="simulated device profiles (names or YAML paths) to estimate latency on")
+    devices: list[str | DeviceEntry] = Field(
+        [], description="simulated device profiles to estimate latency on: names or YAML paths (XNNPACK), "
+                        "or {name, kernels} to pick the runtime")
     output_dir: RecipePath | None = Field(
         None, description="where artifacts, manifest and report go (default: build/<name> beside the recipe)"
     )
@@ -303,13 +313,21 @@ class Recipe(StrictModel):
             for device in (v.gates.max_latency_ms if v.gates else {}):
                 if device == "host" and not self.benchmark.enabled:
                     raise ValueError(f"variant {v.name!r} gates host latency but `benchmark.enabled` is false")
-                custom = any(d.endswith((".yaml", ".yml")) for d in self.devices)
-                if device != "host" and device not in self.devices and not custom:
+                custom = any(d.endswith((".yaml", ".yml")) for d in self.device_names)
+                if device != "host" and device not in self.device_names and not custom:
                     raise ValueError(
                         f"variant {v.name!r} gates latency on {device!r}, which is not measured: "
-                        f"add it to `devices` (now {self.devices})"
+                        f"add it to `devices` (now {self.device_names})"
                     )
         return self
+
+    @property
+    def device_names(self) -> list[str]:
+        return [d if isinstance(d, str) else d.name for d in self.devices]
+
+    def device_kernels(self, name: str) -> str:
+        """The kernel family a device's estimates are for."""
+        return next((d.kernels for d in self.devices if isinstance(d, DeviceEntry) and d.name == name), "xnnpack")
 
     def evaluation_data(self) -> "EvaluationSpec | None":
         """The evaluation section with its preprocess defaulted to calibration's."""

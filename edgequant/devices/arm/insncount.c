@@ -10,8 +10,8 @@
  *
  * Each instruction is also classified once, when its block is translated, from
  * qemu's disassembly (or its encoding, where qemu 7.2's ARMv8.0 disassembler prints
- * ".byte": dot product, LSE atomics): dot product (sdot/udot), other SIMD/FP multiply(-accumulate),
- * other SIMD/FP, loads, stores, and scalar code; loads and stores also add the
+ * ".byte": dot product, LSE atomics): dot product (sdot/udot), floating-point and
+ * integer SIMD multiply(-accumulate), other SIMD/FP, loads, stores, and scalar code; loads and stores also add the
  * bytes they move. A block's execution count times its per-class totals gives
  * the mix of a window at no extra cost per executed instruction.
  *
@@ -85,9 +85,9 @@ QEMU_PLUGIN_EXPORT int qemu_plugin_version = 1;
 #define SYS_CLOSE_AARCH64 57
 
 /* Must match INSTRUCTION_CLASSES in edgequant/devices/arm/runner.py. */
-enum insn_class { DOT, SIMD_MAC, SIMD_OTHER, LOAD, STORE, SCALAR, LOAD_BYTES, STORE_BYTES, N_CLASSES };
+enum insn_class { DOT, FP_MAC, INT_MAC, SIMD_OTHER, LOAD, STORE, SCALAR, LOAD_BYTES, STORE_BYTES, N_CLASSES };
 static const char *const CLASS_NAMES[N_CLASSES] = {
-    "dot", "simd_mac", "simd_other", "load", "store", "scalar", "load_bytes", "store_bytes",
+    "dot", "fp_mac", "int_mac", "simd_other", "load", "store", "scalar", "load_bytes", "store_bytes",
 };
 
 struct tb_count {
@@ -216,7 +216,8 @@ static void classify(const char *text, uint32_t *mix)
     } else if (starts_with_any(mnemonic, DOT_OPS)) {
         mix[DOT]++;
     } else if (simd_operand(ops)) {
-        mix[starts_with_any(mnemonic, MAC_OPS) ? SIMD_MAC : SIMD_OTHER]++;
+        bool mac = starts_with_any(mnemonic, MAC_OPS);
+        mix[!mac ? SIMD_OTHER : mnemonic[0] == 'f' ? FP_MAC : INT_MAC]++;
     } else {
         mix[SCALAR]++;
     }

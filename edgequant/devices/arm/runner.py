@@ -24,16 +24,12 @@ import numpy as np
 
 from edgequant.devices.arm.install import GUEST_RUNNER, ArmEnvironment, ensure_arm_environment
 from edgequant.devices.arm.symbols import KernelShare, attribute
+from edgequant.devices.core_timings import MIX_FIELDS
 from edgequant.devices.profiles import DeviceProfile, load_profile
 from edgequant.errors import BuildError, DataError, InputError, ModelFileError
 
 Sample = np.ndarray | Sequence[np.ndarray]
 TOP_KERNELS = 12
-# What the plugin counts per invoke besides instructions (insncount.c CLASS_NAMES): instructions
-# by class (dot product, other SIMD multiply(-accumulate), other SIMD, loads, stores, scalar)
-# and the bytes the loads and stores move.
-INSTRUCTION_CLASSES = ("dot", "simd_mac", "simd_other", "load", "store", "scalar")
-MIX_FIELDS = INSTRUCTION_CLASSES + ("load_bytes", "store_bytes")
 
 
 @dataclass
