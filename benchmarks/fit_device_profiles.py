@@ -183,7 +183,7 @@ def _save_counts(counts: dict) -> None:
 # The shared parameters (latency_model.CostParams): a price per instruction class, in-order and
 # builtin-kernel factors, memory efficiency, contention. Fitted in log space with weak priors at
 # "as published" (price 1), so a class the rows barely exercise keeps its published timing.
-CLASSES = latency_model.INSTRUCTION_CLASSES
+CLASSES = latency_model.PRICED
 FACTORS = ("in_order_factor", "builtin_factor", "memory_efficiency")
 PRIOR_SIGMA = {**dict.fromkeys(CLASSES, 0.7), "in_order_factor": 1.0, "builtin_factor": 0.5,
                "memory_efficiency": 1.5}
@@ -191,13 +191,15 @@ CONTENTION_PRIOR = (0.05, 0.1)  # mean, sigma
 
 
 def usable_rows(rows: list[dict], counts: dict) -> list[tuple[dict, latency_model.Workload]]:
+    """The rows to fit, with their workloads; a row without counts yet is marked skipped."""
     out = []
     for r in rows:
         if r["skip"]:
             continue
         w = workload_for(r, counts)
         if w is None:
-            raise SystemExit(f"{r['profile']} {r['model']} {r['precision']} {r['kernels']}: no counts: run `measure`")
+            r["skip"] = "no instruction counts in device_counts.json (run `measure`)"
+            continue
         out.append((r, w))
     return out
 

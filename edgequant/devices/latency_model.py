@@ -2,12 +2,12 @@
 
 One invoke of a model on a device is estimated as
 
-    cycles(core) = Σ_class  price[class] * I[class] / per_cycle[core][class]
+    cycles(core) = Σ_class  price[class] * I[class] / per_cycle[core][class]   (+ issue: all I / decode width)
                    * in_order_factor (in-order cores) * builtin_factor (TFLite's builtin kernels)
     compute(1)   = cycles(big core) / clock
     compute(n)   = compute(1) / speed(n),   speed(n) = Σ_{first n cores} relative speed / (1 + contention (n - 1))
-    memory       = (weight bytes + activation bytes) / (DRAM bandwidth * memory_efficiency)
-    latency(n)   = compute(n) + memory
+    memory       = (weight bytes + 2 * activation bytes) / (DRAM bandwidth * memory_efficiency)
+    latency(n)   = (compute(n)^3 + memory^3)^(1/3)       (a smoothed roofline: the slower one sets the pace)
 
 I[class] are the instructions of one invoke by class (dot product, FP and
 integer multiply-accumulate, other SIMD, loads, stores, scalar), counted on the
@@ -39,7 +39,7 @@ from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-from edgequant.devices.core_timings import INSTRUCTION_CLASSES, timings
+from edgequant.devices.core_timings import INSTRUCTION_CLASSES, PRICED, timings
 
 PARAMS_FILE = Path(__file__).with_name("cost_params.json")
 KERNEL_FAMILIES = ("xnnpack", "builtin")
@@ -60,7 +60,7 @@ class Workload:
 class CostParams:
     """The few parameters shared by every device, fitted on the calibration rows."""
 
-    price: dict[str, float]  # multiplies each class's published cycles (1 = as published)
+    price: dict[str, float]  # multiplies each PRICED class's published cycles (1 = as published)
     in_order_factor: float  # stalls of in-order cores beyond their issue limits
     builtin_factor: float  # TFLite's builtin kernels against XNNPACK's, same instruction mix
     memory_efficiency: float  # share of the device's DRAM bandwidth the memory term sees
@@ -86,11 +86,21 @@ def precision_of(mix: dict[str, int]) -> str:
     return "int8" if mix.get("dot", 0) + mix.get("int_mac", 0) > mix.get("fp_mac", 0) else "fp32"
 
 
+# Which pipes each priced class occupies: classes on the same pipes add up; different pipes overlap.
+PIPES = {"simd": ("dot", "fp_mac", "int_mac", "simd_other"), "load_store": ("load", "store"), "scalar": ("scalar",),
+         "issue": ("issue",)}
+# How much an out-of-order core overlaps its pipes: cycles = (Σ pipe^p)^(1/p), between their sum (p = 1,
+# in order: little overlap) and the busiest pipe (p -> inf).
+OVERLAP_P = {False: 3.0, True: 2.0}
+
+
 def core_cycles(mix: dict[str, int], core: str, kernels: str, params: CostParams) -> float:
     """Cycles one invoke takes on one core of type `core`."""
     t = timings(core)
-    ideal = t.ideal_cycles(mix, INSTRUCTION_CLASSES)
-    cycles = sum(params.price[c] * ideal[c] for c in INSTRUCTION_CLASSES)
+    ideal = t.ideal_cycles(mix)
+    pipes = [sum(params.price[c] * ideal[c] for c in classes) for classes in PIPES.values()]
+    p = OVERLAP_P[t.in_order]
+    cycles = sum(x ** p for x in pipes) ** (1 / p)
     if t.in_order:
         cycles *= params.in_order_factor
     if kernels == "builtin":
@@ -117,9 +127,14 @@ def estimate_ms(workload: Workload, profile, threads: int, params: CostParams | 
     """Estimated milliseconds per invoke (unrounded)."""
     params = params or shipped_params()
     compute_ms = core_cycles(workload.mix, profile.core, workload.kernels, params) / (profile.clock_ghz * 1e6)
+    compute_ms /= thread_speed(workload, profile, params, threads)
     bandwidth = profile.memory_bandwidth_gbs * params.memory_efficiency
-    memory_ms = (workload.weight_bytes + workload.activation_bytes) / (bandwidth * 1e6)
-    return compute_ms / thread_speed(workload, profile, params, threads) + memory_ms
+    memory_ms = (workload.weight_bytes + 2 * workload.activation_bytes) / (bandwidth * 1e6)
+    return (compute_ms ** ROOFLINE_P + memory_ms ** ROOFLINE_P) ** (1 / ROOFLINE_P)
+
+
+# Compute and DRAM traffic overlap: the slower of the two sets the pace (a smoothed roofline).
+ROOFLINE_P = 3.0
 
 
 def interval_group(core: str, precision: str, kernels: str) -> list[str]:
@@ -133,11 +148,11 @@ MIN_INTERVAL_ROWS = 5
 
 
 def interval_from_errors(log_errors: list[float]) -> dict:
-    """The 10th-90th percentile band of log(estimate / published), widened where rows are few.
+    """The 5th-95th percentile band of log(estimate / published), widened where rows are few.
 
-    A published figure then lies in [estimate / exp(hi), estimate / exp(lo)] for about 80% of
-    devices like the ones left out. With n rows the band is widened by 1 + 1/sqrt(n) around its
-    median and is never narrower than ±10%.
+    A published figure then lies in [estimate / exp(hi), estimate / exp(lo)] for most devices like
+    the ones left out (the target is 80%; the wider percentiles allow for devices unlike them).
+    With n rows the band is widened by 1 + 1/sqrt(n) around its median and is never narrower than ±10%.
     """
     xs = sorted(log_errors)
     n = len(xs)
@@ -147,7 +162,7 @@ def interval_from_errors(log_errors: list[float]) -> dict:
         i = int(pos)
         return xs[i] + (xs[min(i + 1, n - 1)] - xs[i]) * (pos - i)
 
-    mid, lo, hi = quantile(0.5), quantile(0.1), quantile(0.9)
+    mid, lo, hi = quantile(0.5), quantile(0.05), quantile(0.95)
     widen = 1 + 1 / math.sqrt(n)
     floor = math.log(1.10)
     return {"lo": round(mid - max(floor, (mid - lo) * widen), 4), "hi": round(mid + max(floor, (hi - mid) * widen), 4),

@@ -285,7 +285,7 @@ class Recipe(StrictModel):
     calibration: DataSpec | None = Field(None, description="representative dataset for int8 / int16x8")
     evaluation: EvaluationSpec | None = Field(None, description="held-out data to evaluate every variant on")
     benchmark: BenchmarkSpec = BenchmarkSpec()
-    devices: list[str | DeviceEntry] = Field(
+    devices: list[DeviceEntry | str] = Field(
         [], description="simulated device profiles to estimate latency on: names or YAML paths (XNNPACK), "
                         "or {name, kernels} to pick the runtime")
     output_dir: RecipePath | None = Field(
