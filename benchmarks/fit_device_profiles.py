@@ -44,6 +44,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from edgequant.devices import latency_model  # noqa: E402
+from edgequant.devices.core_timings import PRICED  # noqa: E402
 from edgequant.devices.profiles import PROFILE_DIR, load_profile  # noqa: E402
 
 COUNTS_FILE = REPO / "benchmarks" / "device_counts.json"
@@ -183,7 +184,7 @@ def _save_counts(counts: dict) -> None:
 # The shared parameters (latency_model.CostParams): a price per instruction class, in-order and
 # builtin-kernel factors, memory efficiency, contention. Fitted in log space with weak priors at
 # "as published" (price 1), so a class the rows barely exercise keeps its published timing.
-CLASSES = latency_model.PRICED
+CLASSES = PRICED
 FACTORS = ("in_order_factor", "builtin_factor", "memory_efficiency")
 PRIOR_SIGMA = {**dict.fromkeys(CLASSES, 0.7), "in_order_factor": 1.0, "builtin_factor": 0.5,
                "memory_efficiency": 1.5}

@@ -198,14 +198,16 @@ def kernels(
     model: Annotated[Path, typer.Argument(help=".tflite file")],
     device: DeviceOpt = ["rpi4"],  # noqa: B006
     top: Annotated[int, typer.Option(min=1)] = 12,
+    kernels: KernelsOpt = "xnnpack",
 ) -> None:
-    """Where one invoke's ARM instructions go: XNNPACK kernels and other functions."""
+    """Where one invoke's ARM instructions go: kernels and other functions, and the instruction mix."""
     from edgequant.devices.arm.runner import run_on_device
 
     for d in device:
-        run = run_on_device(model, d)
-        typer.echo(f"{run.profile} ({run.core}, emulated as {run.qemu_cpu}): "
+        run = run_on_device(model, d, kernels=kernels)
+        typer.echo(f"{run.profile} ({run.core}, emulated as {run.qemu_cpu}, {kernels} kernels): "
                    f"{run.instructions_per_invoke:,} instructions per invoke")
+        typer.echo("  mix: " + ", ".join(f"{k} {v:,}" for k, v in run.instruction_mix.items()))
         for k in run.kernel_shares[:top]:
             typer.echo(f"  {k.share:6.1%}  {k.instructions:>14,d}  {k.symbol}  [{k.library}]")
 

@@ -39,7 +39,7 @@ from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-from edgequant.devices.core_timings import INSTRUCTION_CLASSES, PRICED, timings
+from edgequant.devices.core_timings import timings
 
 PARAMS_FILE = Path(__file__).with_name("cost_params.json")
 KERNEL_FAMILIES = ("xnnpack", "builtin")
@@ -152,7 +152,7 @@ def interval_from_errors(log_errors: list[float]) -> dict:
 
     A published figure then lies in [estimate / exp(hi), estimate / exp(lo)] for most devices like
     the ones left out (the target is 80%; the wider percentiles allow for devices unlike them).
-    With n rows the band is widened by 1 + 1/sqrt(n) around its median and is never narrower than ±10%.
+    With n rows the band is widened by 1 + 2/sqrt(n) around its median and is never narrower than ±10%.
     """
     xs = sorted(log_errors)
     n = len(xs)
@@ -163,7 +163,7 @@ def interval_from_errors(log_errors: list[float]) -> dict:
         return xs[i] + (xs[min(i + 1, n - 1)] - xs[i]) * (pos - i)
 
     mid, lo, hi = quantile(0.5), quantile(0.05), quantile(0.95)
-    widen = 1 + 1 / math.sqrt(n)
+    widen = 1 + 2 / math.sqrt(n)
     floor = math.log(1.10)
     return {"lo": round(mid - max(floor, (mid - lo) * widen), 4), "hi": round(mid + max(floor, (hi - mid) * widen), 4),
             "rows": n}
