@@ -380,8 +380,10 @@ def print_tables(counts: dict, rows: list[dict], params) -> None:
             p = ratio(published(profile, model, "fp32", kernels, threads),
                       published(profile, model, "int8", kernels, threads))
             print(f"  {core:11s} {profile:7s} {kernels:8s} {threads}t {model:13s} estimated {e:>6s}  published {p:>6s}")
-    print("  other published int8/fp32 (models edgequant cannot build offline): RPi 5 (A76) EfficientDet-Lite0 "
-          "2.31x (1t) / 2.72x (4t); RPi 4 (A72) 1.66x / 2.25x; Pixel 6 MediaPipe EfficientNet-Lite0 2.33x")
+    for (profile, label, threads), by in published_pairs(rows, "precision").items():
+        if {"fp32", "int8"} <= set(by):
+            print(f"  {load_profile(profile).core:11s} {profile:7s} {threads}t {label[:40]:40s} published "
+                  f"{by['fp32'] / by['int8']:.2f}x  (a model edgequant cannot build offline: no estimate)")
 
     print("\n1 -> 4 thread speed-up (estimated; published figures where they exist):")
     for profile in ("rpi3", "rpi4", "rpi5", "pixel4", "pixel2"):
@@ -393,8 +395,10 @@ def print_tables(counts: dict, rows: list[dict], params) -> None:
                           published(profile, model, precision, "xnnpack", 4))
                 if e != "-":
                     print(f"  {core:11s} {profile:7s} {model:13s} {precision:4s} estimated {e:>6s}  published {p:>6s}")
-    print("  published, other models: RPi 4 (A72) EfficientDet-Lite0 fp32 1.87x, int8 2.53x; "
-          "RPi 5 (A76) fp32 1.67x, int8 1.96x; none for the A53 in the calibration set")
+    for (profile, label, precision), by in published_pairs(rows, "threads").items():
+        if {1, 4} <= set(by):
+            print(f"  {load_profile(profile).core:11s} {profile:7s} {label[:30]:30s} {precision:4s} published "
+                  f"{by[1] / by[4]:.2f}x  (a model edgequant cannot build offline: no estimate)")
 
     print("\nBuiltin kernels (XNNPACK off), 4 threads, next to XNNPACK:")
     for profile in ("pixel4", "pixel3", "rpi4", "rpi3"):
@@ -407,6 +411,19 @@ def print_tables(counts: dict, rows: list[dict], params) -> None:
                     print(f"  {profile:7s} {model:13s} {precision:4s} builtin {b:7.1f} ms  xnnpack "
                           f"{(f'{x:7.1f} ms' if x else '      -'):>10s}  published builtin "
                           f"{(f'{p:.1f} ms' if p else '-'):>8s}")
+
+
+def published_pairs(rows: list[dict], vary: str) -> dict[tuple, dict]:
+    """Published figures of the models edgequant cannot build, grouped so that only `vary`
+    (precision or threads) differs within a group: the source of published speed-ups."""
+    groups: dict[tuple, dict] = {}
+    for r in rows:
+        if r["model"] or not r["profile"] or r["threads"] is None:
+            continue
+        label = re.sub(r"\b(float32|int8)\b", "", r["label"]).strip()
+        fixed = r["threads"] if vary == "precision" else r["precision"]
+        groups.setdefault((r["profile"], label, fixed), {})[r[vary]] = r["published_ms"]
+    return groups
 
 
 def write_cost(name: str, lodo_pct: list[float], rows: list[dict]) -> None:
