@@ -153,8 +153,8 @@ def render_estimate(r) -> str:
     lines = [
         f"[bold]{r.profile}[/] ({r.device}, {r.core}, emulated as {r.qemu_cpu}): "
         f"[bold]{r.latency_ms:.1f} ms ({r.calibration})[/] at {r.threads} thread(s) — estimate for {r.runtime}",
-        f"  interval: where the published figure lay for ~80% of devices left out of the fit "
-        f"({r.interval_group} rows); {r.calibration_source}",
+        f"  interval: 5th-95th percentile of the errors on devices left out of the fit "
+        f"({r.interval_group} rows, widened where few); {r.calibration_source}",
         f"  by threads (ms, estimates): {by_threads}",
         f"  {r.instructions_per_invoke:,} ARM instructions per invoke; memory: {mem}",
     ]
@@ -238,8 +238,8 @@ def bench_on_devices(
     from edgequant.devices.estimate import RUNTIMES
 
     table = Table(title=f"simulated devices, {threads} thread(s), {RUNTIMES[kernels]} — latencies are ESTIMATES "
-                  "from counted ARM instructions, with the interval that held the published figure for ~80% of "
-                  "devices left out of the fit", title_justify="left")
+                  "from counted ARM instructions, with the 5th-95th percentile band of the errors on devices "
+                  "left out of the fit", title_justify="left")
     for col in ("device", "core", "variant", "est. latency", "interval", "vs float32", "ARM parity", "memory"):
         table.add_column(col)
     for row in result.rows:

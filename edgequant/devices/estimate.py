@@ -4,7 +4,7 @@ The instructions one invoke executes are counted on the profile's emulated
 core (once per model, core and kernel family: cached by the model's sha256),
 then the calibrated cost model turns them into milliseconds. Every figure here
 is an estimate and says so, with the runtime it is for and an interval that
-held the published figure for about 80% of devices left out of the fit.
+spans the 5th-95th percentile of the errors on devices left out of the fit.
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ class DeviceEstimate:
     precision: str  # "int8" or "fp32": which way the counted instructions lean (for the interval)
     threads: int
     latency_ms: float
-    interval_ms: tuple[float, float]  # where the published figure lay for ~80% of left-out devices
+    interval_ms: tuple[float, float]  # 5th-95th percentile band of left-out devices' errors
     interval_group: str  # which rows the interval comes from
     latency_ms_by_threads: dict[int, float]
     calibration_source: str

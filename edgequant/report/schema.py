@@ -38,7 +38,7 @@ class LatencyReport(_Model):
     calibration_error_percent: float | None = Field(
         None, description="estimates: the larger side of the interval, in percent of the estimate")
     interval_ms: list[float] | None = Field(
-        None, description="estimates: where the published figure lay for ~80% of devices left out of the fit")
+        None, description="estimates: the band of published/estimate ratios of devices left out of the fit")
     speedup_vs_reference: float | None = Field(None, description="reference latency / this latency")
     details: dict[str, Any] = Field({}, description="the benchmark's or estimator's own figures")
 
