@@ -1,21 +1,30 @@
-"""Measure instruction counts on emulated ARM cores and fit the device profiles' cost parameters.
+"""Count instructions on emulated ARM cores and fit the shared cost parameters of the device estimates.
 
-    python benchmarks/fit_device_profiles.py measure   # build the models, count instructions (~20 min)
-    python benchmarks/fit_device_profiles.py fit       # fit, print every calibration row (seconds)
-    python benchmarks/fit_device_profiles.py fit --write-profiles   # also update profiles/*.yaml
+    python benchmarks/fit_device_profiles.py measure   # build the models, count instructions (~1 h)
+    python benchmarks/fit_device_profiles.py fit       # fit; print every row's error, LOO-row and LODO
+    python benchmarks/fit_device_profiles.py fit --write-profiles   # also write cost_params.json, profiles
 
 `measure` builds keras.applications models (weights=None: weights do not
 change speed) as fp32 and int8 .tflite files in ~/.cache/edgequant/calibration_models,
-counts the instructions of one invoke on each calibration core under qemu and
-writes them, with each model's weight and activation bytes, to
+counts the instructions of one invoke (total and by class: dot product, FP and
+integer multiply-accumulate, other SIMD, loads, stores, scalar) on each row's
+core under qemu, with the row's kernel family (XNNPACK or TFLite's builtin
+kernels), and writes them with each model's weight and activation bytes to
 benchmarks/device_counts.json. That file is kept in the repo, so `fit` needs
 neither the models nor qemu.
 
-`fit` reads /work/shared/device_reference/published_latency.csv (or --csv), fits
-a handful of parameters per core type (latency_model.fit_core) and prints, for
-every calibration row, the estimate next to the published figure and the error.
+`fit` reads benchmarks/device_calibration.csv (published figures, each tagged
+with its device profile, model, kernel family, threads and OS), fits the few
+parameters every device shares (latency_model.CostParams) and prints, for every
+row, the error of the full fit, of a fit without that row (leave-one-row-out)
+and of a fit without every row of that device (leave-one-device-out: how a
+device the model has never seen fares), then the errors by core type,
+precision, thread count and kernel family, the int8/fp32 and 1->4-thread
+speed-ups and builtin-kernel estimates. The intervals estimates quote come from
+the leave-one-device-out errors; the coverage printed here uses, for each
+device, intervals computed without that device.
 
-After measuring a real device, add its rows to the CSV (same columns) and re-run `fit`.
+After measuring a real device, add its rows to the CSV (same columns) and re-run both.
 """
 
 from __future__ import annotations
@@ -35,10 +44,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from edgequant.devices import latency_model  # noqa: E402
+from edgequant.devices.core_timings import PRICED  # noqa: E402
 from edgequant.devices.profiles import PROFILE_DIR, load_profile  # noqa: E402
 
 COUNTS_FILE = REPO / "benchmarks" / "device_counts.json"
-DEFAULT_CSV = REPO.parent / "shared" / "device_reference" / "published_latency.csv"
+DEFAULT_CSV = REPO / "benchmarks" / "device_calibration.csv"
 
 # name -> (keras.applications constructor, kwargs, input side)
 MODELS = {
@@ -47,27 +57,27 @@ MODELS = {
     "mobilenet_v3_large": ("MobileNetV3Large", {"include_preprocessing": False}, 224),
     "mobilenet_v3_small": ("MobileNetV3Small", {"include_preprocessing": False}, 224),
     "inception_v3": ("InceptionV3", {}, 299),
+    "nasnet_mobile": ("NASNetMobile", {}, 224),
+    "inception_resnet_v2": ("InceptionResNetV2", {}, 299),
 }
 PRECISIONS = ("fp32", "int8")
+FAMILIES = ("xnnpack", "builtin")
+# Counted beyond the calibration rows, for the README's tables: int8/fp32 and thread speed-ups
+# (XNNPACK) and builtin-kernel estimates, MobileNet v1/v2, on the Raspberry Pi and Pixel profiles.
+TABLE_JOBS = [(m, p, d, k) for k in FAMILIES for m in ("mobilenet_v1", "mobilenet_v2") for p in PRECISIONS
+              for d in ("pixel4", "rpi3", "rpi4", "pixel3")]
+BIG_MODELS = ("inception_resnet_v2", "inception_v3")  # tens of minutes each under emulation on a busy machine
 
-# Which profile stands for the device of each published row (matched on the
-# `device` column), and the kernels its runtime used.
-ROW_DEVICES = [
-    (r"^Google Pixel \(Pixel 1", "pixel1"),
-    (r"^Google Pixel 2", "pixel2"),
-    (r"^Google Pixel 3a", "pixel3a"),
-    (r"^Google Pixel 4", "pixel4"),
-    (r"^Raspberry Pi 3", "rpi3"),
-    (r"^Raspberry Pi 4", "rpi4"),
-    (r"^Raspberry Pi 5", "rpi5"),
-]
-ROW_MODELS = [
-    (r"MobileNet v1 1\.0X|Mobilenet_1\.0_224", "mobilenet_v1"),
-    (r"MobileNet v2 1\.0X", "mobilenet_v2"),
-    (r"MobileNet v3 Large", "mobilenet_v3_large"),
-    (r"MobileNet v3 Small", "mobilenet_v3_small"),
-    (r"Inception ?V3", "inception_v3"),
-]
+
+def _priority(job: tuple, calibration: bool) -> int:
+    """Emulation order: the calibration rows' MobileNet v1/v2, NASNet, the XNNPACK tables, MobileNet v3,
+    the builtin tables, the big models."""
+    model, _, _, kernels = job
+    if model in BIG_MODELS:
+        return 5
+    if calibration:
+        return {"mobilenet_v1": 0, "mobilenet_v2": 0, "nasnet_mobile": 1}.get(model, 3)
+    return 2 if kernels == "xnnpack" else 4
 
 
 def models_dir() -> Path:
@@ -104,33 +114,18 @@ def build_model(name: str, precision: str) -> Path:
     return path
 
 
-def _match(table, text):
-    return next((value for pattern, value in table if re.search(pattern, text)), None)
-
-
 def read_rows(csv_path: Path) -> list[dict]:
-    """Published rows with the profile, model key, precision, threads and kernels they map to."""
+    """Calibration rows with the profile, model, precision, threads and kernels they are tagged with."""
     rows = []
     with open(csv_path, newline="") as f:
-        for r in csv.DictReader(f):
-            profile = _match(ROW_DEVICES, r["device"])
-            model = _match(ROW_MODELS, r["model"])
-            precision = "int8" if r["precision"].lower().startswith("int8") else "fp32"
-            threads = int(re.match(r"\d+", r["threads"]).group())
-            runtime = r["runtime_and_version"]
-            kernels = "builtin" if "XNNPACK not mentioned" in runtime else "xnnpack"
-            os_bits = 32 if re.search(r"32-bit", runtime) else 64
-            skip = None
-            if model is None:
-                skip = f"model '{r['model']}' cannot be built offline"
-            elif profile is None:
-                skip = "no profile for this device"
-            elif os_bits == 32 and profile == "rpi4":
-                skip = "32-bit OS (the 64-bit row of the same model is fitted)"
+        for i, r in enumerate(csv.DictReader(f), start=2):
             rows.append({
-                "device": r["device"], "profile": profile, "model": model, "precision": precision,
-                "threads": threads, "kernels": kernels, "os_bits": os_bits,
-                "published_ms": float(r["latency_ms"]), "skip": skip, "label": r["model"],
+                "line": i, "device": r["device"], "profile": r["profile"] or None, "model": r["model_key"] or None,
+                "precision": "int8" if r["precision"].lower().startswith("int8") else "fp32",
+                "threads": int(r["threads_n"]) if r["threads_n"] else None, "kernels": r["kernels"],
+                "os_bits": int(r["os_bits"]), "published_ms": float(r["latency_ms"]),
+                "skip": None if r["use"] == "fit" else r["use"].removeprefix("not estimated: "),
+                "label": r["model"], "source": r["source_url_or_repo_path"],
             })
     return rows
 
@@ -146,15 +141,13 @@ def measure(args) -> None:
 
     env = ensure_arm_environment(progress=print)
     counts = json.loads(COUNTS_FILE.read_text()) if COUNTS_FILE.is_file() else {"counts": {}, "models": {}}
-    jobs = set()
-    for row in read_rows(Path(args.csv)):
-        if row["model"] and row["profile"]:
-            jobs.add((row["model"], row["precision"], row["profile"], row["kernels"]))
-    for model in MODELS:  # the report's table: every model, both precisions, on A53, A72, A76
-        for precision in PRECISIONS:
-            for profile in args.report_profiles.split(","):
-                jobs.add((model, precision, profile, "xnnpack"))
-    for model, precision, profile_name, kernels in sorted(jobs):
+    jobs = [(r["model"], r["precision"], r["profile"], r["kernels"]) for r in read_rows(Path(args.csv))
+            if not r["skip"]]
+    jobs = [(j, True) for j in jobs] + [(j, False) for j in TABLE_JOBS if j not in jobs]
+    jobs = [j for j, calibration in sorted(jobs, key=lambda jc: _priority(*jc))]
+    for model, precision, profile_name, kernels in dict.fromkeys(jobs):
+        if args.skip and re.search(args.skip, model):
+            continue
         profile = load_profile(profile_name)
         key = count_key(model, precision, profile, kernels)
         if key in counts["counts"] and not (args.force and re.search(args.only, key)):
@@ -170,7 +163,7 @@ def measure(args) -> None:
         counts["counts"][key] = {
             "instructions": run.instructions_per_invoke,
             "litert": env.litert_version,
-            "by_class": latency_model.instructions_by_class(run.instructions_by_symbol),
+            "mix": run.instruction_mix,
             "top_kernels": [[k.symbol, round(k.share, 3)] for k in run.kernel_shares[:4]],
         }
         print(f"{key:70s} {run.instructions_per_invoke:>14,d} insns  ({time.monotonic() - start:.0f} s emulated)",
@@ -186,199 +179,273 @@ def _save_counts(counts: dict) -> None:
     os.replace(tmp, COUNTS_FILE)
 
 
-# How each profile gets its parameters. "fit" lists the free parameters fitted on
-# that profile's own rows; the others come from `borrow` (another profile) or are
-# set as said in `notes`. cpi_int8 = cpi_float where no int8 row exists: XNNPACK's
-# float and int8 GEMM kernels both keep the same NEON pipes busy (fmla vs sdot).
-PLAN = {
-    "pixel1": {"fit": ["cpi_float", "effective_bandwidth_gbs", "contention"]},
-    "pixel2": {"fit": ["cpi_float", "effective_bandwidth_gbs", "contention"]},
-    "pixel3a": {"fit": ["cpi_float", "effective_bandwidth_gbs", "contention"]},
-    "rpi4": {"fit": ["cpi_float", "cpi_int8", "effective_bandwidth_gbs"], "contention": "rpi4"},
-    "rpi3": {"fit": ["cpi_float", "cpi_int8", "effective_bandwidth_gbs"], "contention": "rpi4",
-             "note": "its rows are from a 32-bit OS (the RPi 4's 32- and 64-bit rows differ by up to 18%, "
-                     "which this error does not include)"},
-    "pixel4": {"fit": ["cpi_float"], "borrow": "pixel3a"},
-    "rpi5": {"borrow": "pixel4", "contention": "rpi5"},
-    "pixel3": {"borrow": "pixel3a"},
-    "pixel6": {"borrow": "pixel4"},
-    "cortex-a55": {"borrow": "rpi3"},
-}
-ORDER = ["pixel1", "pixel2", "pixel3a", "rpi4", "rpi3", "pixel4", "rpi5", "pixel3", "pixel6", "cortex-a55"]
-START = {"cpi_float": 1.0, "cpi_int8": 1.0, "effective_bandwidth_gbs": 5.0, "contention": 0.05}
 
 
-def board_contention(rows: list[dict], device_pattern: str) -> tuple[float, str]:
-    """Contention of a board from its published 1- and 4-thread EfficientDet-Lite0 rows.
-
-    Only the ratio of the two figures is used (the model itself cannot be built
-    offline): with latency(n) = compute * (1 + s (n - 1)) / n, s = (4 / ratio - 1) / 3,
-    taking the geometric mean of the fp32 and int8 ratios. Ignoring the memory
-    term makes this an upper bound on s.
-    """
-    import math
-
-    ratios = []
-    for precision in PRECISIONS:
-        by_threads = {r["threads"]: r["published_ms"] for r in rows
-                      if re.search(device_pattern, r["device"]) and r["label"].startswith("EfficientDet")
-                      and r["precision"] == precision}
-        if 1 in by_threads and 4 in by_threads:
-            ratios.append(by_threads[1] / by_threads[4])
-    ratio = math.exp(sum(math.log(r) for r in ratios) / len(ratios))
-    s = (4 / ratio - 1) / 3
-    return s, f"contention {s:.3f} from the EfficientDet-Lite0 1-vs-4-thread ratio on that board ({ratio:.2f}x)"
+# The shared parameters (latency_model.CostParams): a price per instruction class, in-order and
+# builtin-kernel factors, memory efficiency, contention. Fitted in log space with weak priors at
+# "as published" (price 1), so a class the rows barely exercise keeps its published timing.
+CLASSES = PRICED
+FACTORS = ("in_order_factor", "builtin_factor", "memory_efficiency")
+PRIOR_SIGMA = {**dict.fromkeys(CLASSES, 0.7), "in_order_factor": 1.0, "builtin_factor": 0.5,
+               "memory_efficiency": 1.5}
+CONTENTION_PRIOR = (0.05, 0.1)  # mean, sigma
 
 
-def workload_for(row: dict, counts: dict, profile) -> latency_model.Workload | None:
+def usable_rows(rows: list[dict], counts: dict) -> list[tuple[dict, latency_model.Workload]]:
+    """The rows to fit, with their workloads; a row without counts yet is marked skipped."""
+    out = []
+    for r in rows:
+        if r["skip"]:
+            continue
+        w = workload_for(r, counts)
+        if w is None:
+            r["skip"] = "no instruction counts in device_counts.json (run `measure`)"
+            continue
+        out.append((r, w))
+    return out
+
+
+def workload_for(row: dict, counts: dict) -> latency_model.Workload | None:
+    profile = load_profile(row["profile"])
     entry = counts["counts"].get(count_key(row["model"], row["precision"], profile, row["kernels"]))
     model = counts["models"].get(f"{row['model']}|{row['precision']}")
     if entry is None or model is None:
         return None
-    return latency_model.Workload(entry["instructions"], entry["by_class"], model["weight_bytes"],
-                                  model["activation_bytes"])
+    return latency_model.Workload(entry["instructions"], entry["mix"], model["weight_bytes"],
+                                  model["activation_bytes"], row["kernels"])
 
 
-def predict(row, workload, profile, params: dict) -> float:
-    p = latency_model.CostParams(params["cpi_float"], params["cpi_int8"], params["effective_bandwidth_gbs"],
-                                 params["contention"])
-    return latency_model.estimate_ms(workload, p, clock_ghz=profile.clock_ghz, threads=row["threads"],
-                                     cores=profile.cores, multi_thread_clock_ghz=profile.multi_thread_clock_ghz)
+def unpack(x) -> latency_model.CostParams:
+    import math
+
+    price = {c: math.exp(v) for c, v in zip(CLASSES, x[:len(CLASSES)])}
+    io, builtin, mem = (math.exp(v) for v in x[len(CLASSES):len(CLASSES) + 3])
+    return latency_model.CostParams(price, io, builtin, mem, float(x[-1]))
 
 
-def fit_profile(name: str, rows: list[dict], counts: dict, fitted: dict, all_rows: list[dict]) -> dict:
-    """Parameters for one profile, following PLAN; returns them with source and error."""
+def fit_params(data: list[tuple[dict, latency_model.Workload]]) -> latency_model.CostParams:
     import numpy as np
     from scipy.optimize import least_squares
 
-    plan = PLAN[name]
-    profile = load_profile(name)
-    params = dict(fitted[plan["borrow"]]["params"]) if "borrow" in plan else dict(START)
-    notes = []
-    if "borrow" in plan:
-        donor = f"{plan['borrow']} ({fitted[plan['borrow']]['core']})"
-        borrowed = [k for k in START if k not in plan.get("fit", []) and k != plan.get("contention") and
-                    not (k == "contention" and "contention" in plan) and
-                    not (k == "cpi_int8" and "cpi_float" in plan.get("fit", []))]
-        notes.append(f"{', '.join(borrowed)} from {donor}" if plan.get("fit") else f"borrowed from {donor}")
-    if "contention" in plan:
-        board = {"rpi4": r"^Raspberry Pi 4", "rpi5": r"^Raspberry Pi 5"}[plan["contention"]]
-        params["contention"], why = board_contention(all_rows, board)
-        notes.append(why if plan["contention"] == name else f"{why} ({plan['contention']})")
-    free = plan.get("fit", [])
-    own = [r for r in rows if r["profile"] == name and not r["skip"]]
-    data = [(r, workload_for(r, counts, profile)) for r in own]
-    missing = [r for r, w in data if w is None]
-    if missing:
-        raise SystemExit(f"{name}: no instruction counts for {len(missing)} rows: run `measure` first")
-    if free:
-        if "cpi_int8" not in free and not any(r["precision"] == "int8" for r in own):
-            notes.append("cpi_int8 = cpi_float (no int8 rows for this core)")
+    names = list(CLASSES) + list(FACTORS)
+    x0 = np.array([0.0] * len(names) + [CONTENTION_PRIOR[0]])
+    lo = np.array([-4.0] * len(names) + [0.0])
+    hi = np.array([4.0] * len(names) + [0.5])
 
-        def unpack(x):
-            p = dict(params)
-            for k, v in zip(free, x):
-                p[k] = float(np.exp(v)) if k != "contention" else float(v)
-            if "cpi_int8" not in free:
-                p["cpi_int8"] = p["cpi_float"]
-            return p
+    def residuals(x):
+        p = unpack(x)
+        res = [np.log(predict(r, w, p) / r["published_ms"]) for r, w in data]
+        res += [v / PRIOR_SIGMA[n] for n, v in zip(names, x)]
+        res.append((x[-1] - CONTENTION_PRIOR[0]) / CONTENTION_PRIOR[1])
+        return res
 
-        x0 = [np.log(params[k]) if k != "contention" else params[k] for k in free]
-        lo = [np.log(0.05) if k != "contention" else 0.0 for k in free]
-        hi = [np.log(100.0) if k != "contention" else 1.0 for k in free]
-        if len(free) > len(data):
-            raise SystemExit(f"{name}: {len(free)} free parameters for {len(data)} rows")
+    return unpack(least_squares(residuals, x0, bounds=(lo, hi), method="trf").x)
 
-        def solve(subset):
-            def residuals(x):
-                p = unpack(x)
-                return [np.log(predict(r, w, profile, p) / r["published_ms"]) for r, w in subset]
-            return unpack(least_squares(residuals, x0, bounds=(lo, hi), method="trf").x)
 
-        params = solve(data)
-        notes.insert(0, f"fitted {', '.join(free)} on {len(data)} published rows ({own[0]['device']})")
-        # Leave-one-out: refit without each row and predict it; a fairer error than the fit's own.
-        holdout = []
-        for i, (r, w) in enumerate(data):
-            rest = data[:i] + data[i + 1:]
-            if len(rest) < len(free) or ("cpi_int8" in free and not any(x["precision"] == "int8" for x, _ in rest)):
-                holdout = None
-                break
-            holdout.append(abs(predict(r, w, profile, solve(rest)) / r["published_ms"] - 1))
-    errors = [abs(predict(r, w, profile, params) / r["published_ms"] - 1) for r, w in data]
-    result = {"params": params, "rows": len(data) if free else 0, "core": profile.core,
-              "error": max(errors) * 100 if errors and len(data) > len(free) else None,
-              "holdout": max(holdout) * 100 if free and holdout else None}
-    if "borrow" in plan:
-        donor = fitted[plan["borrow"]]
-        same_core = donor["core"] == profile.core
-        if result["rows"] == 0:
-            result["error"], result["holdout"] = (donor["error"], donor["holdout"]) if same_core else (None, None)
-        if not same_core and result["rows"] == 0:
-            notes.append(f"a different core: no calibration error for {profile.core}")
-    if "note" in plan:
-        notes.append(plan["note"])
-    if free and result["error"] is None:
-        notes.append(f"{len(data)} row(s) for {len(free)} parameter(s): exact by construction, no error estimate")
-    result["source"] = "; ".join(notes)
-    return result
+def predict(row: dict, workload: latency_model.Workload, params: latency_model.CostParams) -> float:
+    return latency_model.estimate_ms(workload, load_profile(row["profile"]), row["threads"], params)
+
+
+def held_out(data, key) -> list[float]:
+    """log(estimate / published) of every row, each predicted by a fit without the rows sharing its key."""
+    import math
+
+    out = [0.0] * len(data)
+    for k in dict.fromkeys(key(r) for r, _ in data):
+        idx = [i for i, (r, _) in enumerate(data) if key(r) == k]
+        params = fit_params([d for i, d in enumerate(data) if i not in idx])
+        for i in idx:
+            r, w = data[i]
+            out[i] = math.log(predict(r, w, params) / r["published_ms"])
+    return out
+
+
+def group_keys(row: dict) -> list[str]:
+    core = load_profile(row["profile"]).core
+    return latency_model.interval_group(core, row["precision"], row["kernels"])
+
+
+def interval_table(data, log_errors, exclude_profile: str | None = None) -> dict:
+    groups: dict[str, list[float]] = {}
+    for (r, _), e in zip(data, log_errors):
+        if r["profile"] == exclude_profile:
+            continue
+        for g in group_keys(r):
+            groups.setdefault(g, []).append(e)
+    return {g: latency_model.interval_from_errors(v) for g, v in sorted(groups.items())}
+
+
+def summarize(errors_pct: list[float]) -> str:
+    import statistics
+
+    if not errors_pct:
+        return "-"
+    med_abs = statistics.median(abs(e) for e in errors_pct)
+    within = sum(abs(e) <= 25 for e in errors_pct) / len(errors_pct)
+    return (f"{len(errors_pct):>3d} rows  median |err| {med_abs:5.1f}%  within ±25% {within:4.0%}  "
+            f"median signed {statistics.median(errors_pct):+6.1f}%")
 
 
 def fit(args) -> None:
+    import math
+
     counts = json.loads(COUNTS_FILE.read_text())
     rows = read_rows(Path(args.csv))
-    fitted = {}
-    for name in ORDER:
-        fitted[name] = fit_profile(name, rows, counts, fitted, rows)
+    data = usable_rows(rows, counts)
+    params = fit_params(data)
+    loo_row = held_out(data, key=lambda r: r["line"])
+    lodo = held_out(data, key=lambda r: r["profile"])
+    covered = []
+    for i, (r, _) in enumerate(data):  # each device's interval comes from the other devices' errors only
+        table = interval_table(data, lodo, exclude_profile=r["profile"])
+        trial = latency_model.CostParams(**{**params.to_dict(), "intervals": table})
+        est = math.exp(lodo[i]) * r["published_ms"]
+        low, high, _ = latency_model.interval_ms(est, load_profile(r["profile"]).core, r["precision"], r["kernels"],
+                                                 params=trial)
+        covered.append(low <= r["published_ms"] <= high)
+    params = latency_model.CostParams(**{**params.to_dict(), "intervals": interval_table(data, lodo),
+                                         "source": f"fitted on {len(data)} rows of {args.csv_name}"})
 
-    print(f"{'device':28s} {'model':20s} {'prec':4s} {'thr':>3s} {'published':>9s} {'estimate':>9s} {'error':>7s}  note")
+    print("Shared parameters (all rows):")
+    print("  price per class: " + ", ".join(f"{c} {v:.2f}" for c, v in params.price.items()))
+    print(f"  in-order factor {params.in_order_factor:.2f}, builtin factor {params.builtin_factor:.2f}, "
+          f"memory efficiency {params.memory_efficiency:.2f}, contention {params.contention:.3f}\n")
+    print(f"{'line':>4s} {'profile':8s} {'model':20s} {'prec':4s} {'k':8s} {'thr':>3s} {'published':>9s} {'fit':>8s} "
+          f"{'LOO-row':>8s} {'LODO':>8s}  {'LODO interval':>17s}")
+    for i, (r, w) in enumerate(data):
+        est = predict(r, w, params)
+        pct = [(est / r["published_ms"] - 1) * 100, math.expm1(loo_row[i]) * 100, math.expm1(lodo[i]) * 100]
+        print(f"{r['line']:>4d} {r['profile']:8s} {r['model'][:20]:20s} {r['precision']:4s} {r['kernels']:8s} "
+              f"{r['threads']:>3d} {r['published_ms']:>9.1f} {pct[0]:>+7.1f}% {pct[1]:>+7.1f}% {pct[2]:>+7.1f}%  "
+              f"{'covers' if covered[i] else 'MISSES':>17s}")
     for r in rows:
-        head = f"{r['device'][:28]:28s} {(r['model'] or r['label'])[:20]:20s} {r['precision']:4s} {r['threads']:>3d} " \
-               f"{r['published_ms']:>9.1f}"
-        profile = load_profile(r["profile"]) if r["profile"] else None
-        w = workload_for(r, counts, profile) if profile and r["model"] else None
-        if w is None:
-            print(f"{head} {'-':>9s} {'-':>7s}  not estimated: {r['skip'] or 'no counts'}")
-            continue
-        est = predict(r, w, profile, fitted[r["profile"]]["params"])
-        err = (est / r["published_ms"] - 1) * 100
-        note = f"not fitted: {r['skip']}" if r["skip"] else ("fitted" if fitted[r["profile"]]["rows"] else "")
-        if not r["skip"] and r["os_bits"] == 32:
-            note += " (32-bit OS row: the only data for this board)"
-        print(f"{head} {est:>9.1f} {err:>+6.1f}%  {note}")
-    print()
-    print(f"{'profile':11s} {'core':11s} {'cpi_f':>6s} {'cpi_i8':>6s} {'GB/s':>6s} {'contn':>6s} {'rows':>4s} "
-          f"{'max err':>7s} {'LOO err':>7s}  source")
-    for name in ORDER:
-        f = fitted[name]
-        p = f["params"]
-        err = f"{f['error']:.1f}%" if f["error"] is not None else "-"
-        loo = f"{f['holdout']:.1f}%" if f["holdout"] is not None else "-"
-        print(f"{name:11s} {f['core'][:11]:11s} {p['cpi_float']:6.3f} {p['cpi_int8']:6.3f} "
-              f"{p['effective_bandwidth_gbs']:6.2f} {p['contention']:6.3f} {f['rows']:>4d} {err:>7s} {loo:>7s}  "
-              f"{f['source']}")
+        if r["skip"]:
+            print(f"{r['line']:>4d} {(r['profile'] or '-'):8s} {r['label'][:20]:20s} not estimated: {r['skip']}")
+
+    def by(label, key):
+        print(f"\n{label}:")
+        for k in sorted(dict.fromkeys(key(r) for r, _ in data), key=str):
+            idx = [i for i, (r, _) in enumerate(data) if key(r) == k]
+            print(f"  {str(k):22s} LOO-row  {summarize([math.expm1(loo_row[i]) * 100 for i in idx])}")
+            print(f"  {'':22s} LODO     {summarize([math.expm1(lodo[i]) * 100 for i in idx])}")
+
+    print("\nAll rows:")
+    print(f"  {'':22s} LOO-row  {summarize([math.expm1(e) * 100 for e in loo_row])}")
+    print(f"  {'':22s} LODO     {summarize([math.expm1(e) * 100 for e in lodo])}")
+    print(f"  LODO intervals cover the published figure for {sum(covered)}/{len(covered)} rows "
+          f"({sum(covered) / len(covered):.0%})")
+    by("By core type", lambda r: load_profile(r["profile"]).core)
+    by("By precision", lambda r: r["precision"])
+    by("By thread count", lambda r: r["threads"])
+    by("By kernel family", lambda r: r["kernels"])
+    by("int8 on dot-product cores vs the rest",
+       lambda r: "int8 dot-product" if r["precision"] == "int8" and
+       latency_model.timings(load_profile(r["profile"]).core).dot_product else "the rest")
+    print_tables(counts, rows, params)
+
     if args.write_profiles:
-        for name in ORDER:
-            write_cost(name, fitted[name])
-        print(f"\nwrote the cost: block of {len(ORDER)} profiles in {PROFILE_DIR}")
+        latency_model.PARAMS_FILE.write_text(json.dumps(params.to_dict(), indent=1) + "\n")
+        lodo_pct = {}
+        for (r, _), e in zip(data, lodo):
+            lodo_pct.setdefault(r["profile"], []).append(abs(math.expm1(e)) * 100)
+        for name in sorted(p.stem for p in PROFILE_DIR.glob("*.yaml")):
+            if load_profile(name).emulated:
+                write_cost(name, lodo_pct.get(name, []), rows)
+        print(f"\nwrote {latency_model.PARAMS_FILE} and the cost: block of the profiles in {PROFILE_DIR}")
 
 
-def write_cost(name: str, fitted: dict) -> None:
+def print_tables(counts: dict, rows: list[dict], params) -> None:
+    """The README's tables: int8/fp32 and 1->4-thread speed-ups, builtin-kernel estimates."""
+    def est(model, precision, profile, kernels, threads):
+        row = {"model": model, "precision": precision, "profile": profile, "kernels": kernels, "threads": threads}
+        w = workload_for(row, counts)
+        return predict(row, w, params) if w else None
+
+    def published(profile, model, precision, kernels, threads):
+        return next((r["published_ms"] for r in rows if r["profile"] == profile and r["model"] == model and
+                     r["precision"] == precision and r["kernels"] == kernels and r["threads"] == threads and
+                     not (r["skip"] or "").startswith("32-bit") and r["os_bits"] == 64 or
+                     (r["profile"] == profile == "rpi3" and r["model"] == model and r["precision"] == precision
+                      and r["threads"] == threads and r["kernels"] == kernels)), None)
+
+    def ratio(a, b):
+        return f"{a / b:.2f}x" if a and b else "-"
+
+    print("\nint8 speed-up over fp32 (estimated, and published where the calibration set has both):")
+    for profile, kernels, threads in (("pixel4", "xnnpack", 1), ("pixel4", "builtin", 4), ("pixel3", "builtin", 4),
+                                      ("rpi3", "xnnpack", 1), ("rpi3", "xnnpack", 4), ("rpi4", "xnnpack", 4)):
+        core = load_profile(profile).core
+        for model in ("mobilenet_v1", "mobilenet_v2"):
+            e = ratio(est(model, "fp32", profile, kernels, threads), est(model, "int8", profile, kernels, threads))
+            p = ratio(published(profile, model, "fp32", kernels, threads),
+                      published(profile, model, "int8", kernels, threads))
+            print(f"  {core:11s} {profile:7s} {kernels:8s} {threads}t {model:13s} estimated {e:>6s}  published {p:>6s}")
+    for (profile, label, threads), by in published_pairs(rows, "precision").items():
+        if {"fp32", "int8"} <= set(by):
+            print(f"  {load_profile(profile).core:11s} {profile:7s} {threads}t {label[:40]:40s} published "
+                  f"{by['fp32'] / by['int8']:.2f}x  (a model edgequant cannot build offline: no estimate)")
+
+    print("\n1 -> 4 thread speed-up (estimated; published figures where they exist):")
+    for profile in ("rpi3", "rpi4", "rpi5", "pixel4", "pixel2"):
+        core = load_profile(profile).core
+        for model in ("mobilenet_v1", "mobilenet_v2"):
+            for precision in PRECISIONS:
+                e = ratio(est(model, precision, profile, "xnnpack", 1), est(model, precision, profile, "xnnpack", 4))
+                p = ratio(published(profile, model, precision, "xnnpack", 1),
+                          published(profile, model, precision, "xnnpack", 4))
+                if e != "-":
+                    print(f"  {core:11s} {profile:7s} {model:13s} {precision:4s} estimated {e:>6s}  published {p:>6s}")
+    for (profile, label, precision), by in published_pairs(rows, "threads").items():
+        if {1, 4} <= set(by):
+            print(f"  {load_profile(profile).core:11s} {profile:7s} {label[:30]:30s} {precision:4s} published "
+                  f"{by[1] / by[4]:.2f}x  (a model edgequant cannot build offline: no estimate)")
+
+    print("\nBuiltin kernels (XNNPACK off), 4 threads, next to XNNPACK:")
+    for profile in ("pixel4", "pixel3", "rpi4", "rpi3"):
+        for model in ("mobilenet_v1", "mobilenet_v2"):
+            for precision in PRECISIONS:
+                b = est(model, precision, profile, "builtin", 4)
+                x = est(model, precision, profile, "xnnpack", 4)
+                p = published(profile, model, precision, "builtin", 4)
+                if b:
+                    print(f"  {profile:7s} {model:13s} {precision:4s} builtin {b:7.1f} ms  xnnpack "
+                          f"{(f'{x:7.1f} ms' if x else '      -'):>10s}  published builtin "
+                          f"{(f'{p:.1f} ms' if p else '-'):>8s}")
+
+
+def published_pairs(rows: list[dict], vary: str) -> dict[tuple, dict]:
+    """Published figures of the models edgequant cannot build, grouped so that only `vary`
+    (precision or threads) differs within a group: the source of published speed-ups."""
+    groups: dict[tuple, dict] = {}
+    for r in rows:
+        if r["model"] or not r["profile"] or r["threads"] is None:
+            continue
+        label = re.sub(r"\b(float32|int8)\b", "", r["label"]).strip()
+        fixed = r["threads"] if vary == "precision" else r["precision"]
+        groups.setdefault((r["profile"], label, fixed), {})[r[vary]] = r["published_ms"]
+    return groups
+
+
+def write_cost(name: str, lodo_pct: list[float], rows: list[dict]) -> None:
     """Replace the `cost:` block of a shipped profile, keeping the rest of the file (and its comments)."""
+    import statistics
+
     path = PROFILE_DIR / f"{name}.yaml"
-    p = fitted["params"]
-    error = f"{fitted['error']:.1f}" if fitted["error"] is not None else "null"
-    holdout = f"{fitted['holdout']:.1f}" if fitted["holdout"] is not None else "null"
+    own = [r for r in rows if r["profile"] == name]
+    fitted = [r for r in own if not r["skip"]]
+    if fitted:
+        source = (f"{len(fitted)} published rows in benchmarks/device_calibration.csv; "
+                  f"{statistics.median(lodo_pct):.0f}% median error when left out of the fit")
+    else:
+        source = "no calibration rows of its own: estimated from its core's published timings and the shared fit"
+        if own:
+            source += f" ({len(own)} published rows of models edgequant cannot build offline)"
+    lodo = f"{statistics.median(lodo_pct):.1f}" if lodo_pct else "null"
     block = (
         "cost:  # written by benchmarks/fit_device_profiles.py fit --write-profiles\n"
-        f"  cpi_float: {p['cpi_float']:.4f}\n"
-        f"  cpi_int8: {p['cpi_int8']:.4f}\n"
-        f"  effective_bandwidth_gbs: {p['effective_bandwidth_gbs']:.3f}\n"
-        f"  contention: {p['contention']:.4f}\n"
-        f"  source: {json.dumps(fitted['source'])}\n"
-        f"  calibration_error_pct: {error}\n"
-        f"  holdout_error_pct: {holdout}\n"
-        f"  calibration_rows: {fitted['rows']}\n"
+        f"  source: {json.dumps(source)}\n"
+        f"  calibration_rows: {len(fitted)}\n"
+        f"  lodo_error_pct: {lodo}\n"
     )
     text = path.read_text()
     text, n = re.subn(r"(?m)^cost:.*\n(?:[ \t]+.*\n?)*", block, text)
@@ -396,10 +463,11 @@ def main() -> None:
     parser.add_argument("--csv", default=str(DEFAULT_CSV), help="published latency rows")
     parser.add_argument("--force", action="store_true", help="measure again counts already in the file")
     parser.add_argument("--only", default="", help="with --force: only the counts whose key matches this regex")
-    parser.add_argument("--report-profiles", default="rpi3,rpi4,pixel4",
-                        help="profiles whose cores get every model counted (A53, A72, A76)")
-    parser.add_argument("--write-profiles", action="store_true", help="write fitted parameters into profiles/*.yaml")
+    parser.add_argument("--skip", default="", help="with measure: skip the models matching this regex")
+    parser.add_argument("--write-profiles", action="store_true",
+                        help="write the fitted parameters (cost_params.json) and the profiles' cost: blocks")
     args = parser.parse_args()
+    args.csv_name = Path(args.csv).name
     if args.command == "measure":
         measure(args)
     else:

@@ -193,7 +193,7 @@ class _Stages:
         if not host_benchmark and recipe.benchmark.enabled:
             self.skipped["host"] = "skipped with --no-bench"
         if not devices:
-            self.skipped.update({d: "skipped with --no-devices" for d in recipe.devices})
+            self.skipped.update({d: "skipped with --no-devices" for d in recipe.device_names})
         # With float_layers: auto, the search chooses on a selection slice of the evaluation data, and every
         # figure the report states comes from the other samples.
         self.reported_samples = None
@@ -388,14 +388,14 @@ class _Stages:
     def _step_price(self, model: bytes) -> StepPrice:
         """A step of the float-layer search: estimated on the first device, and timed briefly on the host."""
         price = StepPrice()
-        devices = [d for d in self.recipe.devices if d not in self.skipped]
+        devices = [d for d in self.recipe.device_names if d not in self.skipped]
         if devices:
             from edgequant.devices import estimate_latency, load_profile
 
             with _field_context(self.recipe_path, ["devices"]):
                 profile = load_profile(self._device_path(devices[0]))
                 est = estimate_latency(self._work_file(".search-step", model), profile,
-                                       threads=self.recipe.benchmark.threads)
+                                       self.recipe.benchmark.threads, self.recipe.device_kernels(devices[0]))
             price.device, price.estimated_ms, price.estimate_label = devices[0], est.latency_ms, est.label
             price.instructions_per_invoke = est.instructions_per_invoke
         b = self.recipe.benchmark
@@ -440,7 +440,7 @@ class _Stages:
                 explanations[x.variant.name] = explain_speed(
                     x.data, name=x.variant.name, results=[by_name[self.reference], r]
                 ).to_dict()
-        skipped = [d for d in self.recipe.devices if d in self.skipped]
+        skipped = [d for d in self.recipe.device_names if d in self.skipped]
         if skipped:
             notes.append(f"simulated devices: skipped with --no-devices ({', '.join(skipped)}); no latency estimated")
         elif self.recipe.devices:
@@ -457,16 +457,16 @@ class _Stages:
         reference = models.get(self.reference) or self._work_file(INTERNAL_REFERENCE, self.reference_model())
         parity_inputs = self._parity_inputs()
         notes = []
-        for entry in self.recipe.devices:
-            profile = load_profile(self._device_path(entry))
+        for entry in self.recipe.device_names:
+            profile, kernels = load_profile(self._device_path(entry)), self.recipe.device_kernels(entry)
             integer = [x for x in built if x.variant.mode in ("int8", "qat")]
             # One step per emulated run (an estimate, or a parity check), so the bar moves and has an ETA.
             runs = len(built) + len(integer) + (self.reference not in models)
-            with self.progress.task(f"emulate on {profile.name} ({profile.core}): latency of {len(built)} models, "
+            with self.progress.task(f"emulate on {profile.name} ({profile.core}, {kernels}): latency of {len(built)} models, "
                                     f"parity of {len(integer)}", total=runs) as task:
                 estimates = {}
                 for x in built:
-                    estimates[x.variant.name] = estimate_latency(models[x.variant.name], profile, threads=threads)
+                    estimates[x.variant.name] = estimate_latency(models[x.variant.name], profile, threads, kernels)
                     task.advance()
                     if x in integer:
                         parity = check_parity(models[x.variant.name], profile, parity_inputs or None)
@@ -475,20 +475,19 @@ class _Stages:
                         task.advance()
                 reference_est = estimates.get(self.reference)
                 if reference_est is None:
-                    reference_est = estimate_latency(reference, profile, threads=threads)
+                    reference_est = estimate_latency(reference, profile, threads, kernels)
                     task.advance()
             for name, est in estimates.items():
                 latencies[name].append(
                     LatencyReport(
                         device=entry, ms=est.latency_ms, estimate=True,
-                        calibration_error_percent=est.calibration_error_pct,
+                        calibration_error_percent=est.calibration_error_pct, interval_ms=list(est.interval_ms),
                         speedup_vs_reference=reference_est.latency_ms / est.latency_ms if est.latency_ms else None,
                         details=dict(est.to_dict(), model=f"{name}.tflite"),  # not the build's temporary copy
                     )
                 )
-            if reference_est.calibration_error_pct is None:
-                notes.append(f"{entry}: estimates have no measured error ({reference_est.calibration}): "
-                             f"{reference_est.calibration_source}")
+            if not reference_est.calibration_rows:
+                notes.append(f"{entry}: no calibration rows of its own: {reference_est.calibration_source}")
         return notes
 
     def _work_file(self, name: str, data: bytes) -> Path:

@@ -15,13 +15,16 @@ import numpy as np
 import pytest
 
 from edgequant.devices import latency_model
+from edgequant.devices.core_timings import CORES, INSTRUCTION_CLASSES
 from edgequant.devices.profiles import QEMU_CPU_FEATURES, list_profiles, load_profile
 from edgequant.errors import InputError
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 REQUIRED = {"rpi3", "rpi4", "rpi5", "pixel3", "pixel4", "pixel6", "cortex-a55", "host"}
-RPI4 = Path(__file__).resolve().parents[1] / "edgequant" / "devices" / "profiles" / "rpi4.yaml"
+REPO = Path(__file__).resolve().parents[1]
+RPI4 = REPO / "edgequant" / "devices" / "profiles" / "rpi4.yaml"
+COUNTS = REPO / "benchmarks" / "device_counts.json"
 needs_qemu = pytest.mark.skipif(shutil.which("qemu-aarch64") is None, reason="qemu-user is not installed")
 
 
@@ -37,11 +40,29 @@ def test_shipped_profiles_load_and_are_consistent():
         # the faked cpuinfo never claims what the emulated CPU lacks (that would be SIGILL)
         assert set(p.cpuinfo_features) <= QEMU_CPU_FEATURES[p.qemu_cpu], p.name
         assert p.cost.source and p.clock_ghz > 0 and p.cores >= 1
+        # every core a thread may run on is priced by its own published timings
+        assert all(c.core in CORES for c in p.clusters()), p.name
+        # a dot-product core is emulated with dot product, and only then
+        assert CORES[p.core].dot_product == ("asimddp" in p.cpuinfo_features), p.name
     assert profiles["pixel4"].qemu_cpu == "cortex-a76" and "asimddp" in profiles["pixel4"].cpuinfo_features
     assert profiles["rpi4"].qemu_cpu == "cortex-a72" and "asimddp" not in profiles["rpi4"].cpuinfo_features
-    # calibrated profiles carry their fit's error; cores without data say so
-    assert profiles["rpi4"].calibration_error_pct is not None and profiles["rpi4"].cost.calibration_rows >= 6
-    assert profiles["pixel6"].calibration_error_pct is None
+    # calibrated devices carry their leave-one-device-out error; the others say they have no rows
+    assert profiles["rpi4"].calibration_error_pct is not None and profiles["rpi4"].cost.calibration_rows >= 4
+    assert profiles["pixel6"].calibration_error_pct is None and profiles["pixel6"].cost.calibration_rows == 0
+
+
+def test_profile_clocks_are_the_published_ones():
+    """The clocks of the cores that run the benchmark, as the devices' makers publish them."""
+    clocks = {p.name: (p.clock_ghz, p.threaded_clock_ghz, p.cores) for p in list_profiles() if p.emulated}
+    assert clocks["pixel1"] == (2.15, 2.15, 2)  # Snapdragon 821 in the Pixel: 2x Kryo 2.15 GHz (+2x 1.6)
+    assert clocks["pixel2"] == (2.45, 2.45, 4)  # Snapdragon 835: 4x Kryo 280 Gold 2.45 GHz
+    assert clocks["pixel3"] == (2.5, 2.5, 4)  # Google's Pixel 3 spec: 2.5 GHz + 1.6 GHz
+    assert clocks["pixel3a"] == (2.0, 2.0, 2)  # Snapdragon 670: 2x Kryo 360 Gold 2.0 GHz
+    assert clocks["pixel4"] == (2.84, 2.42, 4)  # Snapdragon 855: 1x 2.84 + 3x 2.42 GHz A76
+    assert clocks["rpi3"] == (1.4, 1.4, 4) and clocks["rpi4"] == (1.5, 1.5, 4) and clocks["rpi5"] == (2.4, 2.4, 4)
+    # big.LITTLE: threads beyond the big cores run on the little ones
+    assert [(c.cores, c.core) for c in load_profile("pixel4").clusters()] == [
+        (1, "Cortex-A76"), (3, "Cortex-A76"), (4, "Cortex-A55")]
 
 
 def test_cpuinfo_names_the_real_core():
@@ -66,12 +87,17 @@ def test_user_profile_by_path(tmp_path):
          "(profile)", "asimddp, which qemu's cortex-a72 lacks"),
         (("cpu_part: 0xd08", "cpu_part: 0xd0b"), "(profile)", "assume dot product"),
         (("clock_ghz: 1.5", "clock_gz: 1.5"), "clock_gz", "did you mean 'clock_ghz'"),
-        (("  cpi_float:", "  cpi_float: -1\n  x_cpi_float:"), "cost.cpi_float", "greater than 0"),
+        (("core: Cortex-A72", "core: Cortex-A99"), "(profile)", "no published instruction timings"),
+        (("  calibration_rows:", "  cpi_float: 0.9\n  calibration_rows:"), "cost.cpi_float", "unknown field"),
+        (("  calibration_rows:", "  interval_widening: 0.5\n  calibration_rows:"), "cost.interval_widening",
+         "greater than or equal to 1"),
     ],
-    ids=["unknown-qemu-cpu", "feature-the-cpu-lacks", "part-implies-dotprod", "typo-in-field", "negative-cost"],
+    ids=["unknown-qemu-cpu", "feature-the-cpu-lacks", "part-implies-dotprod", "typo-in-field", "core-without-timings",
+         "old-per-profile-costs", "narrowed-interval"],
 )
 def test_bad_profile_names_file_and_field(tmp_path, edit, field, message):
     bad = tmp_path / "bad.yaml"
+    assert edit[0] in RPI4.read_text()
     bad.write_text(RPI4.read_text().replace(*edit))
     with pytest.raises(InputError) as err:
         load_profile(bad)
@@ -87,21 +113,114 @@ def test_unknown_device_suggests_a_name():
         load_profile("missing/board.yaml")
 
 
-# --- the cost model (pure arithmetic, no emulation) -------------------------------------------
+def test_devices_new_writes_a_validated_profile_with_a_wider_interval(tmp_path, capsys):
+    from edgequant.cli import main
+
+    out = tmp_path / "imx8mp.yaml"
+    args = ["devices", "new", "--like", "rpi3", "--name", "imx8mp", "--clock", "1.8", "--cores", "4",
+            "--memory", "4096", "--bandwidth", "4", "--device", "NXP i.MX 8M Plus", "--out", str(out)]
+    assert main(args) == 0
+    prof = load_profile(out)
+    assert (prof.core, prof.qemu_cpu, prof.clock_ghz, prof.cores, prof.memory_mb) == (
+        "Cortex-A53", "cortex-a53", 1.8, 4, 4096)
+    assert prof.cost.calibration_rows == 0 and prof.cost.interval_widening > 1
+    # same counts, same core: the estimate scales with the clock; its interval is wider than rpi3's
+    work = _counted_workload("mobilenet_v1", "int8", "rpi3")
+    rpi3 = load_profile("rpi3")
+    assert latency_model.estimate_ms(work, prof, 1) < latency_model.estimate_ms(work, rpi3, 1)
+    lo, hi, _ = latency_model.interval_ms(100.0, "Cortex-A53", "int8", "xnnpack", widening=prof.cost.interval_widening)
+    lo3, hi3, _ = latency_model.interval_ms(100.0, "Cortex-A53", "int8", "xnnpack")
+    assert lo < lo3 < 100 < hi3 < hi
+    assert main(args) == 2  # the file exists
+    assert main(["devices", "new", "--like", "host", "--name", "x", "--out", str(tmp_path / "x.yaml")]) == 2
+    assert main(["devices", "new", "--like", "rpi3", "--name", "Bad Name", "--out", str(tmp_path / "y.yaml")]) == 2
 
 
-def test_latency_model_properties():
-    prof = load_profile("rpi4")
-    work = latency_model.Workload(100_000_000, {"float": 99, "int8": 0, "other": 1}, 4_000_000, 6_000_000)
-    by_threads = [latency_model.estimate_profile_ms(work, prof, n) for n in range(1, 6)]
+# --- the cost model (pure arithmetic on the committed counts, no emulation) --------------------
+
+
+def _counted_workload(model: str, precision: str, profile: str, kernels: str = "xnnpack") -> latency_model.Workload:
+    """A workload from benchmarks/device_counts.json: real counts, measured under qemu by the fit script."""
+    import json
+
+    counts = json.loads(COUNTS.read_text())
+    prof = load_profile(profile)
+    key = f"{model}|{precision}|{prof.qemu_cpu}|{prof.cpu_implementer:#x}:{prof.cpu_part:#x}|{kernels}"
+    m = counts["models"][f"{model}|{precision}"]
+    entry = counts["counts"][key]
+    return latency_model.Workload(entry["instructions"], entry["mix"], m["weight_bytes"], m["activation_bytes"], kernels)
+
+
+def test_counted_mix_covers_every_instruction():
+    import json
+
+    for key, entry in json.loads(COUNTS.read_text())["counts"].items():
+        assert sum(entry["mix"][c] for c in INSTRUCTION_CLASSES) == entry["instructions"], key
+        dot_core = "0x51:0x80" in key or ":0xd0b" in key
+        if "|int8|" in key and dot_core:
+            assert entry["mix"]["dot"] > entry["mix"]["int_mac"], key  # SDOT kernels on dot-product cores
+        if not dot_core:
+            assert entry["mix"]["dot"] == 0, key
+
+
+def test_threads_scale_up_to_the_cores_and_spill_onto_little_cores():
+    work = _counted_workload("mobilenet_v1", "fp32", "rpi4")
+    rpi4 = load_profile("rpi4")
+    by_threads = [latency_model.estimate_ms(work, rpi4, n) for n in range(1, 6)]
     assert all(a > b for a, b in zip(by_threads, by_threads[1:4]))  # more threads, faster, up to the cores
     assert by_threads[4] == by_threads[3]  # a 5th thread on 4 cores gains nothing
-    int8 = latency_model.Workload(100_000_000, {"float": 0, "int8": 99, "other": 1}, 1_000_000, 1_500_000)
-    # rpi4's fitted cpi_int8 < cpi_float: the same instruction count costs less in int8 kernels
-    assert latency_model.estimate_profile_ms(int8, prof, 1) < by_threads[0]
-    assert latency_model.kernel_class("xnn_qs8_qc8w_gemm_minmax_fp32_ukernel_4x16c4__asm_aarch64_neondot_ld128") == "int8"
-    assert latency_model.kernel_class("xnn_f32_gemm_minmax_ukernel_6x8__asm_aarch64_neonfma_cortex_a75") == "float"
-    assert latency_model.kernel_class("memcpy") == "other"
+    # an in-order A53 gains more from 4 threads than an A72 on the same memory term
+    a53 = _counted_workload("mobilenet_v1", "int8", "rpi3")
+    rpi3 = load_profile("rpi3")
+    assert latency_model.estimate_ms(a53, rpi3, 1) / latency_model.estimate_ms(a53, rpi3, 4) > 2.5
+    # Pixel 4: the 5th thread lands on an A55, which adds less than an A76 did
+    px4 = load_profile("pixel4")
+    w = _counted_workload("mobilenet_v1", "fp32", "pixel4", "builtin")
+    t = [latency_model.estimate_ms(w, px4, n) for n in (3, 4, 5)]
+    assert t[0] - t[1] > t[1] - t[2] > 0
+
+
+def test_int8_prices_dot_product_by_the_core():
+    """int8 on a dot-product core runs ~3x fewer instructions (one SDOT does 16 multiply-adds, an FMLA 4);
+    without SDOT (A53: SMLAL) it runs almost as many as fp32. The cores' prices turn that into speed-ups."""
+    px4, rpi3 = load_profile("pixel4"), load_profile("rpi3")
+    f32, i8 = (_counted_workload("mobilenet_v1", p, "pixel4", "builtin") for p in ("fp32", "int8"))
+    dot_speedup = latency_model.estimate_ms(f32, px4, 4) / latency_model.estimate_ms(i8, px4, 4)
+    assert 2.0 < dot_speedup < 3.5  # published for this row pair: 14.0 / 5.0 = 2.8x
+    f32, i8 = (_counted_workload("mobilenet_v1", p, "rpi3") for p in ("fp32", "int8"))
+    assert i8.mix["dot"] == 0 and f32.instructions / i8.instructions < 1.6
+    a53_speedup = latency_model.estimate_ms(f32, rpi3, 1) / latency_model.estimate_ms(i8, rpi3, 1)
+    assert 1.2 < a53_speedup < dot_speedup
+
+
+def test_interval_band_properties():
+    band = latency_model.interval_from_errors([0.0] * 4)
+    assert band["lo"] <= -0.09 and band["hi"] >= 0.09 and band["rows"] == 4  # never narrower than ±10%
+    # the same spread of errors (same 10th/90th percentiles) from 5 rows and from 51
+    wide = latency_model.interval_from_errors(list(np.linspace(-0.3, 0.3, 5)))
+    more = latency_model.interval_from_errors(list(np.linspace(-0.3, 0.3, 51)))
+    assert wide["hi"] - wide["lo"] > more["hi"] - more["lo"]  # fewer rows, wider band
+    lo, hi, group = latency_model.interval_ms(20.0, "Cortex-A76", "int8", "xnnpack")
+    assert lo < 20.0 < hi and group
+
+
+def test_fit_reproduces_the_shipped_parameters(capsys):
+    """cost_params.json is what the fit script computes from the committed calibration rows and counts,
+    and the script prints leave-one-row-out and leave-one-device-out errors by group."""
+    import json
+    import sys
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import fit_device_profiles as fit
+
+    rows = fit.read_rows(fit.DEFAULT_CSV)
+    data = fit.usable_rows(rows, json.loads(COUNTS.read_text()))
+    params = fit.fit_params(data)
+    shipped = latency_model.shipped_params()
+    for c in INSTRUCTION_CLASSES:
+        assert params.price[c] == pytest.approx(shipped.price[c], rel=1e-3)
+    assert params.contention == pytest.approx(shipped.contention, abs=1e-3)
+    assert shipped.intervals["*|*|*"]["rows"] == len(data)
 
 
 # --- real emulation ---------------------------------------------------------------------------
@@ -183,6 +302,12 @@ def test_runner_counts_int8_below_fp32_on_cortex_a76(arm_env, tiny_cnn, fmnist_i
         assert run.outputs[0][0].shape == (1, 10)
         assert run.instructions_per_invoke > 10_000
     assert runs["int8"].instructions_per_invoke < runs["float32"].instructions_per_invoke
+    # the instruction mix covers every counted instruction; int8 runs SDOT, float runs FMLA
+    for run in runs.values():
+        assert sum(run.instruction_mix[c] for c in INSTRUCTION_CLASSES) == run.instructions_per_invoke
+        assert run.instruction_mix["load_bytes"] > 4 * run.instruction_mix["load"] > 0
+    assert runs["int8"].instruction_mix["dot"] > 0 and runs["float32"].instruction_mix["dot"] == 0
+    assert runs["float32"].instruction_mix["fp_mac"] > runs["int8"].instruction_mix["fp_mac"]
     # kernel attribution: the dot-product int8 kernels that a Cortex-A76 runs
     top = runs["int8"].kernel_shares[0]
     assert top.symbol.startswith("xnn_qs8") and "neondot" in top.symbol, top.symbol
@@ -197,6 +322,7 @@ def test_cortex_a72_runs_the_non_dotprod_kernels(arm_env, tiny_cnn):
     run = run_on_device(tiny_cnn["int8"], "rpi4", env=arm_env)
     symbols = [k.symbol for k in run.kernel_shares if k.symbol.startswith("xnn_qs8")]
     assert symbols and not any("neondot" in s for s in symbols), symbols
+    assert run.instruction_mix["dot"] == 0 and run.instruction_mix["int_mac"] > 0  # SMLAL, no SDOT
 
 
 @needs_qemu
@@ -237,9 +363,37 @@ def test_estimate_is_deterministic_and_labelled(arm_env, tiny_cnn):
     b = run_on_device(tiny_cnn["int8"], "rpi4", env=arm_env, attribute_kernels=False)
     assert a.instructions_per_invoke == b.instructions_per_invoke == first.instructions_per_invoke
     d = first.to_dict()
-    assert d["kind"] == "estimate" and d["label"].startswith("estimate (±")
+    assert d["kind"] == "estimate" and d["label"].startswith("estimate for LiteRT + XNNPACK (")
+    assert d["kernels"] == "xnnpack" and d["precision"] == "int8"
+    lo, hi = d["interval_ms"]
+    assert lo < d["latency_ms"] < hi
     assert d["latency_ms_by_threads"]["2"] == d["latency_ms"] < d["latency_ms_by_threads"]["1"]
     assert d["memory"]["fits"] is True
+    # the builtin kernels are counted apart (other instructions) and say which runtime they are for
+    builtin = estimate_latency(tiny_cnn["int8"], "rpi4", threads=2, kernels="builtin")
+    assert builtin.instructions_per_invoke != first.instructions_per_invoke
+    assert "builtin kernels" in builtin.label and builtin.to_dict() == estimate_latency(
+        tiny_cnn["int8"], "rpi4", threads=2, kernels="builtin").to_dict()
+    with pytest.raises(InputError, match="kernels"):
+        estimate_latency(tiny_cnn["int8"], "rpi4", kernels="reference")
+
+
+@needs_qemu
+@pytest.mark.slow
+def test_cli_estimate_names_its_runtime_and_interval(arm_env, tiny_cnn, capsys):
+    import json
+
+    from edgequant.cli import main
+
+    assert main(["devices", "estimate", str(tiny_cnn["float32"]), "-d", "pixel4", "--kernels", "builtin",
+                 "-t", "4", "--json"]) == 0
+    (est,) = json.loads(capsys.readouterr().out)
+    assert est["kernels"] == "builtin" and est["runtime"].startswith("LiteRT builtin")
+    assert est["interval_ms"][0] < est["latency_ms"] < est["interval_ms"][1]
+    assert set(est["latency_ms_by_threads"]) == {str(n) for n in range(1, 9)}  # 4 A76 + 4 A55
+    assert main(["devices", "estimate", str(tiny_cnn["float32"]), "-d", "pixel4"]) == 0
+    text = capsys.readouterr().out
+    assert "estimate for LiteRT + XNNPACK" in text and "ms (" in text
 
 
 @needs_qemu
@@ -302,3 +456,21 @@ def test_mobilenet_v2_int8_is_bit_exact_on_cortex_a76(arm_env, mobilenet_v2_int8
     path, photos = mobilenet_v2_int8
     result = check_parity(path, "pixel4", photos)
     assert result.samples == 4 and result.exact, result.summary()
+
+
+def test_recipe_devices_pick_their_runtime(tmp_path):
+    from edgequant.recipe.loader import load_recipe
+
+    recipe = tmp_path / "r.yaml"
+    (tmp_path / "m.keras").write_bytes(b"")  # the recipe checks the path exists; nothing reads it here
+    recipe.write_text(
+        "model: {path: m.keras}\n"
+        "devices: [rpi4, {name: pixel4, kernels: builtin}]\n"
+        "variants: [{name: float32, mode: float32, gates: {max_latency_ms: {pixel4: 5}}}]\n"
+    )
+    r = load_recipe(recipe)
+    assert r.device_names == ["rpi4", "pixel4"]
+    assert (r.device_kernels("rpi4"), r.device_kernels("pixel4")) == ("xnnpack", "builtin")
+    recipe.write_text(recipe.read_text().replace("kernels: builtin", "kernels: ruy"))
+    with pytest.raises(InputError, match="kernels"):
+        load_recipe(recipe)

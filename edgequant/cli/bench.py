@@ -37,7 +37,7 @@ def bench(
     """
     thread_counts = [_positive_int(v) for v in _split(threads or ["1"])]
     if device:
-        _bench_on_devices(models, _split(device), thread_counts, parity, as_json)
+        _bench_on_devices(models, _split(device), thread_counts, parity, as_json, _split(kernels or ["xnnpack"]))
         return
     if parity:
         raise InputError("--parity compares the host with an emulated ARM core: add --device NAME")
@@ -67,13 +67,16 @@ def bench(
     _render(results, explanations)
 
 
-def _bench_on_devices(models: list[Path], devices: list[str], threads: list[int], parity: bool, as_json: bool) -> None:
+def _bench_on_devices(models: list[Path], devices: list[str], threads: list[int], parity: bool, as_json: bool,
+                      kernels: list[str]) -> None:
     """Estimates on simulated devices. A float32 model among `models` is the base of the int8 speedup."""
     from edgequant.cli.devices import bench_on_devices
     from edgequant.tflite_file import read_tflite
 
     if len(threads) != 1:
         raise InputError("--threads: with --device, give one thread count (estimates cover 1..cores anyway)")
+    if len(kernels) != 1 or kernels[0] not in ("xnnpack", "builtin"):
+        raise InputError(f"--kernels: with --device, give one of xnnpack, builtin (got {','.join(kernels)})")
     named: dict[str, Path] = {}
     for path in models:
         info = read_tflite(path)
@@ -83,7 +86,8 @@ def _bench_on_devices(models: list[Path], devices: list[str], threads: list[int]
         named["float32" if is_float and "float32" not in named else path.stem] = path
     from edgequant.cli.render import wide_console
 
-    bench_on_devices(named, devices, threads=threads[0], parity=parity, as_json=as_json, console=wide_console())
+    bench_on_devices(named, devices, threads=threads[0], kernels=kernels[0], parity=parity, as_json=as_json,
+                     console=wide_console())
 
 
 def _split(values: list[str]) -> list[str]:

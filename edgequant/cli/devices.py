@@ -23,6 +23,8 @@ app = typer.Typer(
 
 DeviceOpt = Annotated[list[str], typer.Option("--device", "-d", help="profile name (see `edgequant devices`) or a .yaml path")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output")]
+KernelsOpt = Annotated[str, typer.Option("--kernels", "-k", help="runtime to estimate for: xnnpack (LiteRT's default) "
+                                         "or builtin (TFLite's builtin kernels, XNNPACK off)")]
 
 
 def _check_model_file(model: Path) -> None:
@@ -65,7 +67,7 @@ def devices(ctx: typer.Context, as_json: JsonOpt = False) -> None:
 
 @app.command("list")
 def list_devices(as_json: JsonOpt = False) -> None:
-    """List the device profiles: device, core, emulated CPU, clock, cores, calibration error."""
+    """List the device profiles: device, core, emulated CPU, clock, cores, calibration."""
     from edgequant.devices.profiles import list_profiles
 
     profiles = list_profiles()
@@ -75,19 +77,18 @@ def list_devices(as_json: JsonOpt = False) -> None:
     from rich.table import Table
 
     table = Table(title="device profiles (latencies for emulated ones are estimates)", title_justify="left")
-    for col in ("name", "device", "core", "emulated as", "clock GHz", "cores", "memory", "calibration error"):
+    for col in ("name", "device", "core", "emulated as", "clock GHz", "cores", "memory", "calibration"):
         table.add_column(col, justify="right" if col in ("clock GHz", "cores") else "left")
     for p in profiles:
         if not p.emulated:
             table.add_row(p.name, p.device, p.core, "native (measured)", "-", "-", "-", "measured, not estimated")
             continue
         clock = f"{p.clock_ghz:g}" + (f"/{p.multi_thread_clock_ghz:g}" if p.multi_thread_clock_ghz else "")
-        err = p.calibration_error_pct
-        rows = p.cost.calibration_rows
-        cal = (f"±{max(1, round(err))}% ({rows} rows)" if err is not None and rows else
-               f"±{max(1, round(err))}% (borrowed, same core)" if err is not None else
-               f"{rows} row, error unknown" if rows else "uncalibrated")
-        table.add_row(p.name, p.device, p.core, f"{p.qemu_cpu} ({p.cpu_part:#x})", clock, str(p.cores),
+        cores = str(p.cores) + "".join(f"+{c.cores}" for c in p.other_cores)
+        err, rows = p.calibration_error_pct, p.cost.calibration_rows
+        cal = (f"{rows} rows, LODO {err:.0f}%" if rows and err is not None else "no rows of its own") + (
+               f", interval x{p.cost.interval_widening:g}" if p.cost.interval_widening > 1 else "")
+        table.add_row(p.name, p.device, p.core, f"{p.qemu_cpu} ({p.cpu_part:#x})", clock, cores,
                       f"{p.memory_mb / 1024:g} GB", cal)
     _console().print(table)
 
@@ -118,18 +119,52 @@ def show(name: Annotated[str, typer.Argument(help="profile name or .yaml path")]
         typer.echo("\n# faked /proc/cpuinfo (first core)\n" + prof.cpuinfo_text(1).rstrip())
 
 
+@app.command("new")
+def new(
+    like: Annotated[str, typer.Option("--like", help="profile with the same core type (name or .yaml path)")],
+    name: Annotated[str, typer.Option("--name", help="name of the new profile (lowercase, digits, - _ .)")],
+    clock: Annotated[float | None, typer.Option("--clock", help="clock of the cores in GHz", min=0.1)] = None,
+    cores: Annotated[int | None, typer.Option("--cores", help="cores of that type", min=1)] = None,
+    memory: Annotated[int | None, typer.Option("--memory", help="RAM in MB", min=1)] = None,
+    bandwidth: Annotated[float | None, typer.Option("--bandwidth", help="sustained DRAM bandwidth in GB/s",
+                                                    min=0.01)] = None,
+    device: Annotated[str | None, typer.Option("--device", help="what the board is, e.g. 'NXP i.MX 8M Plus'")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="file to write (default NAME.yaml)")] = None,
+    force: Annotated[bool, typer.Option("--force", help="overwrite an existing file")] = False,
+) -> None:
+    """Write a profile for a board with a known core: `--like`'s core, your clock, cores and memory.
+
+    Its estimates use the core's published timings and the shared fit; as the board has no
+    calibration row, its interval is widened. Use it with --device NAME.yaml.
+    """
+    from edgequant.devices.profiles import derive_profile, save_profile
+    from edgequant.errors import InputError
+
+    prof = derive_profile(like, name, clock_ghz=clock, cores=cores, memory_mb=memory,
+                          memory_bandwidth_gbs=bandwidth, device=device)
+    path = out or Path(f"{name}.yaml")
+    if path.exists() and not force:
+        raise InputError(f"{path}: exists (use --force to overwrite)")
+    if not path.parent.is_dir():
+        raise InputError(f"{path.parent}: no such directory")
+    save_profile(prof, path)
+    typer.echo(f"wrote {path}: {prof.device}, {prof.cores}x {prof.core} @ {prof.clock_ghz:g} GHz, "
+               f"interval widened x{prof.cost.interval_widening:g}; use --device {path}")
+
+
 @app.command("estimate")
 def estimate(
     model: Annotated[Path, typer.Argument(help=".tflite file")],
     device: DeviceOpt = ["rpi4"],  # noqa: B006 - typer reads the default
     threads: Annotated[int, typer.Option("--threads", "-t", min=1)] = 1,
+    kernels: KernelsOpt = "xnnpack",
     as_json: JsonOpt = False,
 ) -> None:
     """Estimate the latency of a .tflite on simulated devices (counts ARM instructions under qemu)."""
     from edgequant.devices.estimate import estimate_latency
 
     _check_model_file(model)
-    results = [estimate_latency(model, d, threads=threads) for d in device]
+    results = [estimate_latency(model, d, threads=threads, kernels=kernels) for d in device]
     if as_json:
         typer.echo(json.dumps([r.to_dict() for r in results], indent=2))
         return
@@ -140,12 +175,15 @@ def estimate(
 
 def render_estimate(r) -> str:
     by_threads = ", ".join(f"{n}t {ms:.1f}" for n, ms in r.latency_ms_by_threads.items())
+    lo, hi = r.interval_ms
     fit = r.memory.fits
     mem = ("fits" if fit else "DOES NOT FIT" if fit is False else "unknown") + (
         f" ({r.memory.required_mb:.0f} MB of {r.memory.available_mb} MB available)" if r.memory.available_mb else "")
     lines = [
         f"[bold]{r.profile}[/] ({r.device}, {r.core}, emulated as {r.qemu_cpu}): "
-        f"[bold]{r.latency_ms:.1f} ms[/] at {plural(r.threads, 'thread')} — {r.label}",
+        f"[bold]{r.latency_ms:.1f} ms ({r.calibration})[/] at {plural(r.threads, 'thread')} — estimate for {r.runtime}",
+        f"  interval: 5th-95th percentile of the errors on devices left out of the fit "
+        f"({r.interval_group} rows, widened where few); {r.calibration_source}",
         f"  by threads (ms, estimates): {by_threads}",
         f"  {r.instructions_per_invoke:,} ARM instructions per invoke; memory: {mem}",
     ]
@@ -193,16 +231,18 @@ def kernels(
     model: Annotated[Path, typer.Argument(help=".tflite file")],
     device: DeviceOpt = ["rpi4"],  # noqa: B006
     top: Annotated[int, typer.Option(min=1)] = 12,
+    kernels: KernelsOpt = "xnnpack",
 ) -> None:
-    """Where one invoke's ARM instructions go: XNNPACK kernels and other functions."""
+    """Where one invoke's ARM instructions go: kernels and other functions, and the instruction mix."""
     from edgequant.devices.arm.runner import run_on_device
 
     _check_model_file(model)
     for d in device:
-        run = run_on_device(model, d)
-        typer.echo(f"{run.profile} ({run.core}, emulated as {run.qemu_cpu}): "
+        run = run_on_device(model, d, kernels=kernels)
+        typer.echo(f"{run.profile} ({run.core}, emulated as {run.qemu_cpu}, {kernels} kernels): "
                    f"{run.instructions_per_invoke:,} instructions per invoke")
         names = demangle([k.symbol for k in run.kernel_shares[:top]])
+        typer.echo("  mix: " + ", ".join(f"{k} {v:,}" for k, v in run.instruction_mix.items()))
         for k in run.kernel_shares[:top]:
             typer.echo(f"  {k.share:6.1%}  {k.instructions:>14,d}  {names.get(k.symbol, k.symbol)}  [{k.library}]")
 
@@ -212,6 +252,7 @@ def bench_on_devices(
     devices: list[str],
     *,
     threads: int = 1,
+    kernels: str = "xnnpack",
     parity: bool = False,
     as_json: bool = False,
     console=None,
@@ -226,23 +267,25 @@ def bench_on_devices(
 
     for path in models.values():
         _check_model_file(path)
-    result = compare_on_devices(models, devices, threads=threads, parity=parity)
+    result = compare_on_devices(models, devices, threads=threads, parity=parity, kernels=kernels)
     if as_json:
         typer.echo(json.dumps(result.to_dict(), indent=2))
         return result
     from rich.table import Table
 
-    table = Table(title=f"simulated devices, {plural(threads, 'thread')} — latencies are ESTIMATES from counted ARM "
-                  "instructions, not measurements", title_justify="left")
-    for col in ("device", "core", "variant", "est. latency", "calibration", "vs float32", "ARM parity", "memory"):
+    from edgequant.devices.estimate import RUNTIMES
+
+    table = Table(title=f"simulated devices, {plural(threads, 'thread')}, {RUNTIMES[kernels]} — latencies are ESTIMATES "
+                  "from counted ARM instructions, with the 5th-95th percentile band of the errors on devices "
+                  "left out of the fit", title_justify="left")
+    for col in ("device", "core", "variant", "est. latency", "interval", "vs float32", "ARM parity", "memory"):
         table.add_column(col)
     for row in result.rows:
         e = row.estimate
-        err = e.calibration
         speed = f"{row.speedup_vs_float32:.2f}x" if row.speedup_vs_float32 else "-"
         par = parity_verdict(row.parity.to_dict()) if row.parity else "-"
         fit = e.memory.fits
         mem = f"{e.memory.required_mb:.0f} MB " + ("fits" if fit else "too big" if fit is False else "?")
-        table.add_row(row.device, e.core, row.variant, f"~{e.latency_ms:.1f} ms", err, speed, par, mem)
+        table.add_row(row.device, e.core, row.variant, f"~{e.latency_ms:.1f} ms", e.calibration, speed, par, mem)
     (console or _console()).print(table)
     return result

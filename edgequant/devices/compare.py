@@ -34,13 +34,15 @@ class DeviceVariantRow:
 @dataclass
 class DeviceComparison:
     threads: int
+    kernels: str = "xnnpack"
     rows: list[DeviceVariantRow] = field(default_factory=list)
 
     def speedup(self, device: str, variant: str = "int8") -> float | None:
         return next((r.speedup_vs_float32 for r in self.rows if r.device == device and r.variant == variant), None)
 
     def to_dict(self) -> dict:
-        return {"kind": "estimate", "threads": self.threads, "rows": [r.to_dict() for r in self.rows]}
+        return {"kind": "estimate", "threads": self.threads, "kernels": self.kernels,
+                "rows": [r.to_dict() for r in self.rows]}
 
 
 def compare_on_devices(
@@ -50,20 +52,22 @@ def compare_on_devices(
     threads: int = 1,
     parity: bool = False,
     parity_inputs: Sequence | None = None,
+    kernels: str = "xnnpack",
 ) -> DeviceComparison:
-    """Estimate every variant (name -> .tflite) on every device; speedups are over the "float32" variant.
+    """Estimate every variant (name -> .tflite) on every device with `kernels` (xnnpack or builtin);
+    speedups are over the "float32" variant.
 
     With `parity`, each variant's outputs on the device's ARM kernels are also
     compared with the host's (inputs: `parity_inputs`, else fixed random samples).
     """
-    result = DeviceComparison(threads)
+    result = DeviceComparison(threads, kernels)
     for device in devices:
         prof = load_profile(device)
         if not prof.emulated:
             continue  # the host is measured by the host benchmark, not estimated
         rows = []
         for variant, path in models.items():
-            est = estimate_latency(path, prof, threads=threads)
+            est = estimate_latency(path, prof, threads=threads, kernels=kernels)
             par = check_parity(path, prof, parity_inputs) if parity else None
             rows.append(DeviceVariantRow(prof.name, variant, est, par))
         base = next((r.estimate.latency_ms for r in rows if r.variant == "float32"), None)

@@ -1,9 +1,10 @@
 """Estimated latency of a .tflite on a simulated device, and whether it fits the device's memory.
 
 The instructions one invoke executes are counted on the profile's emulated
-core (once per model and core: cached by the model's sha256), then the
-profile's calibrated cost model turns them into milliseconds. Every figure here
-is an estimate and says so, with the profile's calibration error.
+core (once per model, core and kernel family: cached by the model's sha256),
+then the calibrated cost model turns them into milliseconds. Every figure here
+is an estimate and says so, with the runtime it is for and an interval that
+spans the 5th-95th percentile of the errors on devices left out of the fit.
 """
 
 from __future__ import annotations
@@ -49,6 +50,9 @@ class MemoryFit:
                 "available_mb": self.available_mb, "fits": self.fits}
 
 
+RUNTIMES = {"xnnpack": "LiteRT + XNNPACK", "builtin": "LiteRT builtin kernels (XNNPACK off)"}
+
+
 @dataclass
 class DeviceEstimate:
     """Estimated (never measured) latency of one model on one simulated device."""
@@ -59,42 +63,58 @@ class DeviceEstimate:
     device: str
     core: str
     qemu_cpu: str
+    kernels: str
+    precision: str  # "int8" or "fp32": which way the counted instructions lean (for the interval)
     threads: int
     latency_ms: float
+    interval_ms: tuple[float, float]  # 5th-95th percentile band of left-out devices' errors
+    interval_group: str  # which rows the interval comes from
     latency_ms_by_threads: dict[int, float]
-    calibration_error_pct: float | None
     calibration_source: str
     calibration_rows: int
     instructions_per_invoke: int
-    instructions_by_class: dict[str, int]
+    instruction_mix: dict[str, int]
     memory: MemoryFit
     kernel_shares: list[KernelShare] = field(default_factory=list)
 
     @property
+    def runtime(self) -> str:
+        return RUNTIMES[self.kernels]
+
+    @property
+    def calibration_error_pct(self) -> float:
+        """The interval's larger side, in percent of the estimate."""
+        lo, hi = self.interval_ms
+        return round(max(hi / self.latency_ms - 1, 1 - lo / self.latency_ms) * 100, 1) if self.latency_ms else 0.0
+
+    @property
     def calibration(self) -> str:
-        """The estimate's expected error in words: ±N%, or why there is none."""
-        if self.calibration_error_pct is not None:
-            return f"±{max(1, round(self.calibration_error_pct))}%"
-        if self.calibration_rows:
-            return f"{self.calibration_rows} calibration row, error unknown"
-        return "uncalibrated"
+        """The estimate's interval in words."""
+        lo, hi = self.interval_ms
+        return f"{_ms(lo)}–{_ms(hi)} ms"
 
     @property
     def label(self) -> str:
-        return f"estimate ({self.calibration})"
+        return f"estimate for {self.runtime} ({self.calibration})"
 
     def to_dict(self) -> dict:
         return {
             "kind": "estimate", "model": self.model, "model_sha256": self.model_sha256,
             "profile": self.profile, "device": self.device, "core": self.core, "qemu_cpu": self.qemu_cpu,
+            "kernels": self.kernels, "runtime": self.runtime, "precision": self.precision,
             "threads": self.threads, "latency_ms": self.latency_ms,
+            "interval_ms": [round(v, 2) for v in self.interval_ms], "interval_group": self.interval_group,
             "latency_ms_by_threads": {str(k): v for k, v in self.latency_ms_by_threads.items()},
             "calibration_error_pct": self.calibration_error_pct, "calibration_source": self.calibration_source,
             "calibration_rows": self.calibration_rows,
             "label": self.label, "instructions_per_invoke": self.instructions_per_invoke,
-            "instructions_by_class": self.instructions_by_class, "memory": self.memory.to_dict(),
+            "instruction_mix": self.instruction_mix, "memory": self.memory.to_dict(),
             "kernel_shares": [k.to_dict() for k in self.kernel_shares],
         }
+
+
+def _ms(v: float) -> str:
+    return f"{v:.1f}" if v < 100 else f"{v:.0f}"
 
 
 def _counts_key(sha256: str, profile: DeviceProfile, kernels: str, litert: str) -> str:
@@ -105,7 +125,7 @@ def _counts_key(sha256: str, profile: DeviceProfile, kernels: str, litert: str) 
 
 def count_instructions(model_path: Path, profile: DeviceProfile, *, kernels: str = "xnnpack",
                        sha256: str | None = None) -> dict:
-    """Instructions per invoke on the profile's core, from the cache or by emulating once."""
+    """Instructions per invoke (total and by class) on the profile's core, from the cache or by emulating once."""
     from importlib import metadata
 
     from edgequant.devices.arm.runner import TOP_KERNELS, run_on_device
@@ -118,7 +138,7 @@ def count_instructions(model_path: Path, profile: DeviceProfile, *, kernels: str
     run = run_on_device(model_path, profile, kernels=kernels)
     record = {
         "instructions": run.instructions_per_invoke,
-        "by_class": latency_model.instructions_by_class(run.instructions_by_symbol),
+        "mix": run.instruction_mix,
         "kernel_shares": [k.to_dict() for k in run.kernel_shares[:TOP_KERNELS]],
     }
     cached.parent.mkdir(parents=True, exist_ok=True)
@@ -129,8 +149,10 @@ def count_instructions(model_path: Path, profile: DeviceProfile, *, kernels: str
     return record
 
 
-def estimate_latency(model_path: str | Path, profile: str | Path | DeviceProfile, threads: int = 1) -> DeviceEstimate:
-    """Estimated latency of `model_path` on the device, for `threads` and for 1..cores threads."""
+def estimate_latency(model_path: str | Path, profile: str | Path | DeviceProfile, threads: int = 1,
+                     kernels: str = "xnnpack") -> DeviceEstimate:
+    """Estimated latency of `model_path` on the device with `kernels` (xnnpack or builtin), for
+    `threads` and for every thread count the device has."""
     from edgequant.tflite_file import read_tflite
 
     prof = load_profile(profile)
@@ -138,21 +160,28 @@ def estimate_latency(model_path: str | Path, profile: str | Path | DeviceProfile
         raise InputError(f"device '{prof.name}' is measured natively: use `edgequant bench` for the host")
     if threads < 1:
         raise InputError(f"threads: must be at least 1, got {threads}")
+    if kernels not in latency_model.KERNEL_FAMILIES:
+        raise InputError(f"kernels: '{kernels}' is not one of {', '.join(latency_model.KERNEL_FAMILIES)}")
     model_path = Path(model_path)
     info = read_tflite(model_path)
-    counts = count_instructions(model_path, prof, sha256=info.sha256)
-    workload = latency_model.Workload(
-        instructions=counts["instructions"], by_class=counts["by_class"],
-        weight_bytes=info.weight_bytes, activation_bytes=info.activation_bytes,
-    )
-    by_threads = {n: latency_model.estimate_profile_ms(workload, prof, n) for n in range(1, prof.cores + 1)}
+    counts = count_instructions(model_path, prof, kernels=kernels, sha256=info.sha256)
+    workload = latency_model.Workload(counts["instructions"], counts["mix"], info.weight_bytes,
+                                      info.activation_bytes, kernels)
+
+    def ms(n: int) -> float:
+        return round(latency_model.estimate_ms(workload, prof, n), 2)
+
+    latency = ms(threads)
+    precision = latency_model.precision_of(counts["mix"])
+    lo, hi, group = latency_model.interval_ms(latency, prof.core, precision, kernels,
+                                              widening=prof.cost.interval_widening)
     return DeviceEstimate(
         model=str(model_path), model_sha256=info.sha256, profile=prof.name, device=prof.device, core=prof.core,
-        qemu_cpu=prof.qemu_cpu, threads=threads, latency_ms=latency_model.estimate_profile_ms(workload, prof, threads),
-        latency_ms_by_threads=by_threads, calibration_error_pct=prof.calibration_error_pct,
+        qemu_cpu=prof.qemu_cpu, kernels=kernels, precision=precision, threads=threads, latency_ms=latency,
+        interval_ms=(round(lo, 2), round(hi, 2)), interval_group=group,
+        latency_ms_by_threads={n: ms(n) for n in range(1, prof.max_threads + 1)},
         calibration_source=prof.cost.source, calibration_rows=prof.cost.calibration_rows,
-        instructions_per_invoke=counts["instructions"],
-        instructions_by_class=counts["by_class"],
+        instructions_per_invoke=counts["instructions"], instruction_mix=counts["mix"],
         memory=MemoryFit(info.size_bytes, info.weight_bytes, info.activation_bytes, prof.available_memory_mb),
         kernel_shares=[KernelShare(**k) for k in counts["kernel_shares"]],
     )

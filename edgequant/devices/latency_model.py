@@ -1,99 +1,182 @@
-"""Counted ARM instructions -> estimated latency on a device: the cost model and its parameters.
+"""Counted ARM instructions -> estimated latency on a device: the cost model.
 
-One invoke of a model on n threads of a device is estimated as
+One invoke of a model on a device is estimated as
 
-    compute(1) = (cpi_float * I_float_and_other + cpi_int8 * I_int8) / clock
-    compute(n) = compute(1) * (1 + contention * (n - 1)) / n
-    memory     = (weight bytes + activation bytes) / effective bandwidth
-    latency(n) = compute(n) + memory
+    cycles(core) = Σ_class  price[class] * I[class] / per_cycle[core][class]   (+ issue: all I / decode width)
+                   * in_order_factor (in-order cores) * builtin_factor (TFLite's builtin kernels)
+    compute(1)   = cycles(big core) / clock
+    compute(n)   = compute(1) / speed(n),   speed(n) = Σ_{first n cores} relative speed / (1 + contention (n - 1))
+    memory       = (weight bytes + 2 * activation bytes) / (DRAM bandwidth * memory_efficiency)
+    latency(n)   = (compute(n)^3 + memory^3)^(1/3)       (a smoothed roofline: the slower one sets the pace)
 
-I_* are the instructions one invoke executes on the emulated core, split by the
-kernels they ran in (XNNPACK's float or int8 kernels; everything else is
-costed like float code). The memory term is the traffic the cores cannot hide
-behind arithmetic: small, memory-bound layers (MobileNetV3's squeeze-excite and
-hard-swish) make it visible; it does not shrink with threads. `contention`
-(Universal Scalability Law's serial share) is how much each extra thread loses
-to shared caches and DRAM.
+I[class] are the instructions of one invoke by class (dot product, FP and
+integer multiply-accumulate, other SIMD, loads, stores, scalar), counted on the
+emulated core with the kernels the runtime picks for that core.
+per_cycle[core] are the core's published throughputs (core_timings.py): an SDOT
+does four times the work of an FMLA per lane, and the counts already show that
+(about 3x fewer instructions for int8 on a dot-product core); its price says how
+many cycles it takes. `price` (one per class), `in_order_factor`,
+`builtin_factor`, `memory_efficiency` and `contention` are few and shared by every
+device (CostParams, fitted by benchmarks/fit_device_profiles.py on the
+calibration rows of every device and stored in cost_params.json). A device
+differs only by its facts: core types, clocks, cores, DRAM bandwidth.
 
-The parameters (cost: in a profile) are a handful per core type, fitted on
-published measurements by benchmarks/fit_device_profiles.py. The estimate is a
-pure function of the counts and the profile: the same model and profile give
-the same figure on every run and machine.
+With n threads, threads fill the fastest cores first (the benchmark's "big
+cores" affinity); a slower cluster adds its relative speed (its clock and its
+own timings on the same instructions). The memory term is the traffic cores
+cannot hide behind arithmetic; it does not shrink with threads, which is why
+fp32 (4x the bytes) scales worse than int8 on a narrow memory system.
+
+The estimate is a pure function of the counts, the profile and the parameters:
+the same model, profile and kernels give the same figure on every run.
 """
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from pathlib import Path
 
-KERNEL_CLASSES = ("float", "int8", "other")
+from edgequant.devices.core_timings import timings
 
-# XNNPACK names its kernels by data type (xnn_f32_..., xnn_qs8_...); TFLite's builtin
-# kernels (ruy, optimized_ops) say it in their (mangled C++) names.
-_FLOAT = re.compile(r"^xnn_(f32|f16|bf16)_|Float|float")
-_INT8 = re.compile(r"^xnn_(qs8|qu8|qd8|qc8|qs16|s8|u8|x8)_|8bit|[Ii]nt8|[Uu]int8|[Qq]uantized")
-
-
-def kernel_class(symbol: str) -> str:
-    """Which cost class a function's instructions fall in: float kernels, int8 kernels, or other code."""
-    if _FLOAT.search(symbol):
-        return "float"
-    if _INT8.search(symbol):
-        return "int8"
-    return "other"
-
-
-def instructions_by_class(by_symbol: dict[str, int]) -> dict[str, int]:
-    totals = dict.fromkeys(KERNEL_CLASSES, 0)
-    for symbol, n in by_symbol.items():
-        totals[kernel_class(symbol)] += n
-    return totals
+PARAMS_FILE = Path(__file__).with_name("cost_params.json")
+KERNEL_FAMILIES = ("xnnpack", "builtin")
 
 
 @dataclass(frozen=True)
 class Workload:
-    """What one invoke of a model asks of one core type."""
+    """What one invoke of a model asks of one core type, with one kernel family."""
 
     instructions: int  # per invoke, one thread, counted on the emulated core
-    by_class: dict[str, int]  # the same instructions split by KERNEL_CLASSES
+    mix: dict[str, int]  # the same instructions by INSTRUCTION_CLASSES
     weight_bytes: int
     activation_bytes: int
-
-    @property
-    def int8_instructions(self) -> int:
-        if sum(self.by_class.values()) == 0:
-            return 0
-        # the classes cover the attributed instructions; scale to the exact total
-        return round(self.instructions * self.by_class.get("int8", 0) / sum(self.by_class.values()))
+    kernels: str = "xnnpack"
 
 
 @dataclass(frozen=True)
 class CostParams:
-    cpi_float: float  # core cycles per instruction of float kernels and other code
-    cpi_int8: float  # core cycles per instruction of int8 kernels
-    bandwidth_gbs: float  # effective bandwidth of the memory term
-    contention: float  # USL serial share per extra thread, 0 = perfect scaling
+    """The few parameters shared by every device, fitted on the calibration rows."""
+
+    price: dict[str, float]  # multiplies each PRICED class's published cycles (1 = as published)
+    in_order_factor: float  # stalls of in-order cores beyond their issue limits
+    builtin_factor: float  # TFLite's builtin kernels against XNNPACK's, same instruction mix
+    memory_efficiency: float  # share of the device's DRAM bandwidth the memory term sees
+    contention: float  # per extra thread, share of compute lost to shared caches and synchronisation
+    intervals: dict[str, dict] = field(default_factory=dict)  # group -> leave-one-device-out error quantiles
+    source: str = ""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
 
 
-def estimate_ms(workload: Workload, params: CostParams, *, clock_ghz: float, threads: int, cores: int,
-                multi_thread_clock_ghz: float | None = None) -> float:
+@lru_cache(maxsize=4)
+def _load_params(path: Path, mtime_ns: int) -> CostParams:
+    return CostParams(**json.loads(path.read_text()))
+
+
+def shipped_params() -> CostParams:
+    return _load_params(PARAMS_FILE, PARAMS_FILE.stat().st_mtime_ns)
+
+
+def precision_of(mix: dict[str, int]) -> str:
+    """"int8" when integer arithmetic (dot product, integer multiply-accumulate) outweighs float."""
+    return "int8" if mix.get("dot", 0) + mix.get("int_mac", 0) > mix.get("fp_mac", 0) else "fp32"
+
+
+# Which pipes each priced class occupies: classes on the same pipes add up; different pipes overlap.
+PIPES = {"simd": ("dot", "fp_mac", "int_mac", "simd_other"), "load_store": ("load", "store"), "scalar": ("scalar",),
+         "issue": ("issue",)}
+# How much an out-of-order core overlaps its pipes: cycles = (Σ pipe^p)^(1/p), between their sum (p = 1,
+# in order: little overlap) and the busiest pipe (p -> inf).
+OVERLAP_P = {False: 3.0, True: 2.0}
+
+
+def core_cycles(mix: dict[str, int], core: str, kernels: str, params: CostParams) -> float:
+    """Cycles one invoke takes on one core of type `core`."""
+    t = timings(core)
+    ideal = t.ideal_cycles(mix)
+    pipes = [sum(params.price[c] * ideal[c] for c in classes) for classes in PIPES.values()]
+    p = OVERLAP_P[t.in_order]
+    cycles = sum(x ** p for x in pipes) ** (1 / p)
+    if t.in_order:
+        cycles *= params.in_order_factor
+    if kernels == "builtin":
+        cycles *= params.builtin_factor
+    return cycles
+
+
+def thread_speed(workload: Workload, profile, params: CostParams, threads: int) -> float:
+    """How many big cores' worth of compute `threads` threads deliver on the device."""
+    big_cycles = core_cycles(workload.mix, profile.core, workload.kernels, params)
+    speeds = []
+    for cluster in profile.clusters():
+        if cluster.core == profile.core:
+            relative = cluster.clock_ghz / profile.clock_ghz
+        else:
+            cycles = core_cycles(workload.mix, cluster.core, workload.kernels, params)
+            relative = cluster.clock_ghz / profile.clock_ghz * big_cycles / cycles
+        speeds += [relative] * cluster.cores
+    n = max(1, min(threads, len(speeds)))
+    return sum(speeds[:n]) / (1 + params.contention * (n - 1))
+
+
+def estimate_ms(workload: Workload, profile, threads: int, params: CostParams | None = None) -> float:
     """Estimated milliseconds per invoke (unrounded)."""
-    n = max(1, min(threads, cores))
-    clock = clock_ghz if n == 1 else (multi_thread_clock_ghz or clock_ghz)
-    i_int8 = workload.int8_instructions
-    cycles = params.cpi_float * (workload.instructions - i_int8) + params.cpi_int8 * i_int8
-    compute_ms = cycles / (clock * 1e6) * (1 + params.contention * (n - 1)) / n
-    memory_ms = (workload.weight_bytes + workload.activation_bytes) / (params.bandwidth_gbs * 1e6)
-    return compute_ms + memory_ms
+    params = params or shipped_params()
+    compute_ms = core_cycles(workload.mix, profile.core, workload.kernels, params) / (profile.clock_ghz * 1e6)
+    compute_ms /= thread_speed(workload, profile, params, threads)
+    bandwidth = profile.memory_bandwidth_gbs * params.memory_efficiency
+    memory_ms = (workload.weight_bytes + 2 * workload.activation_bytes) / (bandwidth * 1e6)
+    return (compute_ms ** ROOFLINE_P + memory_ms ** ROOFLINE_P) ** (1 / ROOFLINE_P)
 
 
-def profile_params(profile) -> CostParams:
-    c = profile.cost
-    return CostParams(c.cpi_float, c.cpi_int8, c.effective_bandwidth_gbs, c.contention)
+# Compute and DRAM traffic overlap: the slower of the two sets the pace (a smoothed roofline).
+ROOFLINE_P = 3.0
 
 
-def estimate_profile_ms(workload: Workload, profile, threads: int) -> float:
-    """Estimated milliseconds per invoke on a device profile, rounded to 0.01 ms."""
-    ms = estimate_ms(workload, profile_params(profile), clock_ghz=profile.clock_ghz, threads=threads,
-                     cores=profile.cores, multi_thread_clock_ghz=profile.multi_thread_clock_ghz)
-    return round(ms, 2)
+def interval_group(core: str, precision: str, kernels: str) -> list[str]:
+    """Interval table keys for an estimate, most specific first (the first with enough rows is used)."""
+    dot = "dot" if timings(core).dot_product else "nodot"
+    return [f"{core}|{precision}|{kernels}", f"{dot}|{precision}|{kernels}", f"*|{precision}|{kernels}",
+            f"*|{precision}|*", "*|*|*"]
+
+
+MIN_INTERVAL_ROWS = 5
+
+
+def interval_from_errors(log_errors: list[float]) -> dict:
+    """The 5th-95th percentile band of log(estimate / published), widened where rows are few.
+
+    A published figure then lies in [estimate / exp(hi), estimate / exp(lo)] for most devices like
+    the ones left out (the target is 80%; the wider percentiles allow for devices unlike them).
+    With n rows the band is widened by 1 + 2/sqrt(n) around its median and is never narrower than ±10%.
+    """
+    xs = sorted(log_errors)
+    n = len(xs)
+
+    def quantile(q: float) -> float:
+        pos = q * (n - 1)
+        i = int(pos)
+        return xs[i] + (xs[min(i + 1, n - 1)] - xs[i]) * (pos - i)
+
+    mid, lo, hi = quantile(0.5), quantile(0.05), quantile(0.95)
+    widen = 1 + 2 / math.sqrt(n)
+    floor = math.log(1.10)
+    return {"lo": round(mid - max(floor, (mid - lo) * widen), 4), "hi": round(mid + max(floor, (hi - mid) * widen), 4),
+            "rows": n}
+
+
+def interval_ms(estimate: float, core: str, precision: str, kernels: str, *, widening: float = 1.0,
+                params: CostParams | None = None) -> tuple[float, float, str]:
+    """(low, high, group) of the published figure an estimate stands for."""
+    params = params or shipped_params()
+    group = next((g for g in interval_group(core, precision, kernels)
+                  if params.intervals.get(g, {}).get("rows", 0) >= MIN_INTERVAL_ROWS), "*|*|*")
+    band = params.intervals.get(group) or {"lo": -math.log(1.5), "hi": math.log(1.5), "rows": 0}
+    mid = (band["lo"] + band["hi"]) / 2
+    lo = mid + (band["lo"] - mid) * widening
+    hi = mid + (band["hi"] - mid) * widening
+    return estimate / math.exp(hi), estimate / math.exp(lo), group

@@ -22,6 +22,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from edgequant.devices.core_timings import CORES
 from edgequant.errors import InputError
 
 PROFILE_DIR = Path(__file__).parent / "profiles"
@@ -56,27 +57,27 @@ class _Strict(BaseModel):
 
 
 class CostModel(_Strict):
-    """Cost parameters of latency_model.py for the profile's core type, and where they come from."""
+    """Where the device's estimates come from. The cost parameters themselves are shared by every
+    device (latency_model.CostParams in cost_params.json); a device contributes only its facts."""
 
-    cpi_float: float = Field(gt=0, description="core cycles per counted instruction of float kernels and other code")
-    cpi_int8: float = Field(gt=0, description="core cycles per counted instruction of int8 kernels")
-    effective_bandwidth_gbs: float = Field(
-        gt=0, description="bandwidth of the memory term: weights + activations of one invoke / this"
+    source: str = Field(description="which calibration rows the device has, or that it has none")
+    calibration_rows: int = Field(0, ge=0, description="published rows of this device in the calibration set")
+    lodo_error_pct: float | None = Field(
+        None, ge=0, description="median |estimate - published| / published of this device's rows when the device "
+                                "is left out of the fit, in percent"
     )
-    contention: float = Field(ge=0, le=1, description="per extra thread, share of compute lost to shared caches/DRAM")
-    source: str = Field(description="which published rows the values were fitted on, or which profile they are borrowed from")
-    calibration_error_pct: float | None = Field(
-        None, ge=0, description="largest |estimate - published| / published over the fitted rows, in percent"
+    interval_widening: float = Field(
+        1.0, ge=1, description="how much wider than the calibrated interval this device's estimates are "
+                               "(> 1 for a profile written by `edgequant devices new`)"
     )
-    holdout_error_pct: float | None = Field(
-        None, ge=0, description="largest error on a row left out of the fit (leave-one-out), in percent"
-    )
-    calibration_rows: int = Field(0, ge=0, description="published rows the parameters were fitted on")
 
-    @property
-    def expected_error_pct(self) -> float | None:
-        """The error to quote with an estimate: leave-one-out when known, else the fit's."""
-        return self.holdout_error_pct if self.holdout_error_pct is not None else self.calibration_error_pct
+
+class CoreCluster(_Strict):
+    """Further cores a device's threads spill onto once its big cores are busy."""
+
+    cores: int = Field(ge=1)
+    core: str = Field(description="core type, priced with its own published timings")
+    clock_ghz: float = Field(gt=0)
 
 
 class DeviceProfile(_Strict):
@@ -97,7 +98,9 @@ class DeviceProfile(_Strict):
     multi_thread_clock_ghz: float | None = Field(
         None, gt=0, description="clock when all `cores` run (slower cores of a prime+gold cluster); default clock_ghz"
     )
-    cores: int | None = Field(None, ge=1, description="cores XNNPACK threads may use (the big cluster on a phone)")
+    cores: int | None = Field(None, ge=1, description="cores of the type `core` (the big cluster on a phone)")
+    other_cores: list[CoreCluster] = Field(
+        default_factory=list, description="slower clusters threads use beyond `cores`, fastest first")
     memory_mb: int | None = Field(None, gt=0, description="RAM of the device")
     memory_available_mb: int | None = Field(None, gt=0, description="RAM an app can count on; default half of RAM")
     memory_bandwidth_gbs: float | None = Field(None, gt=0, description="sustained DRAM bandwidth (STREAM-like)")
@@ -121,7 +124,10 @@ class DeviceProfile(_Strict):
         if missing:
             raise ValueError(f"an emulated profile needs {', '.join(missing)}")
         if self.cost is None:
-            raise ValueError("an emulated profile needs cost parameters (cost:)")
+            raise ValueError("an emulated profile needs a cost: block (source, calibration_rows)")
+        for core in [self.core] + [c.core for c in self.other_cores]:
+            if core not in CORES:
+                raise ValueError(f"core '{core}' has no published instruction timings; known: {', '.join(CORES)}")
         available = QEMU_CPU_FEATURES[self.qemu_cpu]
         extra = [f for f in self.cpuinfo_features if f not in available]
         if extra:
@@ -152,7 +158,19 @@ class DeviceProfile(_Strict):
 
     @property
     def calibration_error_pct(self) -> float | None:
-        return self.cost.expected_error_pct if self.cost else None
+        """Median error of this device's estimates when its own rows were left out of the fit."""
+        return self.cost.lodo_error_pct if self.cost else None
+
+    @property
+    def max_threads(self) -> int:
+        return (self.cores or 0) + sum(c.cores for c in self.other_cores)
+
+    def clusters(self) -> list[CoreCluster]:
+        """Every core threads may run on, fastest first: the first big core, the other big cores, the rest."""
+        first = [CoreCluster(cores=1, core=self.core, clock_ghz=self.clock_ghz)]
+        if self.cores > 1:
+            first.append(CoreCluster(cores=self.cores - 1, core=self.core, clock_ghz=self.threaded_clock_ghz))
+        return first + list(self.other_cores)
 
     def cpuinfo_text(self, processors: int | None = None) -> str:
         """The aarch64 /proc/cpuinfo the emulated process reads (one block per core)."""
@@ -235,6 +253,42 @@ def _field_names(loc: tuple) -> list[str]:
 
 def _load_file(path: Path) -> DeviceProfile:
     return _load_cached(path, path.stat().st_mtime_ns)
+
+
+# A profile made from another for a board the calibration set has no row of: its clock, cores
+# and memory are the user's facts, not checked against a measurement, so its interval is wider.
+DERIVED_INTERVAL_WIDENING = 1.3
+
+
+def derive_profile(like: str | Path | DeviceProfile, name: str, *, clock_ghz: float | None = None,
+                   cores: int | None = None, memory_mb: int | None = None,
+                   memory_bandwidth_gbs: float | None = None, device: str | None = None) -> DeviceProfile:
+    """A profile for a board with a known core: `like`'s core and instruction set, new facts."""
+    base = load_profile(like)
+    if not base.emulated:
+        raise InputError(f"--like: '{base.name}' is measured natively; name an emulated profile")
+    data = base.to_dict()
+    data.update(name=name, device=device or f"{name} (like {base.name}: {base.core})", soc="")
+    if clock_ghz is not None:
+        data["clock_ghz"] = clock_ghz
+        data.pop("multi_thread_clock_ghz", None)
+    for key, value in (("cores", cores), ("memory_mb", memory_mb), ("memory_bandwidth_gbs", memory_bandwidth_gbs)):
+        if value is not None:
+            data[key] = value
+    if memory_mb is not None:
+        data.pop("memory_available_mb", None)
+    data["cost"] = {
+        "source": f"made with `edgequant devices new --like {base.name}`: no calibration rows of its own; "
+                  f"{base.core} timings and the shared fit, interval widened x{DERIVED_INTERVAL_WIDENING}",
+        "calibration_rows": 0, "interval_widening": DERIVED_INTERVAL_WIDENING,
+    }
+    data["notes"] = (base.notes + " " if base.notes else "") + f"Derived from {base.name} ({base.device})."
+    try:
+        return DeviceProfile.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = ".".join(str(p) for p in err["loc"]) or "(profile)"
+        raise InputError(f"{field}: {err['msg'].removeprefix('Value error, ')}") from None
 
 
 def save_profile(profile: DeviceProfile, path: Path) -> None:

@@ -38,7 +38,7 @@ def check_recipe(
     trusted = trust_code or recipe.trust_code
     base = Path(recipe_path).parent if recipe_path else Path.cwd()
     model_input = _check_model(recipe, trusted, problems)
-    for j, entry in enumerate(recipe.devices):
+    for j, entry in enumerate(recipe.device_names):
         problems += _problem(["devices", j], _check_device, entry, base)
     problems += _problem(["output_dir"], _check_output_dir, output_dir or recipe.output_path())
     for loc, spec, role, needs_labels in _data_sections(recipe):

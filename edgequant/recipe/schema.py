@@ -299,6 +299,14 @@ class ModelSpec(StrictModel):
         return v
 
 
+class DeviceEntry(StrictModel):
+    """A simulated device with the runtime to estimate for."""
+
+    name: str = Field(..., description="profile name or YAML path")
+    kernels: Literal["xnnpack", "builtin"] = Field(
+        "xnnpack", description="xnnpack (LiteRT's default) or builtin (TFLite's builtin kernels, XNNPACK off)")
+
+
 class Recipe(StrictModel):
     """Everything `edgequant build` needs: the model, its data, the variants to build and where to put them."""
 
@@ -310,7 +318,9 @@ class Recipe(StrictModel):
     calibration: DataSpec | None = Field(None, description="representative dataset for int8 / int16x8")
     evaluation: EvaluationSpec | None = Field(None, description="held-out data to evaluate every variant on")
     benchmark: BenchmarkSpec = BenchmarkSpec()
-    devices: list[str] = Field([], description="simulated device profiles (names or YAML paths) to estimate latency on")
+    devices: list[DeviceEntry | str] = Field(
+        [], description="simulated device profiles to estimate latency on: names or YAML paths (XNNPACK), "
+                        "or {name, kernels} to pick the runtime")
     output_dir: RecipePath | None = Field(
         None, description="where artifacts, manifest and report go (default: build/<name> beside the recipe)"
     )
@@ -351,6 +361,14 @@ class Recipe(StrictModel):
             loc, message = problems[0]
             raise ValueError(f"{dotted_path(loc)}: {message}" if loc else message)
         return self
+
+    @property
+    def device_names(self) -> list[str]:
+        return [d if isinstance(d, str) else d.name for d in self.devices]
+
+    def device_kernels(self, name: str) -> str:
+        """The kernel family a device's estimates are for."""
+        return next((d.kernels for d in self.devices if isinstance(d, DeviceEntry) and d.name == name), "xnnpack")
 
     def evaluation_data(self) -> "EvaluationSpec | None":
         """The evaluation section with its preprocess defaulted to calibration's."""
@@ -400,7 +418,7 @@ def cross_field_problems(recipe: Recipe) -> list[tuple[Location, str]]:
     if needs and recipe.calibration is None:
         problems.append((["variants", next(i for i, v in enumerate(recipe.variants) if v.mode in CALIBRATED_MODES),
                           "mode"], f"variants {needs} need a `calibration` section (a representative dataset)"))
-    custom = any(d.endswith((".yaml", ".yml")) for d in recipe.devices)
+    custom = any(d.endswith((".yaml", ".yml")) for d in recipe.device_names)
     for i, v in enumerate(recipe.variants):
         if v.mode == "qat" and v.training is None and recipe.calibration is None:
             problems.append((["variants", i, "mode"], f"variant {v.name!r}: QAT needs labelled training data: add a "
@@ -417,9 +435,9 @@ def cross_field_problems(recipe: Recipe) -> list[tuple[Location, str]]:
             loc = ["variants", i, "gates", "max_latency_ms", device]
             if device == "host" and not recipe.benchmark.enabled:
                 problems.append((loc, f"variant {v.name!r} gates host latency but `benchmark.enabled` is false"))
-            if device != "host" and device not in recipe.devices and not custom:
+            if device != "host" and device not in recipe.device_names and not custom:
                 problems.append((loc, f"variant {v.name!r} gates latency on {device!r}, which is not measured: "
-                                      f"add it to `devices` (now {recipe.devices})"))
+                                      f"add it to `devices` (now {recipe.device_names})"))
     return problems
 
 

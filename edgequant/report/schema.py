@@ -42,7 +42,10 @@ class LatencyReport(_Model):
     device: str
     ms: float = Field(..., description="median on the host; the estimate on a simulated device")
     estimate: bool = Field(..., description="true for simulated devices: an estimate, not a measurement")
-    calibration_error_percent: float | None = Field(None, description="the device profile's fit error")
+    calibration_error_percent: float | None = Field(
+        None, description="estimates: the larger side of the interval, in percent of the estimate")
+    interval_ms: list[float] | None = Field(
+        None, description="estimates: the band of published/estimate ratios of devices left out of the fit")
     speedup_vs_reference: float | None = Field(None, description="reference latency / this latency")
     details: dict[str, Any] = Field({}, description="the benchmark's or estimator's own figures")
 

@@ -8,10 +8,18 @@
  * sees the syscall and snapshots its counters. Python start-up, imports and
  * model loading are then never counted, without running the process twice.
  *
+ * Each instruction is also classified once, when its block is translated, from
+ * qemu's disassembly (or its encoding, where qemu 7.2's ARMv8.0 disassembler prints
+ * ".byte": dot product, LSE atomics): dot product (sdot/udot), floating-point and
+ * integer SIMD multiply(-accumulate), other SIMD/FP, loads, stores, and scalar code; loads and stores also add the
+ * bytes they move. A block's execution count times its per-class totals gives
+ * the mix of a window at no extra cost per executed instruction.
+ *
  * At exit it writes, to the file named by the `out=PATH` argument:
  *   total N          instructions executed by the whole process
  *   windows K        how many windows were closed
  *   measured M       instructions executed inside windows
+ *   mix CLASS N      instructions of each class inside windows (CLASS_NAMES)
  *   tb VADDR NINSNS EXECS   one line per translation block run inside windows
  *
  * Counters are plain inline adds: exact with one guest thread, approximate
@@ -48,6 +56,7 @@ typedef struct qemu_info_t {
     };
 } qemu_info_t;
 struct qemu_plugin_tb;
+struct qemu_plugin_insn;
 enum qemu_plugin_op { QEMU_PLUGIN_INLINE_ADD_U64 };
 typedef void (*qemu_plugin_udata_cb_t)(qemu_plugin_id_t id, void *userdata);
 typedef void (*qemu_plugin_vcpu_tb_trans_cb_t)(qemu_plugin_id_t id, struct qemu_plugin_tb *tb);
@@ -61,6 +70,10 @@ void qemu_plugin_register_vcpu_syscall_cb(qemu_plugin_id_t id, qemu_plugin_vcpu_
 void qemu_plugin_register_atexit_cb(qemu_plugin_id_t id, qemu_plugin_udata_cb_t cb, void *userdata);
 size_t qemu_plugin_tb_n_insns(const struct qemu_plugin_tb *tb);
 uint64_t qemu_plugin_tb_vaddr(const struct qemu_plugin_tb *tb);
+struct qemu_plugin_insn *qemu_plugin_tb_get_insn(const struct qemu_plugin_tb *tb, size_t idx);
+char *qemu_plugin_insn_disas(const struct qemu_plugin_insn *insn);
+const void *qemu_plugin_insn_data(const struct qemu_plugin_insn *insn);
+size_t qemu_plugin_insn_size(const struct qemu_plugin_insn *insn);
 void qemu_plugin_outs(const char *string);
 /* ---- end of the qemu API ---- */
 
@@ -71,9 +84,16 @@ QEMU_PLUGIN_EXPORT int qemu_plugin_version = 1;
 #define MARK_END 0x7E5A0002ULL
 #define SYS_CLOSE_AARCH64 57
 
+/* Must match INSTRUCTION_CLASSES in edgequant/devices/arm/runner.py. */
+enum insn_class { DOT, FP_MAC, INT_MAC, SIMD_OTHER, LOAD, STORE, SCALAR, LOAD_BYTES, STORE_BYTES, N_CLASSES };
+static const char *const CLASS_NAMES[N_CLASSES] = {
+    "dot", "fp_mac", "int_mac", "simd_other", "load", "store", "scalar", "load_bytes", "store_bytes",
+};
+
 struct tb_count {
     uint64_t vaddr;
     uint64_t n_insns;
+    uint32_t mix[N_CLASSES]; /* per execution of the block */
     uint64_t execs;     /* bumped inline by the translated code */
     uint64_t at_begin;  /* execs when the current window opened */
     uint64_t in_window; /* execs inside closed windows */
@@ -86,6 +106,123 @@ static uint64_t windows_closed;
 static bool window_open;
 static char *out_path;
 
+static bool starts_with_any(const char *s, const char *const *prefixes)
+{
+    for (; *prefixes; prefixes++) {
+        if (strncmp(s, *prefixes, strlen(*prefixes)) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Is the operand text a SIMD/FP register (v0.4s, q1, d2, s3, h4, b5)? */
+static bool simd_operand(const char *ops)
+{
+    for (const char *p = ops; *p; p++) {
+        bool start = p == ops || *(p - 1) == ' ' || *(p - 1) == '{' || *(p - 1) == ',';
+        if (start && strchr("vqdshb", *p) && p[1] >= '0' && p[1] <= '9') {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Bytes one load/store moves, from its first register operand and register list. */
+static unsigned access_bytes(const char *mnemonic, const char *ops)
+{
+    unsigned regs = 1, size = 8;
+    const char *r = ops;
+    while (*r == ' ' || *r == '{') {
+        r++;
+    }
+    if (*r == 'v') { /* v0.16b, {v0.4s, v1.4s}, v2.s[1], v3.4s ... */
+        const char *dot = strchr(r, '.');
+        const char *close = strchr(ops, '}');
+        if (close) {
+            regs = 0;
+            for (const char *p = ops; p < close; p++) {
+                regs += *p == 'v' && p[1] >= '0' && p[1] <= '9';
+            }
+            const char *dash = strchr(ops, '-');
+            if (dash && dash < close) { /* {v0.16b-v3.16b} */
+                regs = (unsigned)(atoi(dash + 2) - atoi(r + 1) + 1);
+            }
+        }
+        if (dot) {
+            int lanes = atoi(dot + 1);
+            char t = lanes ? dot[1 + (lanes >= 10)] : dot[1];
+            unsigned elem = t == 'b' ? 1 : t == 'h' ? 2 : t == 's' ? 4 : 8;
+            bool lane_access = strchr(ops, '[') != NULL || strstr(mnemonic, "r") == mnemonic + 3;
+            size = lane_access || !lanes ? elem : elem * (unsigned)lanes;
+        }
+    } else {
+        size = *r == 'q' ? 16 : *r == 'x' || *r == 'd' ? 8 : *r == 'w' || *r == 's' ? 4 : *r == 'h' ? 2 : 1;
+        if (*r == 'w' && (strncmp(mnemonic, "ldrb", 4) == 0 || strncmp(mnemonic, "strb", 4) == 0 ||
+                          strncmp(mnemonic, "ldrsb", 5) == 0 || strncmp(mnemonic, "ldurb", 5) == 0)) {
+            size = 1;
+        } else if (*r == 'w' && (strncmp(mnemonic, "ldrh", 4) == 0 || strncmp(mnemonic, "strh", 4) == 0 ||
+                                 strncmp(mnemonic, "ldrsh", 5) == 0)) {
+            size = 2;
+        }
+        if (mnemonic[2] == 'p' || mnemonic[3] == 'p') { /* ldp, stp, ldnp, stnp */
+            regs = 2;
+        }
+    }
+    return regs * size;
+}
+
+static const char *const DOT_OPS[] = {"sdot", "udot", "usdot", "sudot", "smmla", "ummla", "usmmla", "bfdot", NULL};
+static const char *const MAC_OPS[] = {"fmla", "fmls", "fmul", "mla", "mls", "mul", "smlal", "umlal", "smlsl",
+                                      "umlsl", "smull", "umull", "sadalp", "uadalp", "sqdmulh", "sqrdmulh",
+                                      "sqrdmlah", "sqdmlal", "fmadd", "fmsub", "fnmadd", "fnmsub", NULL};
+
+/* What qemu 7.2's disassembler cannot name: decoded from the A64 encoding. */
+static void classify_encoding(uint32_t insn, uint32_t *mix)
+{
+    bool dot_vector = (insn & 0x9FE0FC00u) == 0x0E809400u;  /* SDOT/UDOT (vector) */
+    bool dot_element = (insn & 0x9FC0F400u) == 0x0F80E000u; /* SDOT/UDOT (by element) */
+    if (dot_vector || dot_element) {
+        mix[DOT]++;
+    } else if ((insn & 0x0A000000u) == 0x08000000u) {     /* loads and stores, LSE atomics */
+        bool load = (insn >> 22) & 1;
+        mix[load ? LOAD : STORE]++;
+        mix[load ? LOAD_BYTES : STORE_BYTES] += 1u << (insn >> 30);
+    } else if ((insn & 0x0E000000u) == 0x0E000000u) {     /* SIMD and floating point */
+        mix[SIMD_OTHER]++;
+    } else {
+        mix[SCALAR]++;
+    }
+}
+
+static void classify(const char *text, uint32_t *mix)
+{
+    char mnemonic[16] = {0};
+    size_t n = strcspn(text, " \t");
+    if (n >= sizeof(mnemonic)) {
+        n = sizeof(mnemonic) - 1;
+    }
+    memcpy(mnemonic, text, n);
+    const char *ops = text + n;
+    while (*ops == ' ' || *ops == '\t') {
+        ops++;
+    }
+    if (strncmp(mnemonic, "ld", 2) == 0 && strncmp(mnemonic, "ldadd", 5) != 0) {
+        mix[LOAD]++;
+        mix[LOAD_BYTES] += access_bytes(mnemonic, ops);
+    } else if (strncmp(mnemonic, "st", 2) == 0) {
+        mix[STORE]++;
+        mix[STORE_BYTES] += access_bytes(mnemonic, ops);
+    } else if (starts_with_any(mnemonic, DOT_OPS)) {
+        mix[DOT]++;
+    } else if (simd_operand(ops)) {
+        bool mac = starts_with_any(mnemonic, MAC_OPS);
+        mix[!mac ? SIMD_OTHER : mnemonic[0] == 'f' ? FP_MAC : INT_MAC]++;
+    } else {
+        mix[SCALAR]++;
+    }
+}
+
 static void on_tb_trans(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
 {
     struct tb_count *c = calloc(1, sizeof(*c));
@@ -94,6 +231,20 @@ static void on_tb_trans(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
     }
     c->vaddr = qemu_plugin_tb_vaddr(tb);
     c->n_insns = qemu_plugin_tb_n_insns(tb);
+    for (size_t i = 0; i < c->n_insns; i++) {
+        struct qemu_plugin_insn *insn = qemu_plugin_tb_get_insn(tb, i);
+        char *text = qemu_plugin_insn_disas(insn);
+        if (text && strncmp(text, ".byte", 5) != 0) {
+            classify(text, c->mix);
+        } else if (qemu_plugin_insn_size(insn) == 4) {
+            uint32_t word;
+            memcpy(&word, qemu_plugin_insn_data(insn), 4);
+            classify_encoding(word, c->mix);
+        } else {
+            c->mix[SCALAR]++;
+        }
+        free(text);
+    }
     pthread_mutex_lock(&lock);
     c->next = all_tbs;
     all_tbs = c;
@@ -125,11 +276,14 @@ static void on_syscall(qemu_plugin_id_t id, unsigned int vcpu_index, int64_t num
 
 static void write_counts(qemu_plugin_id_t id, void *userdata)
 {
-    uint64_t total = 0, measured = 0;
+    uint64_t total = 0, measured = 0, mix[N_CLASSES] = {0};
     pthread_mutex_lock(&lock);
     for (struct tb_count *c = all_tbs; c; c = c->next) {
         total += c->n_insns * c->execs;
         measured += c->n_insns * c->in_window;
+        for (int k = 0; k < N_CLASSES; k++) {
+            mix[k] += c->mix[k] * c->in_window;
+        }
     }
     FILE *f = fopen(out_path, "w");
     if (!f) {
@@ -138,6 +292,9 @@ static void write_counts(qemu_plugin_id_t id, void *userdata)
         return;
     }
     fprintf(f, "total %" PRIu64 "\nwindows %" PRIu64 "\nmeasured %" PRIu64 "\n", total, windows_closed, measured);
+    for (int k = 0; k < N_CLASSES; k++) {
+        fprintf(f, "mix %s %" PRIu64 "\n", CLASS_NAMES[k], mix[k]);
+    }
     for (struct tb_count *c = all_tbs; c; c = c->next) {
         if (c->in_window) {
             fprintf(f, "tb %" PRIx64 " %" PRIu64 " %" PRIu64 "\n", c->vaddr, c->n_insns, c->in_window);

@@ -5,7 +5,8 @@ Everything lives under the cache directory (`$EDGEQUANT_CACHE_DIR`, else
 
     root/                   Debian bookworm arm64 (debootstrap first stage + python3)
     root/opt/edgequant/     aarch64 wheels of ai-edge-litert, numpy and their needs
-    plugin/libinsncount.so  the instruction-counting qemu plugin (insncount.c, built with gcc)
+    plugin/libinsncount-<hash>.so  the instruction-counting qemu plugin (insncount.c, built with gcc),
+                            named by its source's hash so checkouts with different sources share the cache
     views/<key>/            the root seen by one device profile: symlinks into root/,
                             plus its own proc/cpuinfo and sys/devices/system/cpu
     state.json              what was built, with versions
@@ -73,7 +74,7 @@ class ArmEnvironment:
 
     @property
     def plugin(self) -> Path:
-        return self.home / "plugin" / "libinsncount.so"
+        return plugin_path(self.home)
 
     def view(self, cpuinfo: str, processors: int) -> Path:
         """The root as a profile sees it: shared files, its own /proc/cpuinfo and CPU count.
@@ -187,21 +188,24 @@ def ensure_arm_environment(*, force: bool = False, progress: Callable[[str], Non
         _timed(steps, f"aarch64 wheels (ai-edge-litert {litert}, numpy {numpy})", wheels_ok,
                lambda: _install_wheels(home, site, python, litert, numpy), progress)
 
-        source_hash = hashlib.sha256(PLUGIN_SOURCE.read_bytes()).hexdigest()
-        plugin = home / "plugin" / "libinsncount.so"
-        plugin_ok = state.get("plugin_source") == source_hash and plugin.is_file()
-        _timed(steps, "qemu plugin libinsncount.so (gcc)", plugin_ok, lambda: _build_plugin(plugin), progress)
+        plugin = plugin_path(home)
+        _timed(steps, f"qemu plugin {plugin.name} (gcc)", plugin.is_file(), lambda: _build_plugin(plugin), progress)
 
         if not (root_ok and wheels_ok):  # a fresh root gets fresh views
             shutil.rmtree(home / "views", ignore_errors=True)
         (home / "views").mkdir(exist_ok=True)
 
         env = ArmEnvironment(home, qemu, python, litert, numpy or "?", steps)
-        new_state = {"root_layout": _ROOT_LAYOUT_VERSION, "wheels": wanted, "plugin_source": source_hash}
-        if new_state != state:
+        new_state = {"root_layout": _ROOT_LAYOUT_VERSION, "wheels": wanted}
+        if {k: state.get(k) for k in new_state} != new_state:
             _timed(steps, "smoke test (LiteRT imports under qemu)", False, lambda: _smoke_test(env), progress)
             _write_json(state_file, new_state)
         return env
+
+
+def plugin_path(home: Path) -> Path:
+    source_hash = hashlib.sha256(PLUGIN_SOURCE.read_bytes()).hexdigest()[:12]
+    return home / "plugin" / f"libinsncount-{source_hash}.so"
 
 
 def _guest_python(root: Path) -> str:

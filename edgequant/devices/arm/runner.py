@@ -24,6 +24,7 @@ import numpy as np
 
 from edgequant.devices.arm.install import GUEST_RUNNER, ArmEnvironment, ensure_arm_environment
 from edgequant.devices.arm.symbols import KernelShare, attribute
+from edgequant.devices.core_timings import MIX_FIELDS
 from edgequant.devices.profiles import DeviceProfile, load_profile
 from edgequant.errors import BuildError, DataError, InputError, ModelFileError
 
@@ -46,6 +47,7 @@ class ArmRun:
     kernel_shares: list[KernelShare] = field(default_factory=list)  # the top functions
     instructions_by_symbol: dict[str, int] = field(default_factory=dict)  # per invoke, every function
     emulation_seconds: float = 0.0  # host wall time of the emulation: never a device latency
+    instruction_mix: dict[str, int] = field(default_factory=dict)  # per invoke, MIX_FIELDS
 
     @property
     def xnnpack_kernel_share(self) -> float:
@@ -58,6 +60,7 @@ class ArmRun:
             "invokes_counted": self.invokes_counted,
             "kernel_shares": [k.to_dict() for k in self.kernel_shares],
             "instructions_by_symbol": self.instructions_by_symbol,
+            "instruction_mix": self.instruction_mix,
             "emulation_seconds": round(self.emulation_seconds, 2),
         }
 
@@ -191,19 +194,20 @@ def run_on_device(
         with np.load(work / "outputs.npz", allow_pickle=False) as data:
             n_out = len({k.split("_")[1] for k in data.files})
             outputs = [[data[f"{s}_{o}"] for o in range(n_out)] for s in range(len(rows))]
-        per_invoke, shares, by_symbol = None, [], {}
+        per_invoke, shares, by_symbol, mix = None, [], {}, {}
         if count:
-            measured, windows, tbs = _read_counts(counts_file)
+            measured, windows, tbs, mix_total = _read_counts(counts_file)
             if windows != len(rows):
                 raise BuildError(f"{model}: the counting plugin saw {windows} invokes, expected {len(rows)}")
             per_invoke = round(measured / windows)
+            mix = {k: round(mix_total.get(k, 0) / windows) for k in MIX_FIELDS}
             if attribute_kernels:
                 every = attribute(tbs, (work / "maps.txt").read_text())
                 shares = every[:TOP_KERNELS]
                 for k in every:
                     by_symbol[k.symbol] = by_symbol.get(k.symbol, 0) + round(k.instructions / windows)
     return ArmRun(prof.name, prof.qemu_cpu, prof.core, kernels, threads, outputs, per_invoke,
-                  len(rows) if count else 0, shares, by_symbol, seconds)
+                  len(rows) if count else 0, shares, by_symbol, seconds, mix)
 
 
 def _last_error(proc: subprocess.CompletedProcess) -> str:
@@ -214,11 +218,12 @@ def _last_error(proc: subprocess.CompletedProcess) -> str:
     return lines[-1] if lines else f"exit code {proc.returncode}"
 
 
-def _read_counts(path: Path) -> tuple[int, int, list[tuple[int, int]]]:
-    """(instructions in windows, windows, [(tb address, instructions)]) from the plugin's file."""
+def _read_counts(path: Path) -> tuple[int, int, list[tuple[int, int]], dict[str, int]]:
+    """(instructions in windows, windows, [(tb address, instructions)], mix in windows) from the plugin's file."""
     if not path.is_file():
         raise BuildError("the counting plugin wrote no counts (did qemu load it?)")
     measured = windows = 0
+    mix: dict[str, int] = {}
     per_tb: dict[int, int] = defaultdict(int)
     for line in path.read_text().splitlines():
         parts = line.split()
@@ -226,6 +231,8 @@ def _read_counts(path: Path) -> tuple[int, int, list[tuple[int, int]]]:
             measured = int(parts[1])
         elif parts[0] == "windows":
             windows = int(parts[1])
+        elif parts[0] == "mix":
+            mix[parts[1]] = int(parts[2])
         elif parts[0] == "tb":
             per_tb[int(parts[1], 16)] += int(parts[2]) * int(parts[3])
-    return measured, windows, sorted(per_tb.items())
+    return measured, windows, sorted(per_tb.items()), mix
