@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -19,14 +18,16 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from edgequant import __version__
-from edgequant.artifacts import MANIFEST, MANIFEST_VERSION, Staging, merge_artifacts, read_manifest
+from edgequant import __version__, fault_points
+from edgequant.artifacts import MANIFEST, MANIFEST_VERSION
 from edgequant.convert import convert_variant
 from edgequant.data.sources import class_names, describe
 from edgequant.data.stream import iter_batches, iter_samples
 from edgequant.errors import DataError, InputError
 from edgequant.evaluate import Evaluation, evaluate
 from edgequant.gates import GateResult, accuracy_gates_pass, check_gates
+from edgequant.interrupts import CheckingProgress, stop_on_signals, temporary_dir
+from edgequant.output_dir import Staging
 from edgequant.progress import NullProgress, Progress
 from edgequant.recipe.loader import dotted_path, load_recipe, locate, recipe_hash
 from edgequant.recipe.schema import CALIBRATED_MODES, Float32Variant, Recipe
@@ -104,12 +105,14 @@ def build_recipe(
     output_dir: str | Path | None = None,
     only: list[str] | None = None,
     progress: Progress | None = None,
+    wait: bool = False,
 ) -> BuildResult:
     """Build a recipe (a Recipe or the path of a recipe file). Raises EdgequantError on bad input.
 
     Gate failures do not raise: the result's `passed` is False and its report names them.
+    `wait`: if another build holds the output directory, wait for it instead of failing.
     """
-    progress = progress or NullProgress()
+    progress = CheckingProgress(progress or NullProgress())  # a swallowed Ctrl-C still stops the build
     recipe_path = None
     if not isinstance(recipe, Recipe):
         recipe_path = str(recipe)
@@ -117,15 +120,16 @@ def build_recipe(
     variants = _selected(recipe, only)
     out = Path(output_dir) if output_dir is not None else recipe.output_path()
 
-    with tempfile.TemporaryDirectory(prefix="edgequant-") as work, Staging(out) as staging:
+    with stop_on_signals(), temporary_dir("edgequant-") as work, Staging(out, wait=wait) as staging:
         with progress.task(f"export {recipe.model.path.name}") as task:
-            exported = export_model(recipe.model.path, Path(work), recipe.model.input_shape)
+            exported = export_model(recipe.model.path, work, recipe.model.input_shape)
             task.advance()
+        fault_points.reached("exported")
         if recipe.calibration is not None and any(v.mode in CALIBRATED_MODES for v in variants):
             with _field_context(recipe_path, ["calibration"]):
                 _check_calibration(recipe, exported, progress)
 
-        stages = _Stages(recipe, recipe_path, exported, progress, Path(work))
+        stages = _Stages(recipe, recipe_path, exported, progress, work)
         built = [
             stages.build_auto_float(v) if getattr(v, "float_layers", None) == "auto" else stages.build_variant(v)
             for v in variants
@@ -136,9 +140,10 @@ def build_recipe(
         report = _assemble_report(
             recipe, recipe_path, exported, built, evaluations, latencies, explanations, device_notes, stages
         )
+        fault_points.reached("converted")
         for b in built:
             staging.path(b.artifact.file).write_bytes(b.data)
-        _write_manifest(recipe, recipe_path, exported, [b.artifact for b in built], out, staging)
+        _write_manifest(recipe, recipe_path, exported, built, staging)
         render_report(report, staging.dir)
         staging.commit()
     return BuildResult(recipe=recipe, output_dir=out, artifacts=[b.artifact for b in built], report=report)
@@ -490,25 +495,43 @@ def _calibration_count(recipe: Recipe, variant) -> int | None:
     return getattr(variant, "calibration_samples", None) or recipe.calibration.samples
 
 
-def _write_manifest(recipe, recipe_path, exported, artifacts: list[Artifact], out: Path, staging: Staging) -> None:
-    data = recipe.evaluation_data() or recipe.calibration
-    preprocess = data.preprocess if data else None
+def _write_manifest(recipe, recipe_path, exported, built: list[_Built], staging: Staging) -> None:
+    created = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    build = {"edgequant_version": __version__, "tensorflow_version": _tf_version()}
+    recipe_info = {"name": recipe.name, "path": recipe_path, "sha256": recipe_hash(recipe)}
+    source = {"path": str(recipe.model.path), "kind": exported.source_kind, "sha256": exported.source_sha256}
+    entries = [
+        dict(b.artifact.manifest_entry(), provenance={
+            "built": created, **build, "recipe": recipe_info, "source_model": source, **_data_provenance(recipe, b.variant),
+        })
+        for b in built
+    ]
     manifest = {
         "manifest_version": MANIFEST_VERSION,
-        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "edgequant_version": __version__,
-        "tensorflow_version": _tf_version(),
-        "recipe": {
-            "name": recipe.name,
-            "path": recipe_path,
-            "sha256": recipe_hash(recipe),
-            "preprocess": preprocess.model_dump(mode="json") if preprocess else None,
-        },
-        "source_model": {"path": str(recipe.model.path), "kind": exported.source_kind, "sha256": exported.source_sha256},
-        "labels": class_names(recipe.evaluation.source) if recipe.evaluation else None,
-        "artifacts": merge_artifacts(read_manifest(out), [a.manifest_entry() for a in artifacts], out),
+        "created": created,
+        **build,
+        "recipe": recipe_info,  # of the build that wrote this manifest; each artifact names its own
+        "source_model": source,
+        "artifacts": staging.carry_over(entries),
     }
     staging.path(MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+
+
+def _data_provenance(recipe: Recipe, variant) -> dict[str, Any]:
+    """The data an artifact expects (preprocessing, class names) and the data it was calibrated or trained on."""
+    data = recipe.evaluation_data() or recipe.calibration
+    calibration = None
+    if variant.mode in CALIBRATED_MODES and recipe.calibration is not None:
+        count = _calibration_count(recipe, variant)
+        calibration = f"{describe(recipe.calibration.source)}, {count or 'all'} samples"
+    elif variant.mode == "qat":
+        training = variant.training or recipe.calibration
+        calibration = f"{describe(training.source)}, {variant.epochs} epoch(s) of QAT"
+    return {
+        "preprocess": data.preprocess.model_dump(mode="json") if data else None,
+        "labels": class_names(recipe.evaluation.source) if recipe.evaluation else None,
+        "calibration": calibration,
+    }
 
 
 def _tf_version() -> str:

@@ -14,20 +14,26 @@ def build(
     recipe: Annotated[Path, typer.Argument(help="recipe YAML file")],
     output_dir: Annotated[Optional[Path], typer.Option("--output-dir", "-o", help="override the recipe's output_dir")] = None,
     variant: Annotated[Optional[list[str]], typer.Option("--variant", "-v", help="build only this variant (repeatable)")] = None,
+    wait: Annotated[bool, typer.Option("--wait", help="if another build is writing the output directory, wait for it")] = False,
 ) -> None:
     """Build every variant of RECIPE: convert, evaluate, benchmark, check gates, write artifacts and report.
 
-    Exit codes: 0 success, 1 a gate failed, 2 bad input, 3 a build step failed.
+    Exit codes: 0 success, 1 a gate failed, 2 bad input, 3 a build step failed, 130 interrupted, 143 terminated.
     """
-    from edgequant.pipeline import build_recipe
     from edgequant.cli.progress import RichProgress
-
-    with RichProgress() as progress:
-        result = build_recipe(recipe, output_dir=output_dir, only=variant or None, progress=progress)
     from edgequant.cli.render import print_build_summary
+    from edgequant.interrupts import Terminated, stop_on_signals
+    from edgequant.pipeline import build_recipe
 
-    print_build_summary(result)
+    try:
+        with stop_on_signals():  # held through the summary: a signal after the commit does not undo the build
+            with RichProgress() as progress:
+                result = build_recipe(recipe, output_dir=output_dir, only=variant or None, progress=progress, wait=wait)
+            print_build_summary(result)
+            for gate in result.failed_gates:
+                typer.echo(f"edgequant: gate failed: {gate}", err=True)
+    except Terminated as exc:
+        typer.echo(f"edgequant: {exc}", err=True)
+        raise typer.Exit(exc.exit_code) from None
     if not result.passed:
-        for gate in result.failed_gates:
-            typer.echo(f"edgequant: gate failed: {gate}", err=True)
         raise typer.Exit(EXIT_GATE_FAILED)
