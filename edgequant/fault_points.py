@@ -12,7 +12,8 @@ Points, in the order a build reaches them:
 
 Actions: `sigint`, `sigterm`, `sigkill` (the signal, sent to this process); `swallowed-sigint` (a
 SIGINT whose KeyboardInterrupt is caught and dropped, as TensorFlow's cleanup code does); `oserror`
-(an OSError, EIO, as a failing disk gives).
+(an OSError, EIO, as a failing disk gives); `wait-for=<file>` (pause until the file exists, at most
+ten minutes: a test holds a build there while it starts another).
 """
 
 from __future__ import annotations
@@ -36,6 +37,11 @@ def reached(point: str) -> None:
         return
     if action == "oserror":
         raise OSError(errno.EIO, f"injected fault at {point}")
+    if action.startswith("wait-for="):
+        deadline = time.monotonic() + 600
+        while not os.path.exists(action.removeprefix("wait-for=")) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        return
     if action == "swallowed-sigint":
         try:
             _signal_self(signal.SIGINT)
@@ -43,7 +49,7 @@ def reached(point: str) -> None:
             pass  # dropped, as an exception raised inside a __del__ or finalizer is
         return
     if action not in _SIGNALS:
-        raise ValueError(f"EDGEQUANT_FAULT_POINT={spec!r}: unknown action (expected {', '.join([*_SIGNALS, 'swallowed-sigint', 'oserror'])})")
+        raise ValueError(f"EDGEQUANT_FAULT_POINT={spec!r}: unknown action (expected {', '.join([*_SIGNALS, 'swallowed-sigint', 'oserror', 'wait-for=FILE'])})")
     _signal_self(_SIGNALS[action])
 
 

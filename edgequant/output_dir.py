@@ -146,9 +146,17 @@ class Staging:
         with shielded():
             self.discard()
             os.close(self._lock)
-        if isinstance(exc, OSError) and exc.filename and Path(exc.filename).resolve().is_relative_to(self.output_dir.resolve()):
-            raise BuildError(f"{exc.filename}: cannot write ({exc.strerror or exc}); "
+        if isinstance(exc, OSError) and _is_write_failure(exc, self.output_dir):
+            raise BuildError(f"{exc.filename or self.output_dir}: cannot write the build ({exc.strerror or exc}); "
                              f"{self.output_dir} still holds its previous build") from None
+
+
+def _is_write_failure(exc: OSError, output_dir: Path) -> bool:
+    """An error writing the output directory: one naming a path in it, or a full or read-only disk
+    (a failed write() names no file)."""
+    if exc.filename:
+        return Path(os.fsdecode(exc.filename)).resolve().is_relative_to(output_dir.resolve())
+    return exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS)
 
 
 def tidy(output_dir: Path) -> None:

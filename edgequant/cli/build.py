@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from edgequant.errors import EXIT_GATE_FAILED
+from edgequant.errors import EXIT_GATE_FAILED, EXIT_INTERRUPTED
 
 
 def build(
@@ -22,7 +22,7 @@ def build(
     """
     from edgequant.cli.progress import RichProgress
     from edgequant.cli.render import print_build_summary
-    from edgequant.interrupts import Terminated, stop_on_signals
+    from edgequant.interrupts import stop_on_signals
     from edgequant.pipeline import build_recipe
 
     try:
@@ -32,8 +32,8 @@ def build(
             print_build_summary(result)
             for gate in result.failed_gates:
                 typer.echo(f"edgequant: gate failed: {gate}", err=True)
-    except Terminated as exc:
-        typer.echo(f"edgequant: {exc}", err=True)
-        raise typer.Exit(exc.exit_code) from None
+    except KeyboardInterrupt as exc:  # SIGINT, or Terminated for SIGTERM
+        typer.echo(f"edgequant: {str(exc) or 'interrupted'}", err=True)
+        raise typer.Exit(getattr(exc, "exit_code", EXIT_INTERRUPTED)) from None
     if not result.passed:
         raise typer.Exit(EXIT_GATE_FAILED)
