@@ -95,6 +95,21 @@ def stop_on_signals() -> Iterator[None]:
                 signal.signal(signum, handler)
 
 
+def handled() -> None:
+    """Say that the KeyboardInterrupt was handled, so the process exits with the code the CLI returns.
+
+    CPython 3.11 sets a flag when a KeyboardInterrupt leaves code run through `PyRun_String`, as
+    TensorFlow's and LiteRT's pybind11 code runs some, and `python -m` then ends the process by
+    SIGINT at exit (status -2) even though edgequant caught the interrupt and returns 130.
+    """
+    import ctypes
+
+    try:
+        ctypes.c_int.in_dll(ctypes.pythonapi, "_Py_UnhandledKeyboardInterrupt").value = 0
+    except (AttributeError, ValueError):
+        pass  # a Python without that flag (3.12 keeps it in its runtime state, not a symbol)
+
+
 @contextmanager
 def shielded() -> Iterator[None]:
     """Signals arriving in this block are recorded, not raised: for cleanup that must run to its end."""

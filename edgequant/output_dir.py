@@ -125,9 +125,7 @@ class Staging:
                 _link(current, f"{BUILDS}/{complete.name}")
                 self.committed = True
         except OSError as exc:
-            where = f"{exc.filename}: " if exc.filename else ""
-            raise BuildError(f"{where}cannot commit the build ({exc.strerror or exc}); "
-                             f"{self.output_dir} still holds its previous build") from None
+            raise _write_error("cannot commit the build", exc, self.output_dir) from None
         try:
             _fsync_dir(self.state)
             fault_points.reached("switched")
@@ -147,8 +145,12 @@ class Staging:
             self.discard()
             os.close(self._lock)
         if isinstance(exc, OSError) and _is_write_failure(exc, self.output_dir):
-            raise BuildError(f"{exc.filename or self.output_dir}: cannot write the build ({exc.strerror or exc}); "
-                             f"{self.output_dir} still holds its previous build") from None
+            raise _write_error("cannot write the build", exc, self.output_dir) from None
+
+
+def _write_error(what: str, exc: OSError, output_dir: Path) -> BuildError:
+    file = f" at {exc.filename}" if exc.filename else ""
+    return BuildError(f"{output_dir}: {what} ({exc.strerror or exc}{file}); it still holds its previous build")
 
 
 def _is_write_failure(exc: OSError, output_dir: Path) -> bool:

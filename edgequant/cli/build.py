@@ -22,7 +22,7 @@ def build(
     """
     from edgequant.cli.progress import RichProgress
     from edgequant.cli.render import print_build_summary
-    from edgequant.interrupts import stop_on_signals
+    from edgequant.interrupts import handled, stop_on_signals
     from edgequant.pipeline import build_recipe
 
     try:
@@ -33,6 +33,7 @@ def build(
             for gate in result.failed_gates:
                 typer.echo(f"edgequant: gate failed: {gate}", err=True)
     except KeyboardInterrupt as exc:  # SIGINT, or Terminated for SIGTERM
+        handled()
         typer.echo(f"edgequant: {str(exc) or 'interrupted'}", err=True)
         raise typer.Exit(getattr(exc, "exit_code", EXIT_INTERRUPTED)) from None
     if not result.passed:
