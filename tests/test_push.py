@@ -242,6 +242,6 @@ def test_a_file_named_like_an_option_reaches_adb_as_a_path(fmnist_int8_tflite, s
     monkeypatch.chdir(work)
     assert main(["push", "./-x.tflite"]) == 0, capsys.readouterr().err  # Path("./-x.tflite") prints as "-x.tflite"
     calls = [json.loads(line) for line in (stand_in_phone / "adb-calls.jsonl").read_text().splitlines()]
-    pushed = [c[3] for c in calls if c[2] == "push"]
+    pushed = [c[3] for c in calls if c[2:3] == ["push"]]
     assert pushed[0] == str(work / "-x.tflite")
     assert all(Path(p).is_absolute() for p in pushed)
