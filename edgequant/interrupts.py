@@ -93,6 +93,7 @@ def stop_on_signals() -> Iterator[None]:
         if outermost:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
+            _State.received = []  # handled: nothing carries over to the next build
 
 
 def handled() -> None:

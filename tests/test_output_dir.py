@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import threading
 import time
 from pathlib import Path
@@ -16,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from edgequant.artifacts import MANIFEST, MANIFEST_VERSION
+from edgequant.interrupts import Terminated, stop_on_signals
 from edgequant.output_dir import OutputLockedError, Staging, current_build
 from tests.conftest import FMNIST_MODEL
 
@@ -52,6 +54,27 @@ def test_a_failed_build_changes_nothing_and_the_next_one_clears_up(tmp_path):
         raise RuntimeError("a stage failed")
     assert shown(out) == {"a.tflite": b"A1"}
     assert [p.name for p in (out / ".edgequant" / "builds").iterdir()] == [current_build(out).name]
+
+
+def test_a_swallowed_signal_stops_the_build_at_its_commit_and_one_after_it_changes_nothing(tmp_path):
+    out = tmp_path / "out"
+    commit(out, {"a.tflite": b"A1"})
+    with pytest.raises(Terminated), stop_on_signals(), Staging(out) as staging:
+        staging.path("a.tflite").write_bytes(b"A2")
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(1)
+        except KeyboardInterrupt:
+            pass  # swallowed, as TensorFlow's cleanup code does
+        staging.commit()
+    assert shown(out) == {"a.tflite": b"A1"}
+
+    with stop_on_signals(), Staging(out) as staging:
+        staging.path("a.tflite").write_bytes(b"A3")
+        staging.commit()
+        os.kill(os.getpid(), signal.SIGINT)  # the build has happened: noted, not raised
+        time.sleep(0.1)
+    assert shown(out) == {"a.tflite": b"A3"}
 
 
 def test_a_second_build_is_refused_with_the_first_ones_pid_or_waits(tmp_path):
