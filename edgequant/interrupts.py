@@ -60,12 +60,14 @@ def check() -> None:
 
 
 @contextmanager
-def stop_on_signals() -> Iterator[None]:
+def stop_on_signals(*, ignore_after_commit: bool = False) -> Iterator[None]:
     """Handle SIGINT and SIGTERM as described above for the duration of the block (main thread only).
 
     A signal the process ignores (SIGINT in a background job) stays ignored. If a signal arrived and
     the block ends with another error (TensorFlow may turn the KeyboardInterrupt into its own
     exception), the signal's exception is raised instead, so the exit code says what happened.
+    `ignore_after_commit`: for a process that exits right after the block, keep ignoring the signals
+    once a build is committed, so its exit code still says the build happened.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -92,7 +94,7 @@ def stop_on_signals() -> Iterator[None]:
         _State.depth -= 1
         if outermost:
             for signum, handler in previous.items():
-                signal.signal(signum, handler)
+                signal.signal(signum, signal.SIG_IGN if ignore_after_commit and _State.committed else handler)
             _State.received = []  # handled: nothing carries over to the next build
 
 

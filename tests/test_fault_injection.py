@@ -351,28 +351,40 @@ def test_concurrent_builds_into_one_directory(old, tmp_path):
 
 # --- qemu children ----------------------------------------------------------------------------------
 
-def test_sigterm_while_qemu_runs_kills_it_and_cleans_up(old, tmp_path):
+def test_sigterm_or_sigkill_while_qemu_runs_ends_qemu_too(old, tmp_path):
     from edgequant.cache import cache_dir
 
     if not (cache_dir() / "arm64" / "state.json").is_file():
         pytest.skip("no ARM emulation environment: run `edgequant devices setup`")
     recipe = write_recipe(tmp_path, OLD_SAMPLES, devices="rpi4")
-    out, tmp = old.copy("qemu", into=tmp_path), tmp_path / "tmp"
-    proc = start(recipe, out, tmp)
+    rows = []
+    for signum in (signal.SIGTERM, signal.SIGKILL):
+        out, tmp = old.copy(f"qemu-{signum}", into=tmp_path), tmp_path / f"tmp-{signum}"
+        proc = start(recipe, out, tmp)
+        qemu = _wait_for_qemu(proc)
+        proc.send_signal(signum)
+        code, err = finish(proc)
+        assert old.outcome(out, code) == "old"
+        if signum == signal.SIGTERM:
+            assert code == 143, err
+            assert one_line_error(err) == "edgequant: terminated (SIGTERM)"
+            assert not leftovers(out, tmp)
+        deadline = time.monotonic() + 10  # after SIGKILL, the kernel ends qemu (setpriv --pdeathsig)
+        while any(Path(f"/proc/{pid}").exists() and "qemu" in _cmdline(pid) for pid in qemu):
+            assert time.monotonic() < deadline, f"qemu {qemu} outlived the build ({signal.Signals(signum).name})"
+            time.sleep(0.1)
+        rows.append((signal.Signals(signum).name, code, "old", f"qemu pid(s) {qemu} gone"))
+    report("signals with qemu running", rows)
+
+
+def _wait_for_qemu(proc: subprocess.Popen) -> list[int]:
     deadline = time.monotonic() + 600
-    qemu = []
-    while not qemu:
+    while True:
         assert proc.poll() is None and time.monotonic() < deadline, "the build ended before qemu ran"
         qemu = [p for p in _children(proc.pid) if "qemu-aarch64" in _cmdline(p)]
+        if qemu:
+            return qemu
         time.sleep(0.1)
-    proc.send_signal(signal.SIGTERM)
-    code, err = finish(proc)
-    assert code == 143, err
-    assert one_line_error(err) == "edgequant: terminated (SIGTERM)"
-    assert old.outcome(out, code) == "old"
-    assert not leftovers(out, tmp)
-    assert not any(Path(f"/proc/{pid}").exists() and "qemu" in _cmdline(pid) for pid in qemu)
-    report("SIGTERM with qemu running", [("SIGTERM", code, "old", f"qemu pid(s) {qemu} gone")])
 
 
 def _children(pid: int) -> list[int]:

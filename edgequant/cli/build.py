@@ -20,13 +20,14 @@ def build(
 
     Exit codes: 0 success, 1 a gate failed, 2 bad input, 3 a build step failed, 130 interrupted, 143 terminated.
     """
-    from edgequant.cli.progress import RichProgress
-    from edgequant.cli.render import print_build_summary
     from edgequant.interrupts import handled, stop_on_signals
-    from edgequant.pipeline import build_recipe
 
     try:
-        with stop_on_signals():  # held through the summary: a signal after the commit does not undo the build
+        with stop_on_signals(ignore_after_commit=True):  # a signal after the commit does not undo the build
+            from edgequant.cli.progress import RichProgress
+            from edgequant.cli.render import print_build_summary
+            from edgequant.pipeline import build_recipe  # imports TensorFlow: seconds that Ctrl-C may land in
+
             with RichProgress() as progress:
                 result = build_recipe(recipe, output_dir=output_dir, only=variant or None, progress=progress, wait=wait)
             print_build_summary(result)
