@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -23,7 +24,7 @@ def build(
     from edgequant.interrupts import handled, stop_on_signals
 
     try:
-        with stop_on_signals(ignore_after_commit=True):  # a signal after the commit does not undo the build
+        with stop_on_signals(ignore_after_commit=_is_the_edgequant_process()):  # a signal after the commit undoes nothing
             from edgequant.cli.progress import RichProgress
             from edgequant.cli.render import print_build_summary
             from edgequant.pipeline import build_recipe  # imports TensorFlow: seconds that Ctrl-C may land in
@@ -39,3 +40,9 @@ def build(
         raise typer.Exit(getattr(exc, "exit_code", EXIT_INTERRUPTED)) from None
     if not result.passed:
         raise typer.Exit(EXIT_GATE_FAILED)
+
+
+def _is_the_edgequant_process() -> bool:
+    """True when this command is the process (console script, `python -m edgequant`), which exits after it;
+    False when `edgequant.cli.main` is called from other code, whose signal handlers must come back."""
+    return getattr(sys.modules.get("__main__"), "__package__", None) == "edgequant" or Path(sys.argv[0]).name == "edgequant"
