@@ -1,31 +1,34 @@
-"""The output directory: staged writes that land all at once, and the manifest.
+"""The build manifest, and atomic writes of single files.
 
-A build writes into a staging folder inside the output directory and moves each
-file into place with an atomic rename only when the whole build has succeeded, so
-an interrupted or failed build leaves the earlier artifacts as they were.
+The manifest lists every artifact of the build in the output directory. Each entry carries its own
+provenance (the recipe, source model, preprocessing, labels and calibration data it was built from,
+and when and by which edgequant), so a partial (`-v`) rebuild never relabels an artifact it kept.
+How whole builds land in the output directory is `edgequant.output_dir`'s job.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from edgequant.errors import InputError
-
 MANIFEST = "manifest.json"
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2  # 2: provenance per artifact; 1 recorded it once per build, at the top level
 
 
 def write_atomic(path: Path, data: bytes | str) -> None:
-    """Write `path` through a temporary file in the same directory and an atomic rename."""
+    """Write `path` through a temporary file in the same directory and an atomic rename.
+
+    A `path` that is a link (a file of an output directory, see `edgequant.output_dir`) is
+    written where it leads, so it stays a link.
+    """
+    path = path.resolve() if path.is_symlink() else path
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp creates 0600; the file must read like any other the build writes
+        os.fchmod(fd, 0o644)  # mkstemp's 0600 would hide reports from other users
         with os.fdopen(fd, "wb") as f:
             f.write(data.encode() if isinstance(data, str) else data)
             f.flush()
@@ -36,66 +39,30 @@ def write_atomic(path: Path, data: bytes | str) -> None:
         raise
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-class Staging:
-    """A staging folder inside `output_dir`; `commit()` moves its files into place, manifest last."""
-
-    def __init__(self, output_dir: Path):
-        self.output_dir = Path(output_dir)
-        self.output_dir.mkdir(parents=True, exist_ok=True)
-        self.dir = Path(tempfile.mkdtemp(dir=self.output_dir, prefix=".staging-"))
-
-    def path(self, name: str) -> Path:
-        """Where to write `name` (relative, may include subfolders) before commit."""
-        target = (self.dir / name).resolve()
-        if not target.is_relative_to(self.dir.resolve()):
-            raise InputError(f"{name!r}: output file names must stay inside {self.output_dir}")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        return target
-
-    def commit(self) -> list[Path]:
-        files = sorted(p for p in self.dir.rglob("*") if p.is_file())
-        files.sort(key=lambda p: p.name == MANIFEST)  # the manifest lands last: it vouches for the rest
-        landed = []
-        for src in files:
-            dest = self.output_dir / src.relative_to(self.dir)
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(src, dest)
-            landed.append(dest)
-        self.discard()
-        return landed
-
-    def discard(self) -> None:
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-    def __enter__(self) -> "Staging":
-        return self
-
-    def __exit__(self, exc_type, *_):
-        self.discard()  # after commit() the folder is already gone; on error nothing lands
-
-
-def read_manifest(output_dir: Path) -> dict[str, Any] | None:
-    path = Path(output_dir) / MANIFEST
+def read_manifest(build_dir: Path) -> dict[str, Any] | None:
+    path = Path(build_dir) / MANIFEST
     if not path.is_file():
         return None
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError:
+        manifest = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return None
+    return manifest if isinstance(manifest, dict) else None
 
 
-def merge_artifacts(previous: dict[str, Any] | None, built: list[dict], output_dir: Path) -> list[dict]:
-    """This build's artifact entries, plus earlier ones for variants it did not rebuild and whose files remain."""
-    names = {a["name"] for a in built}
-    kept = [
-        a
-        for a in (previous or {}).get("artifacts", [])
-        if a.get("name") not in names and (Path(output_dir) / a.get("file", "")).is_file()
-    ]
-    return kept + built
+def with_provenance(entry: dict, manifest: dict) -> dict:
+    """`entry` of `manifest`, with the provenance a version-1 manifest recorded once for all its artifacts."""
+    if manifest.get("manifest_version", 1) >= 2:
+        return entry
+    recipe = manifest.get("recipe") or {}
+    return dict(entry, provenance={
+        "built": manifest.get("created"),
+        "edgequant_version": manifest.get("edgequant_version"),
+        "tensorflow_version": manifest.get("tensorflow_version"),
+        "recipe": {k: recipe.get(k) for k in ("name", "path", "sha256")},
+        "source_model": manifest.get("source_model"),
+        "preprocess": recipe.get("preprocess"),
+        "labels": manifest.get("labels"),
+        "calibration": "not recorded (manifest version 1)",
+        "from_manifest_version": 1,  # copied from that manifest's top level, which a later -v build could rewrite
+    })

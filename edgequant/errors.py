@@ -6,7 +6,8 @@ Exit codes (documented in the README):
   2  bad input: recipe, file, model, data, device or missing tool the user can fix
   3  a build step failed for another reason (converter or runtime error)
   4  an unforeseen internal error (a bug): one line, the traceback in the run's log
-  130 interrupted
+  130 interrupted (SIGINT)
+  143 terminated (SIGTERM)
 """
 
 from __future__ import annotations

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -19,14 +18,16 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from edgequant import __version__
-from edgequant.artifacts import MANIFEST, MANIFEST_VERSION, Staging, merge_artifacts, read_manifest
+from edgequant import __version__, fault_points
+from edgequant.artifacts import MANIFEST, MANIFEST_VERSION
 from edgequant.convert import convert_variant
 from edgequant.data.sources import class_names, describe
 from edgequant.data.stream import InputSpec, iter_batches, iter_samples
 from edgequant.errors import DataError, InputError
 from edgequant.evaluate import Evaluation, evaluate, reference_problems
 from edgequant.gates import GateResult, accuracy_gates_pass, check_gates
+from edgequant.interrupts import CheckingProgress, stop_on_signals, temporary_dir
+from edgequant.output_dir import Staging
 from edgequant.progress import NullProgress, Progress
 from edgequant.recipe.check import check_recipe
 from edgequant.recipe.loader import dotted_path, load_recipe, locate, recipe_hash
@@ -110,6 +111,7 @@ def build_recipe(
     registry: str | None = None,
     devices: bool = True,
     host_benchmark: bool = True,
+    wait: bool = False,
 ) -> BuildResult:
     """Build a recipe (a Recipe or the path of a recipe file). Raises EdgequantError on bad input.
 
@@ -120,8 +122,9 @@ def build_recipe(
     With `registry` (or the recipe's `registry:`), the committed build is logged to that MLflow store.
     devices / host_benchmark: False skips the simulated devices / the host benchmark (quick iterations);
     the report says so, and a latency gate on what was skipped fails as "not measured".
+    `wait`: if another build holds the output directory, wait for it instead of failing.
     """
-    progress = progress or NullProgress()
+    progress = CheckingProgress(progress or NullProgress())  # a swallowed Ctrl-C still stops the build
     recipe_path = None
     if not isinstance(recipe, Recipe):
         recipe_path = str(recipe)
@@ -132,18 +135,19 @@ def build_recipe(
     declared = check_recipe(recipe, recipe_path=recipe_path, trust_code=trust_code, output_dir=out)
     calibrated = recipe.calibration is not None and any(v.mode in CALIBRATED_MODES for v in variants)
 
-    with tempfile.TemporaryDirectory(prefix="edgequant-") as work, Staging(out) as staging:
+    with stop_on_signals(), temporary_dir("edgequant-") as work, Staging(out, wait=wait) as staging:
         if calibrated and declared is not None:  # the model file declares its input: check before the export
             with _field_context(recipe_path, ["calibration"]):
                 _check_calibration(recipe, declared, progress)
         with progress.task(f"export {recipe.model.path.name}") as task:
             exported = export_model(recipe.model.path, Path(work), recipe.model.input_shape, trust_code=trust_code)
             task.advance()
+        fault_points.reached("exported")
         if calibrated and declared is None:
             with _field_context(recipe_path, ["calibration"]):
                 _check_calibration(recipe, exported.input, progress)
 
-        stages = _Stages(recipe, recipe_path, exported, progress, Path(work), _reference_name(variants),
+        stages = _Stages(recipe, recipe_path, exported, progress, work, _reference_name(variants),
                          devices=devices, host_benchmark=host_benchmark,
                          split_evaluation=any(_is_auto(v) for v in variants))
         built = [
@@ -157,12 +161,12 @@ def build_recipe(
             recipe, recipe_path, exported, built, evaluations, latencies, explanations, device_notes, stages
         )
         report = report.model_copy(update=stages.onnx_report(onnx_out, evaluations))
+        fault_points.reached("converted")
         for b in built:
             staging.path(b.artifact.file).write_bytes(b.data)
         for a in onnx_out:
             staging.path(a.file).write_bytes(a.data)
-        _write_manifest(recipe, recipe_path, exported, [b.artifact for b in built], out, staging,
-                        [a.manifest_entry() for a in onnx_out])
+        _write_manifest(recipe, recipe_path, exported, built, staging, [a.manifest_entry() for a in onnx_out])
         render_report(report, staging.dir)
         staging.commit()
     result = BuildResult(recipe=recipe, output_dir=out, artifacts=[b.artifact for b in built], report=report)
@@ -651,30 +655,48 @@ def _calibration_count(recipe: Recipe, variant) -> int | None:
 
 
 def _write_manifest(
-    recipe, recipe_path, exported, artifacts: list[Artifact], out: Path, staging: Staging, onnx: list[dict]
+    recipe, recipe_path, exported, built: list[_Built], staging: Staging, onnx: list[dict]
 ) -> None:
-    data = recipe.evaluation_data() or recipe.calibration
-    preprocess = data.preprocess if data else None
+    created = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    build = {"edgequant_version": __version__, "tensorflow_version": _tf_version()}
+    recipe_info = {"name": recipe.name, "path": recipe_path, "sha256": recipe_hash(recipe)}
+    source = {"path": str(recipe.model.path), "kind": exported.source_kind, "sha256": exported.source_sha256}
+    entries = [
+        dict(b.artifact.manifest_entry(), provenance={
+            "built": created, **build, "recipe": recipe_info, "source_model": source, **_data_provenance(recipe, b.variant),
+        })
+        for b in built
+    ]
     manifest = {
         "manifest_version": MANIFEST_VERSION,
-        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "edgequant_version": __version__,
-        "tensorflow_version": _tf_version(),
-        "recipe": {
-            "name": recipe.name,
-            "path": recipe_path,
-            "sha256": recipe_hash(recipe),
-            "preprocess": preprocess.model_dump(mode="json") if preprocess else None,
-        },
-        "source_model": {"path": str(recipe.model.path), "kind": exported.source_kind, "sha256": exported.source_sha256},
-        "labels": (recipe.evaluation.class_names or class_names(recipe.evaluation.source)) if recipe.evaluation else None,
-        "artifacts": merge_artifacts(read_manifest(out), [a.manifest_entry() for a in artifacts], out),
+        "created": created,
+        **build,
+        "recipe": recipe_info,  # of the build that wrote this manifest; each artifact names its own
+        "source_model": source,
+        "artifacts": staging.carry_over(entries),
     }
     if exported.onnx is not None:
         manifest["source_model"]["onnx"] = exported.onnx.to_dict()
     if onnx:
         manifest["onnx_artifacts"] = onnx
     staging.path(MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+
+
+def _data_provenance(recipe: Recipe, variant) -> dict[str, Any]:
+    """The data an artifact expects (preprocessing, class names) and the data it was calibrated or trained on."""
+    data = recipe.evaluation_data() or recipe.calibration
+    calibration = None
+    if variant.mode in CALIBRATED_MODES and recipe.calibration is not None:
+        count = _calibration_count(recipe, variant)
+        calibration = f"{describe(recipe.calibration.source)}, {count or 'all'} samples"
+    elif variant.mode == "qat":
+        training = variant.training or recipe.calibration
+        calibration = f"{describe(training.source)}, {variant.epochs} epoch(s) of QAT"
+    return {
+        "preprocess": data.preprocess.model_dump(mode="json") if data else None,
+        "labels": (recipe.evaluation.class_names or class_names(recipe.evaluation.source)) if recipe.evaluation else None,
+        "calibration": calibration,
+    }
 
 
 def _tf_version() -> str:

@@ -156,8 +156,8 @@ def test_the_app_manifest_follows_its_schema_and_the_build(staged, fmnist_int8_t
     artifact = next(a for a in build["artifacts"] if a["file"] == Path(fmnist_int8_tflite).name)
     assert manifest["model"]["sha256"] == artifact["sha256"]
     assert manifest["model"]["mode"] == "int8"
-    assert manifest["preprocess"]["scale"] == build["recipe"]["preprocess"]["scale"]
-    assert manifest["provenance"]["recipe_sha256"] == build["recipe"]["sha256"]
+    assert manifest["preprocess"]["scale"] == artifact["provenance"]["preprocess"]["scale"]
+    assert manifest["provenance"]["recipe_sha256"] == artifact["provenance"]["recipe"]["sha256"]
     assert manifest["inputs"][0]["dtype"] == "int8" and manifest["inputs"][0]["shape"] == [1, 28, 28, 1]
     assert manifest["samples"]["shape"] == [N_SAMPLES, 28, 28, 1]
     assert manifest["samples"]["labels"] == staged["labels"].tolist()

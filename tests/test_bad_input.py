@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -107,7 +108,7 @@ def test_failed_build_leaves_earlier_artifacts_intact(tmp_path, capsys):
     out = tmp_path / "out"
     good = write(tmp_path, GOOD + f"output_dir: {out}\n")
     assert run(capsys, "build", good)[0] == 0
-    before = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in out.iterdir()}
+    before = snapshot(out)
     assert {"float32.tflite", "int8.tflite", "manifest.json", "report.json", "report.md"} <= set(before)
 
     x = np.zeros((20, 28, 28, 1), dtype=np.float32)
@@ -120,8 +121,15 @@ def test_failed_build_leaves_earlier_artifacts_intact(tmp_path, capsys):
     )
     code, err = run(capsys, "build", bad)
     assert code == 2 and "calibration sample 19" in err and "infinite" in err
-    after = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in out.iterdir()}
-    assert after == before  # same files, same bytes, no staging folder left behind
+    assert snapshot(out) == before  # same files, same bytes, no staging folder left behind
+
+
+def snapshot(out: Path) -> dict[str, str]:
+    """Every path under `out` (links not followed), with the SHA-256 of each file and the target of each link."""
+    return {
+        str(p.relative_to(out)): f"-> {os.readlink(p)}" if p.is_symlink() else hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(out.rglob("*")) if p.is_symlink() or p.is_file()
+    }
 
 
 def test_unknown_variant_on_the_command_line(tmp_path, capsys):

@@ -82,7 +82,14 @@ def test_manifest_traces_each_artifact_to_its_parent(fmnist_build):
     assert q_in["scale"][0] == pytest.approx(1 / 255, rel=0.01)  # calibrated on inputs in [0, 1]
     assert q_in["zero_point"] == [-128]
     assert by_name["float32"]["inputs"][0]["quantization"] is None
-    assert manifest["labels"][0] == "T-shirt/top" and len(manifest["labels"]) == 10  # for `edgequant push`
+    for entry in by_name.values():  # each artifact's own record, which push reads
+        provenance = entry["provenance"]
+        assert provenance["recipe"]["sha256"] == manifest["recipe"]["sha256"]
+        assert provenance["source_model"]["sha256"] == manifest["source_model"]["sha256"]
+        assert provenance["preprocess"]["scale"] == pytest.approx(1 / 255)
+        assert provenance["labels"][0] == "T-shirt/top" and len(provenance["labels"]) == 10
+    assert by_name["int8"]["provenance"]["calibration"] == "fashion-mnist/train, 500 samples"
+    assert by_name["float16"]["provenance"]["calibration"] is None
 
 
 def test_int8_runs_in_litert_and_agrees_with_float(fmnist_build, fmnist_test_set):

@@ -6,7 +6,6 @@ CI runs the suite from a fresh virtual environment without system site-packages 
 
 from __future__ import annotations
 
-import importlib
 import os
 import pkgutil
 import subprocess

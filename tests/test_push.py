@@ -11,6 +11,7 @@ import os
 import shutil
 import socket
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -232,3 +233,15 @@ def test_a_corrupted_push_is_caught_by_sha256(fmnist_int8_tflite, stand_in_phone
 
     local = hashlib.sha256(open(fmnist_int8_tflite, "rb").read()).hexdigest()[:12]
     assert err.endswith(f"differs from the local {local}… after adb push")
+
+
+def test_a_file_named_like_an_option_reaches_adb_as_a_path(fmnist_int8_tflite, stand_in_phone, tmp_path, monkeypatch, capsys):
+    work = tmp_path / "work"
+    work.mkdir()
+    shutil.copy(fmnist_int8_tflite, work / "-x.tflite")
+    monkeypatch.chdir(work)
+    assert main(["push", "./-x.tflite"]) == 0, capsys.readouterr().err  # Path("./-x.tflite") prints as "-x.tflite"
+    calls = [json.loads(line) for line in (stand_in_phone / "adb-calls.jsonl").read_text().splitlines()]
+    pushed = [c[3] for c in calls if c[2:3] == ["push"]]
+    assert pushed[0] == str(work / "-x.tflite")
+    assert all(Path(p).is_absolute() for p in pushed)

@@ -414,6 +414,7 @@ def test_interrupted_fine_tune_resumes_after_its_last_epoch(tmp_path):
     progress = RecordingProgress()
     result = build_recipe(recipe, progress=progress)
     assert any("resuming after epoch 1" in m for m in progress.logs), progress.logs
+    assert any("1 epoch(s) of 1024 samples trained (resumed after epoch 1 of 2)" in m for m in progress.logs), progress.logs
     assert [t["description"] for t in progress.tasks if "epoch" in t["description"]] == [
         "fine-tune qat (qat): epoch 2/2"]
     assert_full_integer(result.path("qat").read_bytes())

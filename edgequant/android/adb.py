@@ -97,11 +97,12 @@ class Adb:
                 raise ValueError(f"refusing to pass {arg!r} through adb shell")  # a bug here, not user input
         return self._adb("shell", *args, timeout=timeout, what=f"adb shell {args[0]}", check=check)
 
+    # Local paths go to adb absolute: a relative one such as `-x.tflite` would be read as an option.
     def push(self, local: Path, remote: str, *, timeout: float = 600) -> None:
-        self._adb("push", str(local), remote, timeout=timeout, what=f"adb push {local.name}")
+        self._adb("push", str(Path(local).absolute()), remote, timeout=timeout, what=f"adb push {local.name}")
 
     def pull(self, remote: str, local: Path, *, timeout: float = 120) -> None:
-        self._adb("pull", remote, str(local), timeout=timeout, what=f"adb pull {remote}")
+        self._adb("pull", remote, str(Path(local).absolute()), timeout=timeout, what=f"adb pull {remote}")
 
     def exists(self, remote: str) -> bool:
         return self.shell("ls", remote, check=False).returncode == 0

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgequant.android.device_paths import MODEL_FILE
+from edgequant.artifacts import MANIFEST, with_provenance
 from edgequant.errors import InputError, ModelFileError
 
 FORMAT = "edgequant-app-manifest"
@@ -109,9 +110,11 @@ class BuildInfo:
 def read_build_manifest(tflite: Path) -> BuildInfo | None:
     """The entry for `tflite` in the `manifest.json` beside it, or None when there is no such file.
 
+    What it says about the artifact (preprocessing, labels, hashes) comes from the artifact's own
+    provenance, which a later partial rebuild of other variants leaves as it was.
     Raises ModelFileError when the manifest exists but does not list the file, or lists another SHA-256.
     """
-    path = tflite.parent / "manifest.json"
+    path = tflite.parent / MANIFEST
     if not path.is_file():
         return None
     try:
@@ -122,9 +125,12 @@ def read_build_manifest(tflite: Path) -> BuildInfo | None:
     entry = next((a for a in artifacts if isinstance(a, dict) and Path(str(a.get("file", ""))).name == tflite.name), None)
     if entry is None:
         raise ModelFileError(f"{path}: lists no artifact with file {tflite.name!r}")
-    recipe = data.get("recipe") or {}
-    preprocess = recipe.get("preprocess")
-    labels = entry.get("labels") or data.get("labels") or ()  # class names, when the build records them
+    provenance = with_provenance(entry, data).get("provenance")
+    if not isinstance(provenance, dict):
+        raise ModelFileError(f"{path}: artifact {tflite.name!r} has no provenance, so its preprocessing is unknown; rebuild it")
+    recipe = provenance.get("recipe") or {}
+    preprocess = provenance.get("preprocess")
+    labels = provenance.get("labels") or ()  # class names, when the build records them
     return BuildInfo(
         manifest_path=path,
         name=str(entry.get("name") or tflite.stem),
@@ -132,7 +138,7 @@ def read_build_manifest(tflite: Path) -> BuildInfo | None:
         sha256=str(entry.get("sha256") or ""),
         preprocess=AppPreprocess.from_recipe(preprocess, str(path)) if isinstance(preprocess, dict) else None,
         labels=tuple(str(v) for v in labels) if isinstance(labels, list) else (),
-        source_model_sha256=(data.get("source_model") or {}).get("sha256"),
+        source_model_sha256=(provenance.get("source_model") or {}).get("sha256"),
         recipe_sha256=recipe.get("sha256"),
     )
 

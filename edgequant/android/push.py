@@ -84,7 +84,7 @@ def write_app_files(
     from edgequant.android.samples import write_samples
     from edgequant.tflite_file import read_tflite
 
-    tflite = Path(tflite)
+    tflite = Path(tflite).resolve()  # one build's folder: a build committed meanwhile cannot mix in
     model = read_tflite(tflite)
     build = read_build_manifest(tflite)
     if build is not None and build.sha256 and build.sha256 != model.sha256:

@@ -117,9 +117,13 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         print(f"edgequant: error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except (KeyboardInterrupt, typer.Abort):
-        print("edgequant: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    except (KeyboardInterrupt, typer.Abort) as exc:  # SIGINT, or interrupts.Terminated for SIGTERM
+        from edgequant.interrupts import handled
+
+        handled()
+        stop = exc.__cause__ if isinstance(exc, typer.Abort) and exc.__cause__ else exc
+        print(f"edgequant: {str(stop) or 'interrupted'}", file=sys.stderr)
+        return getattr(stop, "exit_code", EXIT_INTERRUPTED)
     except typer.Exit as exc:
         return exc.exit_code
     except SystemExit as exc:

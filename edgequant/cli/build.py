@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from edgequant.cli.recipe_cmd import TrustCodeOpt
 from edgequant.cli.recipe_cmd import TrustCodeOpt
 from edgequant.errors import EXIT_GATE_FAILED
 
@@ -20,34 +20,48 @@ def build(
     registry: Annotated[Optional[str], typer.Option("--registry", help="log and register the build in this MLflow store, e.g. sqlite:///mlruns.db")] = None,
     no_devices: Annotated[bool, typer.Option("--no-devices", help="skip the simulated devices (their latency gates fail as not measured)")] = False,
     no_bench: Annotated[bool, typer.Option("--no-bench", help="skip the host benchmark (its latency gates fail as not measured)")] = False,
+    wait: Annotated[bool, typer.Option("--wait", help="if another build is writing the output directory, wait for it")] = False,
 ) -> None:
     """Build every variant of RECIPE: convert, evaluate, benchmark, check gates, write artifacts and report.
 
     For quick iterations, --no-devices and --no-bench skip the slow latency stages; the report says so, and
     a latency gate on what was skipped fails as "not measured", so a quick build never passes it.
 
-    Exit codes: 0 success, 1 a gate failed, 2 bad input, 3 a build step failed, 4 an internal error.
+    Exit codes: 0 success, 1 a gate failed, 2 bad input, 3 a build step failed, 4 an internal error,
+    130 interrupted, 143 terminated.
     """
     run_build(recipe, output_dir=output_dir, only=variant or None, trust_code=trust_code, registry=registry,
-              devices=not no_devices, host_benchmark=not no_bench)
+              devices=not no_devices, host_benchmark=not no_bench, wait=wait)
 
 
 def run_build(recipe, **options):
-    """Build a recipe (file or Recipe) with a progress display, print the summary; exit 1 naming each failed gate."""
-    from edgequant.pipeline import build_recipe
-    from edgequant.cli.progress import RichProgress
+    """Build a recipe (file or Recipe) with a progress display, print the summary; exit 1 naming each failed gate.
 
-    with RichProgress() as progress:
-        result = build_recipe(recipe, progress=progress, **options)
-    from edgequant.cli.render import print_build_summary
+    SIGINT and SIGTERM stop the build before its commit and never after it (edgequant.interrupts); the
+    KeyboardInterrupt they raise reaches the CLI's entry point, which exits 130 or 143.
+    """
+    from edgequant.interrupts import stop_on_signals
 
-    print_build_summary(result)
-    for warning in result.report.warnings:
-        typer.echo(f"edgequant: warning: {warning}", err=True)
-    for r in result.registered:
-        typer.echo(f"registered {r.name} version {r.version}" + (" (candidate)" if r.candidate else ""))
-    if not result.passed:
+    with stop_on_signals(ignore_after_commit=_is_the_edgequant_process()):  # a signal after the commit undoes nothing
+        from edgequant.cli.progress import RichProgress
+        from edgequant.cli.render import print_build_summary
+        from edgequant.pipeline import build_recipe  # imports TensorFlow: seconds that Ctrl-C may land in
+
+        with RichProgress() as progress:
+            result = build_recipe(recipe, progress=progress, **options)
+        print_build_summary(result)
+        for warning in result.report.warnings:
+            typer.echo(f"edgequant: warning: {warning}", err=True)
+        for r in result.registered:
+            typer.echo(f"registered {r.name} version {r.version}" + (" (candidate)" if r.candidate else ""))
         for gate in result.failed_gates:
             typer.echo(f"edgequant: gate failed: {gate}", err=True)
+    if not result.passed:
         raise typer.Exit(EXIT_GATE_FAILED)
     return result
+
+
+def _is_the_edgequant_process() -> bool:
+    """True when this command is the process (console script, `python -m edgequant`), which exits after it;
+    False when `edgequant.cli.main` is called from other code, whose signal handlers must come back."""
+    return getattr(sys.modules.get("__main__"), "__package__", None) == "edgequant" or Path(sys.argv[0]).name == "edgequant"

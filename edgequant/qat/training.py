@@ -31,8 +31,13 @@ class FineTuneResult:
     loss: float | None  # mean training loss of the last epoch run here
     accuracy: float | None
 
+    @property
+    def epochs_trained(self) -> int:
+        """Epochs run by this call: a resumed fine-tune counts only those after its checkpoint."""
+        return self.epochs - self.resumed_after_epoch
+
     def to_dict(self) -> dict:
-        return asdict(self)
+        return dict(asdict(self), epochs_trained=self.epochs_trained)
 
 
 def compile_for_qat(model, *, optimizer: str = "adam", learning_rate: float = 1e-4,

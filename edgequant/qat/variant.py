@@ -43,7 +43,8 @@ def build_qat_variant(recipe, variant, exported, progress: Progress) -> bytes:
     )
     if result.loss is not None:
         accuracy = f", accuracy {result.accuracy:.4f}" if result.accuracy is not None else ""
-        progress.log(f"{label}: {result.epochs} epoch(s) of {result.samples_per_epoch} samples, "
+        resumed = f" (resumed after epoch {result.resumed_after_epoch} of {result.epochs})" if result.resumed_after_epoch else ""
+        progress.log(f"{label}: {result.epochs_trained} epoch(s) of {result.samples_per_epoch} samples trained{resumed}, "
                      f"last-epoch training loss {result.loss:.4f}{accuracy}")
     with progress.task(f"convert {variant.name} (qat)") as task:
         tflite = export(model, variant.input_type, variant.output_type,

@@ -79,10 +79,21 @@ def _no_aslr_prefix() -> list[str]:
     return prefix if ok else []
 
 
+@lru_cache(maxsize=1)
+def _die_with_parent_prefix() -> list[str]:
+    """`setpriv --pdeathsig KILL`: qemu ends with the process that started it, even one killed by SIGKILL.
+
+    (SIGINT and SIGTERM need no help: `subprocess.run` kills its child when the build is interrupted.)
+    Empty where util-linux's setpriv is missing.
+    """
+    setpriv = shutil.which("setpriv")
+    return [setpriv, "--pdeathsig", "KILL", "--"] if setpriv else []
+
+
 def guest_command(env: ArmEnvironment, view: Path, qemu_cpu: str, args: list[str], *,
                   counts_file: Path | None) -> tuple[list[str], dict]:
     """The argument list and environment that run the guest's python3 under qemu-aarch64."""
-    cmd = _no_aslr_prefix() + [str(env.qemu), "-cpu", qemu_cpu, "-seed", "1", "-L", str(view)]
+    cmd = _die_with_parent_prefix() + _no_aslr_prefix() + [str(env.qemu), "-cpu", qemu_cpu, "-seed", "1", "-L", str(view)]
     if counts_file is not None:
         if "," in str(env.plugin) or "," in str(counts_file):
             raise InputError(f"{counts_file}: qemu plugin paths cannot contain ','")
