@@ -48,7 +48,7 @@ def model_graphs(model, feed: Callable[[np.ndarray], np.ndarray] = lambda x: x) 
             if len(producers) != 1:
                 continue
             tensor = graph.layers[producers[0]].output
-            inner = keras.Model(model.inputs, tensor) if tensor is not model.inputs[0] else None
+            inner = keras.Model(model.inputs[0], tensor) if tensor is not model.inputs[0] else None
             graphs += model_graphs(layer, _chain(feed, inner))
     return graphs
 
@@ -71,7 +71,7 @@ def layer_outputs(graphs: list[LayerGraph], names: dict[int, list[str]], samples
     for index, wanted in names.items():
         graph = graphs[index]
         tensors = [graph.layers[n].output for n in wanted if n != MODEL_INPUT]
-        probes[index] = (wanted, keras.Model(graph.model.inputs, tensors))
+        probes[index] = (wanted, keras.Model(graph.model.inputs[0], tensors))
     for start in range(0, len(samples), batch):
         x = samples[start:start + batch]
         out = {}

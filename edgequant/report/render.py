@@ -107,6 +107,31 @@ def markdown(report: Report, plot_names: list[str]) -> str:
     return "\n".join(lines)
 
 
+def _int8_fixes(v) -> list[str]:
+    f = v.int8_fixes
+    if f is None:
+        return []
+    verdict = "kept" if f.kept else "not kept (plain int8 did as well): the artifact is plain int8"
+    lines = [f"### `{v.name}`: all-integer fixes", "",
+             f"Asked for: {', '.join(f.requested)}; {verdict}. Decided on {f.decided_on}: agreement with float32 "
+             f"{_pct(f.plain['agreement'])} plain, {_pct(f.fixed['agreement'])} fixed; output MSE "
+             f"{f.plain['mse']:.3g} plain, {f.fixed['mse']:.3g} fixed.", ""]
+    if f.float_check:
+        lines.append(f"- equalization: {len(f.equalized_pairs)} layer pairs; float outputs moved by at most "
+                     f"{f.float_check['max_abs_change']:.3g} on the calibration data (tolerance "
+                     f"{f.float_check['tolerance']:.3g})")
+    if f.bias_shift:
+        lines.append(f"- bias correction: {int(f.bias_shift['layers'])} layers, largest correction "
+                     f"{f.bias_shift['max_correction']:.3g}")
+    if f.range_changes is not None:
+        lines.append(f"- activation ranges: {f.range_changes} tensors clipped")
+    if f.layer_errors_plain:
+        lines += ["", "Per-layer error of plain int8, before the fixes (RMSE in steps, worst first): "
+                  + ", ".join(f"`{e.layer}` {e.rmse_steps:.2f}" for e in f.layer_errors_plain[:5])
+                  + ". The table below is after them."]
+    return lines + [""]
+
+
 def _variant_details(v) -> list[str]:
     lines: list[str] = []
     if v.gates:
@@ -144,6 +169,7 @@ def _variant_details(v) -> list[str]:
                     f" {_kib(s.size_bytes)} | {s.size_delta_bytes / 1024:+,.1f} KiB | {ms} | {dms} |"
                 )
             lines.append("")
+    lines += _int8_fixes(v)
     if v.layer_errors:
         lines += [
             f"### `{v.name}`: per-layer quantization error",
