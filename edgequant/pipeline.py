@@ -246,7 +246,11 @@ class _Stages:
 
         with self._context(variant):
             started = time.perf_counter()
-            analysis = self._analysis(variant)
+            fixed = None
+            if variant.int8_fixes:  # all-integer fixes first: the search starts from the fixed model
+                plain = convert_variant(self.exported.saved_model_dir, variant, self._representative(variant))
+                fixed = self._fix_int8(variant, plain)
+            analysis = self._analysis(variant, fixed if fixed and fixed.report.kept else None)
 
             def judge(candidate: bytes, subset: bool):
                 limit = SENSITIVITY_SAMPLES if subset else None
@@ -265,7 +269,8 @@ class _Stages:
                 label=variant.name,
             )
             seconds = time.perf_counter() - started
-            return _Built(variant, data, _artifact(variant, data, seconds), analysis.layer_errors(), mixed)
+            return _Built(variant, data, _artifact(variant, data, seconds), analysis.layer_errors(), mixed,
+                          fixed.report if fixed else None)
 
     @contextmanager
     def _context(self, variant):
