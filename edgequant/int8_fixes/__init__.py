@@ -26,7 +26,6 @@ from edgequant.errors import BuildError, InputError
 from edgequant.report.schema import Int8FixesReport
 
 FIT_SAMPLES = 256  # calibration samples the weight transforms measure activations on (held in memory)
-BIAS_SAMPLES = 64  # of those, the ones bias correction runs once per corrected layer
 FLOAT_RTOL = 1e-4  # equalization may move a float output by at most this times the largest output, plus ATOL
 FLOAT_ATOL = 1e-5
 
@@ -106,7 +105,7 @@ def _transformed(model, samples: np.ndarray, variant, details: dict):
         from edgequant.int8_fixes.bias_correction import correct_biases
 
         corrected = _predict(copy, samples)
-        corrections = correct_biases(copy, samples[:BIAS_SAMPLES], variant.per_channel)
+        corrections = correct_biases(copy, samples, variant.per_channel)
         details["bias_shift"] = {
             "layers": float(len(corrections)),
             "max_correction": max((c.max_shift for c in corrections), default=0.0),

@@ -1,14 +1,11 @@
 """Empirical bias correction (Nagel et al., ICCV 2019, section 4.2), on a Keras 3 model's weights.
 
 Rounding a layer's weights to int8 adds an error whose mean over the data is not zero:
-a per-channel shift of the layer's output that the layers after it do not expect, and
-that grows as it passes through the network's nonlinearities. It is measured before
-quantizing: a copy of the model gets its weights rounded as the converter will round them
-(symmetric int8 in [-127, 127], one scale per output channel or per tensor, BatchNorm
-folded in). Layer by layer, in graph order, the copy's mean output per channel on the
-calibration data is compared with the float model's, and the difference is subtracted
-from that layer's bias (or its BatchNorm's beta) in both, so each layer is corrected for
-its own rounding and for what the layers before it still shift.
+E[(Q(W) - W) x] is a per-channel shift of the layer's output that the layers after it
+do not expect. It is known before quantizing: quantize the weights as the converter will
+(symmetric int8, [-127, 127], one scale per output channel or per tensor, BatchNorm folded
+in), run the layer with the rounding error as its kernel on its float inputs from the
+calibration data, and subtract the mean from the layer's bias (or its BatchNorm's beta).
 
 This deliberately moves the float function by the expected rounding error, so it is
 reported, not held to equivalence: the float model's outputs change by about what int8's
@@ -22,7 +19,7 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 
-from edgequant.int8_fixes.graph import layer_outputs, linear_kind, model_graphs
+from edgequant.int8_fixes.graph import MODEL_INPUT, layer_outputs, linear_kind, model_graphs
 
 WEIGHT_LEVELS = 127  # TFLite int8 weights are symmetric in [-127, 127]
 
@@ -38,57 +35,42 @@ class Correction:
 
 def correct_biases(model, samples: np.ndarray, per_channel: bool) -> list[Correction]:
     """Correct `model`'s biases in place for the weight rounding int8 will do; returns the corrections."""
-    rounded = keras.models.clone_model(model, recursive=True)
-    rounded.set_weights(model.get_weights())
-    graphs, rounded_graphs = model_graphs(model), model_graphs(rounded)
-    targets = list(_in_order(model, graphs))
-    for index, name, bn in targets:
-        graph = rounded_graphs[index]
-        layer = graph.layers[name]
-        layer.kernel.assign(_rounded_kernel(layer, graph.layers[bn] if bn else None, per_channel))
-    probes: dict[int, list[str]] = {}
-    for index, name, bn in targets:
-        probes.setdefault(index, []).append(bn or name)
-    float_means = _means(layer_outputs(graphs, probes, samples))
+    graphs = model_graphs(model)
+    targets = []  # (graph index, layer, where the bias lives, input name)
+    for index, graph in enumerate(graphs):
+        for name, layer in graph.layers.items():
+            kind = linear_kind(layer)
+            if kind is None:
+                continue
+            bn = _following_bn(graph, name)
+            if bn is None and layer.bias is None:
+                continue  # nowhere to put a correction
+            producers = graph.producers.get(name, [])
+            if len(producers) > 1:
+                continue
+            targets.append((index, layer, bn, producers[0] if producers else MODEL_INPUT))
+    names: dict[int, list[str]] = {}
+    for index, _, _, source in targets:
+        names.setdefault(index, [])
+        if source not in names[index]:
+            names[index].append(source)
+    errors = {id(layer): _rounding_error(layer, bn, per_channel) for _, layer, bn, _ in targets}
+    sums = {id(layer): 0.0 for _, layer, _, _ in targets}
+    count = 0
+    for batch in layer_outputs(graphs, names, samples):
+        for index, layer, _, source in targets:
+            y = np.asarray(_apply(layer, batch[(index, source)], errors[id(layer)]))
+            sums[id(layer)] = sums[id(layer)] + y.reshape(-1, y.shape[-1]).mean(axis=0) * len(y)
+        count += len(next(iter(batch.values())))
     corrections = []
-    for index, name, bn in targets:
-        probe = (index, bn or name)
-        shift = _means(layer_outputs(rounded_graphs, {index: [probe[1]]}, samples))[probe] - float_means[probe]
-        for g in (graphs[index], rounded_graphs[index]):
-            holder, attr = (g.layers[bn], "beta") if bn else (g.layers[name], "bias")
-            variable = getattr(holder, attr)
-            variable.assign(np.asarray(variable) - shift.astype(np.float32))
-        corrections.append(Correction(name, float(np.abs(shift).max())))
-    return corrections
-
-
-def _in_order(model, graphs):
-    """(graph index, layer, its BatchNorm or None) for every correctable layer, in the order data reaches them."""
-    index = next(i for i, g in enumerate(graphs) if g.model is model)
-    graph = graphs[index]
-    for layer in model.layers:
-        if isinstance(layer, keras.Model):
-            yield from _in_order(layer, graphs)
-            continue
-        if linear_kind(layer) is None:
-            continue
-        bn = _following_bn(graph, layer.name)
+    for _, layer, bn, _ in targets:
+        shift = sums[id(layer)] / count  # in the units of the folded output (after BatchNorm)
         if bn is not None:
-            yield index, layer.name, bn.name
-        elif layer.bias is not None:
-            yield index, layer.name, None
-
-
-def _means(batches) -> dict:
-    """Per (graph, layer) key, the mean of each channel over every sample and position."""
-    sums: dict = {}
-    counts: dict = {}
-    for batch in batches:
-        for key, y in batch.items():
-            flat = y.reshape(-1, y.shape[-1])
-            sums[key] = sums.get(key, 0.0) + flat.sum(axis=0, dtype=np.float64)
-            counts[key] = counts.get(key, 0) + len(flat)
-    return {key: total / counts[key] for key, total in sums.items()}
+            bn.beta.assign(np.asarray(bn.beta) - shift.astype(np.float32))
+        else:
+            layer.bias.assign(np.asarray(layer.bias) - shift.astype(np.float32))
+        corrections.append(Correction(layer.name, float(np.abs(shift).max())))
+    return corrections
 
 
 def _following_bn(graph, name: str):
@@ -100,23 +82,32 @@ def _following_bn(graph, name: str):
     return None
 
 
-def _rounded_kernel(layer, bn, per_channel: bool) -> np.ndarray:
-    """The layer's kernel after int8 rounding of the folded kernel (BatchNorm's scale unfolded again)."""
+def _rounding_error(layer, bn, per_channel: bool) -> np.ndarray:
+    """Q(W) - W for the folded kernel, as the kernel of the folded layer (output units after BatchNorm)."""
     kernel = np.asarray(layer.kernel, dtype=np.float64)
     depthwise = linear_kind(layer) == "depthwise"
-    factor = 1.0
     if bn is not None:
         gamma = np.asarray(bn.gamma) if bn.gamma is not None else 1.0
         factor = gamma / np.sqrt(np.asarray(bn.moving_variance) + bn.epsilon)
-        factor = np.where(factor != 0, factor, 1.0)
-        factor = factor[:, None] if depthwise else factor
-    folded = kernel * factor
-    per_out = np.moveaxis(folded, 2, -1) if depthwise else folded  # output channel last
-    channels = per_out.shape[-1]
+        kernel = kernel * (factor[:, None] if depthwise else factor)
+    channels = kernel.shape[2] if depthwise else kernel.shape[-1]
+    per_out = np.moveaxis(kernel, 2, -1) if depthwise else kernel  # output channel last
     if per_channel:
         scale = np.abs(per_out.reshape(-1, channels)).max(axis=0) / WEIGHT_LEVELS
     else:
-        scale = np.full(channels, np.abs(folded).max() / WEIGHT_LEVELS)
+        scale = np.full(channels, np.abs(kernel).max() / WEIGHT_LEVELS)
     scale = np.where(scale > 0, scale, 1.0)
     rounded = np.clip(np.round(per_out / scale), -WEIGHT_LEVELS, WEIGHT_LEVELS) * scale
-    return ((np.moveaxis(rounded, -1, 2) if depthwise else rounded) / factor).astype(np.float32)
+    error = rounded - per_out
+    return (np.moveaxis(error, -1, 2) if depthwise else error).astype(np.float32)
+
+
+def _apply(layer, x: np.ndarray, kernel: np.ndarray):
+    """The layer's linear part with `kernel`, no bias and no activation."""
+    kind = linear_kind(layer)
+    if kind == "dense":
+        return x.reshape(-1, x.shape[-1]) @ kernel
+    if kind == "depthwise":
+        return keras.ops.depthwise_conv(x, kernel, strides=layer.strides, padding=layer.padding,
+                                        data_format=layer.data_format, dilation_rate=layer.dilation_rate)
+    return layer.convolution_op(x, kernel)

@@ -13,6 +13,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 
+MODEL_INPUT = ""  # the name `layer_outputs` gives a (sub)model's own input
+
+
 @dataclass
 class LayerGraph:
     """One (sub)model: its layers by name, each one's producers and consumers (layer names)."""
@@ -58,21 +61,25 @@ def _chain(feed, inner):
 
 def layer_outputs(graphs: list[LayerGraph], names: dict[int, list[str]], samples: np.ndarray, batch: int = 16
                   ) -> Iterator[dict[tuple[int, str], np.ndarray]]:
-    """Per batch of `samples`, the output of each named layer ({graph index: [layer names]})."""
+    """Per batch of `samples`, the output of each named layer ({graph index: [layer names]}).
+
+    Under the name MODEL_INPUT, the input of each graph's model.
+    """
     import keras
 
     probes = {}
     for index, wanted in names.items():
         graph = graphs[index]
-        tensors = [graph.layers[n].output for n in wanted]
+        tensors = [graph.layers[n].output for n in wanted if n != MODEL_INPUT]
         probes[index] = (wanted, keras.Model(graph.model.inputs[0], tensors))
     for start in range(0, len(samples), batch):
         x = samples[start:start + batch]
         out = {}
         for index, (wanted, probe) in probes.items():
-            values = probe(graphs[index].feed(x), training=False)
-            values = values if isinstance(values, (list, tuple)) else [values]
-            out.update({(index, n): np.asarray(v) for n, v in zip(wanted, values)})
+            fed = graphs[index].feed(x)
+            values = probe(fed, training=False)
+            values = iter(values if isinstance(values, (list, tuple)) else [values])
+            out.update({(index, n): np.asarray(fed if n == MODEL_INPUT else next(values)) for n in wanted})
         yield out
 
 
