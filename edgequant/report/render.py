@@ -111,7 +111,7 @@ def _int8_fixes(v) -> list[str]:
     f = v.int8_fixes
     if f is None:
         return []
-    verdict = "kept" if f.kept else "not kept (plain int8 did as well): the artifact is plain int8"
+    verdict = "kept" if f.kept else "not kept (no better than plain int8 on that data): the artifact is plain int8"
     lines = [f"### `{v.name}`: all-integer fixes", "",
              f"Asked for: {', '.join(f.requested)}; {verdict}. Decided on {f.decided_on}: agreement with float32 "
              f"{_pct(f.plain['agreement'])} plain, {_pct(f.fixed['agreement'])} fixed; output MSE "
