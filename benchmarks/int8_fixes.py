@@ -9,7 +9,8 @@
 - depthwise_separable: recipes/depthwise_separable (no BatchNorm), top-1 on the 10,000 test images.
 
 Each model is one `edgequant build`: every .tflite is estimated once per device (an estimate from
-instruction counts on emulated cores, with the profile's calibration error). MCT's post-training
+instruction counts on emulated cores, with the profile's calibration error; "±?" where the profile has
+too few published figures to measure one, as pixel4's). MCT's post-training
 quantization is not run: see MCT_NOTE.
 """
 
@@ -86,7 +87,7 @@ def run(name: str, out: Path) -> list[str]:
         cells = [name, v.name, f"{value * 100:.2f}% {metric}", f"{v.size_bytes / 1024:.1f}"]
         for device in ("rpi4", "pixel4"):
             e = est.get(device)
-            err = f" ±{e.calibration_error_percent:.0f}%" if e and e.calibration_error_percent is not None else ""
+            err = f" ±{e.calibration_error_percent:.0f}%" if e and e.calibration_error_percent is not None else " (±?)"
             cells.append(f"{e.ms:.2f}{err}" if e else "-")
         rows.append("| " + " | ".join([*cells, note]) + " |")
     return rows
