@@ -39,7 +39,9 @@ def quantize(
 ) -> bytes | tuple[bytes, Any]:
     """Convert a Keras model (in memory, Keras 3 or tf_keras, or a model file path) to .tflite bytes.
 
-    `mode` and `options` are a recipe variant's (e.g. `per_channel=False`, `input_type="uint8"`).
+    `mode` and `options` are a recipe variant's (e.g. `per_channel=False`, `input_type="uint8"`, and for int8
+    the all-integer fixes `equalize=True`, `bias_correction=True`, `ranges="mse"`: the result is plain int8
+    when the fixes do not improve it on the calibration data).
     `calibration` (int8, int16x8) is a DataSpec, an array of preprocessed samples stacked on
     axis 0, an iterable of samples, or a function returning a fresh iterable.
 
@@ -76,7 +78,15 @@ def quantize(
         else:
             exported = export_keras_model(model, Path(work), input_shape=input_shape)
         representative = _representative(calibration, exported.input) if variant.mode in CALIBRATED_MODES else None
-        return convert_variant(exported.saved_model_dir, variant, representative)
+        data = convert_variant(exported.saved_model_dir, variant, representative)
+        if variant.mode == "int8" and variant.int8_fixes:
+            from edgequant.int8_fixes import build_fixed_int8
+            from edgequant.recipe.schema import Float32Variant
+
+            reference = convert_variant(exported.saved_model_dir, Float32Variant(name="float32"))
+            data = build_fixed_int8(exported, variant, representative, plain=data, reference=reference,
+                                    work_dir=Path(work)).data
+        return data
 
 
 def _representative(calibration: Calibration, model_input: InputSpec) -> Callable[[], Iterator[np.ndarray]]:

@@ -86,6 +86,33 @@ def convert(converter, label: str) -> bytes:
         raise BuildError(f"{label}: conversion failed: {text[-1] if text else type(exc).__name__}") from None
 
 
+def calibrate_only(saved_model_dir: Path, variant, representative: RepresentativeData) -> bytes:
+    """The float model with each activation's calibrated min/max recorded: the converter's first int8 step.
+
+    TF exposes the split only through a private flag, the one its QuantizationDebugger sets.
+    """
+    converter = make_converter(saved_model_dir)
+    configure(converter, variant, representative)
+    converter._experimental_calibrate_only = True
+    return convert(converter, f"variant {variant.name!r} ({variant.mode}): calibration")
+
+
+def quantize_calibrated(calibrated: bytes, variant) -> bytes:
+    """The converter's second int8 step on a calibrated model: what `convert()` runs after calibration."""
+    import tensorflow as tf
+    from tensorflow.lite.python import convert as tf_convert
+
+    io_types = {"float32": tf.float32, "int8": tf.int8, "uint8": tf.uint8}
+    try:
+        return bytes(tf_convert.mlir_quantize(
+            calibrated, disable_per_channel=not variant.per_channel,
+            input_data_type=io_types[variant.input_type], output_data_type=io_types[variant.output_type],
+        ))
+    except Exception as exc:
+        text = str(exc).strip().splitlines()
+        raise BuildError(f"variant {variant.name!r}: quantization failed: {text[-1] if text else exc}") from None
+
+
 def convert_variant(saved_model_dir: Path, variant, representative: RepresentativeData | None = None) -> bytes:
     converter = make_converter(saved_model_dir)
     configure(converter, variant, representative)

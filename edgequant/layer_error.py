@@ -22,7 +22,7 @@ import csv
 import io
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -69,7 +69,9 @@ class QuantizationAnalysis:
         variant,
         representative: RepresentativeData,
         debug_samples: Sequence[np.ndarray],
+        edit_calibration: Callable[[bytes], bytes] | None = None,
     ):
+        """`edit_calibration` rewrites the calibrated model (its recorded ranges) before every quantization."""
         import tensorflow as tf
 
         self.input_type, self.output_type = variant.input_type, variant.output_type
@@ -92,6 +94,9 @@ class QuantizationAnalysis:
                 )
             except (ValueError, RuntimeError) as exc:
                 raise BuildError(f"variant {variant.name!r}: quantization analysis failed: {exc}") from None
+            if edit_calibration is not None:
+                self._debugger.calibrated_model = edit_calibration(self._debugger.calibrated_model)
+                self._debugger.options = self._options((), ())  # quantizes again from the edited ranges
         self._layers: list[LayerError] | None = None
         self._plain = None
 

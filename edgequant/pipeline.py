@@ -36,6 +36,7 @@ from edgequant.report.render import plural, render_report
 from edgequant.report.schema import (
     EvaluationReport,
     GateReport,
+    Int8FixesReport,
     LatencyReport,
     LayerErrorReport,
     MixedPrecisionReport,
@@ -76,6 +77,7 @@ class _Built:
     artifact: Artifact
     layer_errors: list = field(default_factory=list)
     mixed: MixedPrecisionReport | None = None
+    fixes: Int8FixesReport | None = None
 
 
 @dataclass
@@ -227,7 +229,8 @@ class _Stages:
 
         return samples
 
-    def _analysis(self, variant):
+    def _analysis(self, variant, fixed=None):
+        """The per-layer analysis of `variant`, on the model its int8 fixes made when `fixed` is given."""
         from edgequant.layer_error import QuantizationAnalysis
 
         spec = self.eval_spec or self.recipe.calibration
@@ -235,8 +238,10 @@ class _Stages:
         if self.reported_samples is not None:  # the layer errors choose candidates: keep them off reported data
             samples = (s for s in samples if not self.reported_samples(s.index))
         debug = [s.x for s in islice(samples, DEBUG_SAMPLES)]
-        with self.progress.task(f"analyse layers of {variant.name}") as task:
-            analysis = QuantizationAnalysis(self.exported.saved_model_dir, variant, self._representative(variant), debug)
+        saved_model = fixed.saved_model_dir if fixed else self.exported.saved_model_dir
+        edit = fixed.edit_calibration if fixed else None
+        with self.progress.task(f"analyse layers of {variant.name}{' (fixed)' if fixed else ''}") as task:
+            analysis = QuantizationAnalysis(saved_model, variant, self._representative(variant), debug, edit)
             analysis.layer_errors()
             task.advance()
         if analysis.on_twin:
@@ -250,16 +255,23 @@ class _Stages:
     def build_variant(self, variant) -> _Built:
         with self._context(variant):
             started = time.perf_counter()
-            layer_errors, mixed = [], None
+            layer_errors, mixed, fixed = [], None, None
             if variant.mode == "float32" and self._reference is not None:
                 data = self._reference
             elif variant.mode in CALIBRATED_MODES:
                 count = _calibration_count(self.recipe, variant)
                 with self.progress.task(f"calibrate + convert {variant.name} ({variant.mode})", total=count) as task:
                     data = convert_variant(self.exported.saved_model_dir, variant, self._representative(variant, task))
+                fixed = self._fix_int8(variant, data) if variant.mode == "int8" and variant.int8_fixes else None
+                data = fixed.data if fixed else data
                 if variant.mode == "int8" and (variant.analyse_layers or variant.mixed_precision):
                     analysis = self._analysis(variant)
                     layer_errors = analysis.layer_errors()
+                    if fixed:
+                        fixed.report.layer_errors_plain = _layer_error_reports(layer_errors)
+                        if fixed.report.kept:
+                            analysis = self._analysis(variant, fixed)
+                            layer_errors = analysis.layer_errors()
                     if variant.mixed_precision:
                         data = analysis.quantized_model(variant.float_layers, variant.float_ops)
                         mixed = MixedPrecisionReport(
@@ -275,7 +287,17 @@ class _Stages:
                     task.advance()
             if variant.mode == "float32" and self._reference is None:
                 self._reference = data
-            return _Built(variant, data, _artifact(variant, data, time.perf_counter() - started), layer_errors, mixed)
+            return _Built(variant, data, _artifact(variant, data, time.perf_counter() - started), layer_errors, mixed,
+                          fixed.report if fixed else None)
+
+    def _fix_int8(self, variant, plain: bytes):
+        from edgequant.int8_fixes import build_fixed_int8, requested
+
+        with self.progress.task(f"int8 fixes for {variant.name}: {', '.join(requested(variant))}") as task:
+            fixed = build_fixed_int8(self.exported, variant, self._representative(variant), plain=plain,
+                                     reference=self.reference_model(), work_dir=self.work_dir)
+            task.advance()
+        return fixed
 
     def build_auto_float(self, variant) -> _Built:
         from edgequant.mixed_precision import (
@@ -287,7 +309,11 @@ class _Stages:
 
         with self._context(variant):
             started = time.perf_counter()
-            analysis = self._analysis(variant)
+            fixed = None
+            if variant.int8_fixes:  # all-integer fixes first: the search starts from the fixed model
+                plain = convert_variant(self.exported.saved_model_dir, variant, self._representative(variant))
+                fixed = self._fix_int8(variant, plain)
+            analysis = self._analysis(variant, fixed if fixed and fixed.report.kept else None)
 
             def judge(candidate: bytes):
                 results = self._evaluate({"candidate": candidate}, limit=2 * SELECTION_SAMPLES, keep=in_selection)
@@ -307,7 +333,8 @@ class _Stages:
             if not mixed.searched_to_pass:
                 self.progress.log(f"{variant.name}: float_layers: auto: {mixed.outcome}")
             seconds = time.perf_counter() - started
-            return _Built(variant, data, _artifact(variant, data, seconds), analysis.layer_errors(), mixed)
+            return _Built(variant, data, _artifact(variant, data, seconds), analysis.layer_errors(), mixed,
+                          fixed.report if fixed else None)
 
     @contextmanager
     def _context(self, variant):
@@ -533,6 +560,10 @@ def _artifact(variant, data: bytes, seconds: float) -> Artifact:
     )
 
 
+def _layer_error_reports(errors) -> list[LayerErrorReport]:
+    return [LayerErrorReport(**{k: v for k, v in e.to_dict().items() if k != "tensor"}) for e in errors]
+
+
 def _evaluation_report(e: Evaluation, reference: Evaluation | None) -> EvaluationReport:
     drop = None
     if reference is not None and e.top1 is not None and reference.top1 is not None:
@@ -566,9 +597,9 @@ def _assemble_report(recipe, recipe_path, exported, built, evaluations, latencie
                 evaluation=_evaluation_report(evaluation, reference_eval) if evaluation else None,
                 latency=lat,
                 gates=[GateReport(**{k: v for k, v in g.to_dict().items() if k != "variant"}) for g in gates],
-                layer_errors=[LayerErrorReport(**{k: v for k, v in e.to_dict().items() if k != "tensor"})
-                              for e in b.layer_errors],
+                layer_errors=_layer_error_reports(b.layer_errors),
                 mixed_precision=b.mixed,
+                int8_fixes=b.fixes,
                 speed_explanation=explanations.get(name),
                 arm_parity=stages.parity.get(name, []),
             )

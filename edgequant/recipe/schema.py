@@ -243,10 +243,25 @@ class Int8Variant(_VariantBase):
     analyse_layers: bool = Field(
         True, description="report each layer's int8 error (calibrates a second time: turn off for big models)"
     )
+    equalize: bool = Field(
+        False, description="cross-layer equalization of the float model's weights before quantizing (Keras 3 models)"
+    )
+    bias_correction: bool = Field(
+        False, description="correct each layer's bias for the mean error of its int8 weights (Keras 3 models)"
+    )
+    ranges: Literal["minmax", "percentile", "mse"] = Field(
+        "minmax", description="activation ranges: calibrated min/max, a percentile of the values, or MSE-optimal"
+    )
+    percentile: float = Field(99.99, gt=50, le=100, description="with ranges: percentile, the percentile kept")
 
     @property
     def mixed_precision(self) -> bool:
         return bool(self.float_layers) or bool(self.float_ops)
+
+    @property
+    def int8_fixes(self) -> bool:
+        """Whether any all-integer fix (equalize, bias_correction, ranges) is asked for."""
+        return self.equalize or self.bias_correction or self.ranges != "minmax"
 
 
 class Int16x8Variant(_VariantBase):

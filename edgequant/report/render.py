@@ -209,6 +209,31 @@ def _layer_rmse(e) -> str:
     return f"{e.rmse_steps:.3f}" if math.isfinite(e.rmse_steps) else "not finite (see the plot)"
 
 
+def _int8_fixes(v) -> list[str]:
+    f = v.int8_fixes
+    if f is None:
+        return []
+    verdict = "kept" if f.kept else "not kept (no better than plain int8 on that data): the artifact is plain int8"
+    lines = [f"### `{v.name}`: all-integer fixes", "",
+             f"Asked for: {', '.join(f.requested)}; {verdict}. Decided on {f.decided_on}: agreement with float32 "
+             f"{_pct(f.plain['agreement'])} plain, {_pct(f.fixed['agreement'])} fixed; output MSE "
+             f"{f.plain['mse']:.3g} plain, {f.fixed['mse']:.3g} fixed.", ""]
+    if f.float_check:
+        lines.append(f"- equalization: {len(f.equalized_pairs)} layer pairs; float outputs moved by at most "
+                     f"{f.float_check['max_abs_change']:.3g} on the calibration data (tolerance "
+                     f"{f.float_check['tolerance']:.3g})")
+    if f.bias_shift:
+        lines.append(f"- bias correction: {int(f.bias_shift['layers'])} layers, largest correction "
+                     f"{f.bias_shift['max_correction']:.3g}")
+    if f.range_changes is not None:
+        lines.append(f"- activation ranges: {f.range_changes} tensors clipped")
+    if f.layer_errors_plain:
+        lines += ["", "Per-layer error of plain int8, before the fixes (RMSE in steps, worst first): "
+                  + ", ".join(f"`{e.layer}` {e.rmse_steps:.2f}" for e in f.layer_errors_plain[:5])
+                  + ". The table below is after them."]
+    return lines + [""]
+
+
 def _variant_details(v) -> list[str]:
     lines: list[str] = []
     if v.gates:
@@ -223,6 +248,7 @@ def _variant_details(v) -> list[str]:
         from edgequant.mixed_precision import render_markdown
 
         lines += render_markdown(v.name, v.mixed_precision)
+    lines += _int8_fixes(v)
     if v.layer_errors:
         lines += [
             f"### `{v.name}`: per-layer quantization error",

@@ -113,6 +113,25 @@ class MixedPrecisionReport(_Model):
     skipped_layers: dict[str, str] = Field({}, description="automatic mode: candidate layers not tried, and why")
 
 
+class Int8FixesReport(_Model):
+    """All-integer fixes of an int8 variant: what was applied, the float check, and whether they were kept."""
+
+    requested: list[str] = Field(..., description="equalize, bias_correction, ranges:<method>")
+    kept: bool = Field(..., description="false when the fixes did not beat plain int8 and the artifact is plain int8")
+    decided_on: str = Field(..., description="the data the keep-or-not decision was measured on")
+    plain: dict[str, float] = Field(..., description="plain int8 against float32 on that data: agreement, mse")
+    fixed: dict[str, float] = Field(..., description="the fixed int8 against float32 on that data")
+    float_check: dict[str, float] | None = Field(
+        None, description="equalization: max |float output change| on the calibration data, and its tolerance"
+    )
+    bias_shift: dict[str, float] | None = Field(
+        None, description="bias correction: layers corrected, largest correction, float output change it made"
+    )
+    equalized_pairs: list[dict[str, Any]] = []
+    range_changes: int | None = Field(None, description="activation tensors whose range was clipped")
+    layer_errors_plain: list[LayerErrorReport] = Field([], description="per-layer error of plain int8 (before)")
+
+
 class VariantReport(_Model):
     name: str
     mode: str
@@ -128,6 +147,7 @@ class VariantReport(_Model):
     gates: list[GateReport] = []
     layer_errors: list[LayerErrorReport] = []
     mixed_precision: MixedPrecisionReport | None = None
+    int8_fixes: Int8FixesReport | None = None
     speed_explanation: dict[str, Any] | None = None
     arm_parity: list[dict[str, Any]] = []
 
