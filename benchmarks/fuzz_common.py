@@ -22,26 +22,34 @@ class Finding(Exception):
     """An input that made the command end in an undocumented way."""
 
 
-def _command_built_once() -> None:
+_built: list = []  # the click command tree, built once per process
+
+
+@contextlib.contextmanager
+def _command_built_once():
     """Typer builds the click command tree on every call (240 ms here); build it once, as a shell's
-    many invocations would each build it for themselves. The rest of `main` runs as it is."""
+    many invocations would each build it for themselves. The rest of `main` runs as it is, and
+    `cli.app` is given back afterwards, so other code in the process (the test suite) sees the real app."""
     import typer
 
     from edgequant import cli
 
-    if not isinstance(cli.app, typer.Typer):
-        return
-    command = typer.main.get_command(cli.app)
-    cli.app = lambda args, standalone_mode: command.main(args=args, standalone_mode=standalone_mode,
-                                                         prog_name="edgequant")
+    if not _built:
+        _built.append(typer.main.get_command(cli.app))
+    app, cli.app = cli.app, lambda args, standalone_mode: _built[0].main(
+        args=args, standalone_mode=standalone_mode, prog_name="edgequant")
+    try:
+        yield
+    finally:
+        cli.app = app
 
 
 def run_cli(argv: list[str]) -> int:
     """Exit code of `edgequant ARGV`, with its output swallowed; exceptions propagate."""
     from edgequant.cli import main
 
-    _command_built_once()
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()) as err:
+    with _command_built_once(), contextlib.redirect_stdout(io.StringIO()), \
+            contextlib.redirect_stderr(io.StringIO()) as err:
         code = main(argv)
     if code not in ACCEPTED:
         raise Finding(f"exit code {code}: {err.getvalue().strip()[-300:]}")

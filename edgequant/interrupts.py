@@ -36,6 +36,15 @@ class Terminated(KeyboardInterrupt):
     exit_code = EXIT_TERMINATED
 
 
+class Interrupted(Exception):
+    """A signal stopped a command. Not a KeyboardInterrupt: typer turns those into a bare exit code 130,
+    losing SIGTERM's 143 and the message, while this reaches the CLI's entry point as it is."""
+
+    def __init__(self, stop: KeyboardInterrupt):
+        super().__init__(str(stop) or "interrupted")
+        self.exit_code = getattr(stop, "exit_code", 128 + signal.SIGINT)
+
+
 class _State:
     depth = 0  # nesting of stop_on_signals(): only the outermost one installs and restores handlers
     received: list[int] = []

@@ -42,11 +42,14 @@ class OnnxRunner:
     def __init__(self, model: bytes, threads: int = 1):
         self.session = _session(model, threads)
         self._input = self.session.get_inputs()[0].name
+        names = [o.name for o in self.session.get_outputs()]
+        # Like BatchRunner: the output measured is the first by name, and the evaluation says which.
+        self.output, self.outputs = sorted(names)[0], len(names)
         self.seconds = 0.0
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         started = time.perf_counter()
-        y = self.session.run(None, {self._input: x.astype(np.float32)})[0]
+        y = self.session.run([self.output], {self._input: x.astype(np.float32)})[0]
         self.seconds += time.perf_counter() - started
         return y
 

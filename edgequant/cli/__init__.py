@@ -17,6 +17,7 @@ from edgequant.cli import bench, build, inspect_cmd, quick, recipe_cmd, report_c
 from edgequant.cli import push as push_cmd
 from edgequant.cli import registry_cmd
 from edgequant.cli import devices as devices_cmd
+from edgequant.interrupts import Interrupted, handled
 from edgequant.native_log import open_run_log
 from edgequant.errors import EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED, EdgequantError
 
@@ -106,6 +107,14 @@ def _internal_error(exc: BaseException) -> int:
     return EXIT_INTERNAL
 
 
+def _interrupted(stop: BaseException) -> int:
+    """SIGINT (exit 130) or SIGTERM (143): one line. Commands that clean up raise `Interrupted`; a bare
+    KeyboardInterrupt typer already turns into exit 130, so it only gets here outside a command."""
+    handled()
+    print(f"edgequant: {str(stop) or 'interrupted'}", file=sys.stderr)
+    return getattr(stop, "exit_code", EXIT_INTERRUPTED)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: runs the app and turns every error into one line and a documented exit code."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -117,13 +126,8 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         print(f"edgequant: error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except (KeyboardInterrupt, typer.Abort) as exc:  # SIGINT, or interrupts.Terminated for SIGTERM
-        from edgequant.interrupts import handled
-
-        handled()
-        stop = exc.__cause__ if isinstance(exc, typer.Abort) and exc.__cause__ else exc
-        print(f"edgequant: {str(stop) or 'interrupted'}", file=sys.stderr)
-        return getattr(stop, "exit_code", EXIT_INTERRUPTED)
+    except (Interrupted, KeyboardInterrupt, typer.Abort) as exc:
+        return _interrupted(exc)
     except typer.Exit as exc:
         return exc.exit_code
     except SystemExit as exc:
@@ -136,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
         if debug:
             traceback.print_exc()
         return _internal_error(exc)
+    if code == EXIT_INTERRUPTED:  # typer's own translation of a KeyboardInterrupt, with no word said
+        print("edgequant: interrupted", file=sys.stderr)
     return code if isinstance(code, int) else 0
 
 

@@ -38,24 +38,27 @@ def run_build(recipe, **options):
     """Build a recipe (file or Recipe) with a progress display, print the summary; exit 1 naming each failed gate.
 
     SIGINT and SIGTERM stop the build before its commit and never after it (edgequant.interrupts); the
-    KeyboardInterrupt they raise reaches the CLI's entry point, which exits 130 or 143.
+    CLI's entry point then exits 130 or 143.
     """
-    from edgequant.interrupts import stop_on_signals
+    from edgequant.interrupts import Interrupted, stop_on_signals
 
-    with stop_on_signals(ignore_after_commit=_is_the_edgequant_process()):  # a signal after the commit undoes nothing
-        from edgequant.cli.progress import RichProgress
-        from edgequant.cli.render import print_build_summary
-        from edgequant.pipeline import build_recipe  # imports TensorFlow: seconds that Ctrl-C may land in
+    try:
+        with stop_on_signals(ignore_after_commit=_is_the_edgequant_process()):  # a signal after the commit undoes nothing
+            from edgequant.cli.progress import RichProgress
+            from edgequant.cli.render import print_build_summary
+            from edgequant.pipeline import build_recipe  # imports TensorFlow: seconds that Ctrl-C may land in
 
-        with RichProgress() as progress:
-            result = build_recipe(recipe, progress=progress, **options)
-        print_build_summary(result)
-        for warning in result.report.warnings:
-            typer.echo(f"edgequant: warning: {warning}", err=True)
-        for r in result.registered:
-            typer.echo(f"registered {r.name} version {r.version}" + (" (candidate)" if r.candidate else ""))
-        for gate in result.failed_gates:
-            typer.echo(f"edgequant: gate failed: {gate}", err=True)
+            with RichProgress() as progress:
+                result = build_recipe(recipe, progress=progress, **options)
+            print_build_summary(result)
+            for warning in result.report.warnings:
+                typer.echo(f"edgequant: warning: {warning}", err=True)
+            for r in result.registered:
+                typer.echo(f"registered {r.name} version {r.version}" + (" (candidate)" if r.candidate else ""))
+            for gate in result.failed_gates:
+                typer.echo(f"edgequant: gate failed: {gate}", err=True)
+    except KeyboardInterrupt as exc:  # SIGINT, or interrupts.Terminated for SIGTERM
+        raise Interrupted(exc) from None
     if not result.passed:
         raise typer.Exit(EXIT_GATE_FAILED)
     return result
