@@ -39,7 +39,9 @@ def build_preprocess(*models: Path) -> tuple[dict, Path] | None:
         entry = entries.get(Path(m).name)
         if entry is None or entry.get("sha256") != file_sha256(Path(m)):
             return None
-        preprocess.append(entry.get("preprocess") or (manifest.get("recipe") or {}).get("preprocess"))
+        # manifest version 2 keeps each artifact's own provenance; version 1 had one recipe-wide preprocess
+        preprocess.append((entry.get("provenance") or {}).get("preprocess")
+                          or (manifest.get("recipe") or {}).get("preprocess"))
     if preprocess[0] is None or any(p != preprocess[0] for p in preprocess):
         return None
     return preprocess[0], manifest_path

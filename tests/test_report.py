@@ -322,7 +322,8 @@ def test_a_float32_variant_is_the_reference_itself(tmp_path):
     assert report.variant("small").evaluation.accuracy_drop_points == pytest.approx(
         (ref.top1 - report.variant("small").evaluation.top1) * 100)
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
-    assert manifest["labels"][0] == "tee" and manifest["labels"][-1] == "boot"  # evaluation.class_names
+    labels = [a["provenance"]["labels"] for a in manifest["artifacts"]]  # evaluation.class_names, per artifact
+    assert all(x[0] == "tee" and x[-1] == "boot" for x in labels) and len(labels) == 2
     assert "Reference: the float32 variant `ref`." in (tmp_path / "out" / "report.md").read_text()
 
 
