@@ -358,10 +358,13 @@ def test_estimate_is_deterministic_and_labelled(arm_env, tiny_cnn):
     first = estimate_latency(tiny_cnn["int8"], "rpi4", threads=2)
     second = estimate_latency(tiny_cnn["int8"], "rpi4", threads=2)
     assert first.to_dict() == second.to_dict()
-    # counting again from scratch gives the very same instructions (no cache involved)
+    # counting again from scratch gives the same instructions to within a few: the window between the
+    # two markers also holds a few Python bytecodes, whose paths can vary by a handful of instructions
+    # with heap layout (CI counted 592,001 and 592,004 on one model)
     a = run_on_device(tiny_cnn["int8"], "rpi4", env=arm_env, attribute_kernels=False)
     b = run_on_device(tiny_cnn["int8"], "rpi4", env=arm_env, attribute_kernels=False)
-    assert a.instructions_per_invoke == b.instructions_per_invoke == first.instructions_per_invoke
+    for n in (a.instructions_per_invoke, b.instructions_per_invoke):
+        assert n == pytest.approx(first.instructions_per_invoke, rel=1e-4)
     d = first.to_dict()
     assert d["kind"] == "estimate" and d["label"].startswith("estimate for LiteRT + XNNPACK (")
     assert d["kernels"] == "xnnpack" and d["precision"] == "int8"
