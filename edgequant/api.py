@@ -20,6 +20,7 @@ from edgequant.data.stream import InputSpec, check_sample, iter_samples
 from edgequant.errors import DataError, InputError
 from edgequant.native_log import native_log_to_file
 from edgequant.recipe.schema import CALIBRATED_MODES, DataSpec, Recipe, Variant
+from edgequant.scratch import scratch_prefix
 
 Calibration = DataSpec | np.ndarray | Iterable[np.ndarray] | Callable[[], Iterable[np.ndarray]]
 
@@ -72,7 +73,7 @@ def quantize(
             data, result = build_variant_with_report(model, variant, calibration=calibration, evaluation=evaluation,
                                                      devices=devices, input_shape=input_shape, output_dir=output_dir)
         return (data, result.report) if report else data
-    with native_log_to_file(), tempfile.TemporaryDirectory(prefix="edgequant-") as work:
+    with native_log_to_file(), tempfile.TemporaryDirectory(prefix=scratch_prefix("api")) as work:
         if isinstance(model, (str, Path)):
             exported = export_model(Path(model), Path(work), input_shape, trust_code=trust_code)
         else:
@@ -121,4 +122,4 @@ def fetch(model: str | Path, dest: str | Path | None = None, *, registry: str | 
 
     if not is_reference(model):
         return Path(model)
-    return resolve(str(model), Path(dest) if dest is not None else Path(tempfile.mkdtemp(prefix="edgequant-")), registry)
+    return resolve(str(model), Path(dest) if dest is not None else Path(tempfile.mkdtemp(prefix=scratch_prefix("registry"))), registry)

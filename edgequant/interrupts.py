@@ -26,6 +26,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from edgequant.scratch import scratch_prefix
+
 EXIT_TERMINATED = 128 + signal.SIGTERM  # 143, the shell's convention for "ended by SIGTERM"
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -143,9 +145,9 @@ def commit_point() -> Iterator[None]:
 
 
 @contextmanager
-def temporary_dir(prefix: str) -> Iterator[Path]:
+def temporary_dir(kind: str) -> Iterator[Path]:
     """A temporary folder removed at the end, even when a second signal arrives during the removal."""
-    path = Path(tempfile.mkdtemp(prefix=prefix))
+    path = Path(tempfile.mkdtemp(prefix=scratch_prefix(kind)))
     try:
         yield path
     finally:

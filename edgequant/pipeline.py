@@ -137,7 +137,7 @@ def build_recipe(
     declared = check_recipe(recipe, recipe_path=recipe_path, trust_code=trust_code, output_dir=out)
     calibrated = recipe.calibration is not None and any(v.mode in CALIBRATED_MODES for v in variants)
 
-    with stop_on_signals(), temporary_dir("edgequant-") as work, Staging(out, wait=wait) as staging:
+    with stop_on_signals(), temporary_dir("build") as work, Staging(out, wait=wait) as staging:
         if calibrated and declared is not None:  # the model file declares its input: check before the export
             with _field_context(recipe_path, ["calibration"]):
                 _check_calibration(recipe, declared, progress)

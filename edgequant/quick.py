@@ -307,8 +307,9 @@ def build_variant_with_report(
     import tempfile
 
     from edgequant.pipeline import build_recipe
+    from edgequant.scratch import scratch_prefix
 
-    with tempfile.TemporaryDirectory(prefix="edgequant-quick-") as work:
+    with tempfile.TemporaryDirectory(prefix=scratch_prefix("quick")) as work:
         work = Path(work)
         recipe = Recipe(
             name="model",

@@ -191,8 +191,8 @@ def _named_case(old: Old, fault: str) -> tuple:
 
 def _kill_chain(old: Old) -> list[tuple]:
     out, rows = old.copy("sigkill-chain"), []
+    tmp = old.root / "tmp" / "sigkill-chain"  # one TMPDIR for the chain: what a kill leaves there, the next run sweeps
     for point in KILLS:
-        tmp = old.root / "tmp" / f"sigkill-{point}"
         code, _ = finish(start(old.recipes[NEW_SAMPLES], out, tmp, fault=f"{point}:sigkill"))
         assert code == -signal.SIGKILL
         result = "new" if point == "switched" else "old"
@@ -201,12 +201,13 @@ def _kill_chain(old: Old) -> list[tuple]:
         else:
             assert consistent(out) == old.hashes[NEW_SAMPLES], point
         rows.append((f"{point}:sigkill", code, result, f"left for the next build: {leftovers(out, tmp)}"))
-    tmp = old.root / "tmp" / "after-kills"
+    killed_scratch = sorted(p.name for p in tmp.glob("edgequant-build-*"))
+    assert killed_scratch, "a SIGKILLed build cannot remove its own temporary folder"
     code, err = finish(start(old.recipes[THIRD_SAMPLES], out, tmp))
     assert code == 0, err
     assert consistent(out) == old.hashes[THIRD_SAMPLES]
-    # everything the killed builds left in the output directory is gone (their own /tmp folders are not ours to judge)
-    assert not [x for x in leftovers(out, tmp) if not x.startswith("edgequant-")]
+    # everything the killed builds left, in the output directory and in TMPDIR, is gone
+    assert not leftovers(out, tmp), (killed_scratch, leftovers(out, tmp))
     rows.append(("normal build after the kills", code, "new", "nothing left over"))
     return rows
 

@@ -40,6 +40,7 @@ from edgequant.android.device_paths import (
 )
 from edgequant.api import fetch
 from edgequant.errors import BuildError, InputError, ModelFileError, ToolMissingError
+from edgequant.scratch import scratch_prefix
 
 DELEGATES = ("cpu", "gpu", "nnapi")
 DEFAULT_MAX_SAMPLES = 200
@@ -221,7 +222,7 @@ def push_model(
 
     `tflite` may be a registry reference, models:/NAME@ALIAS, fetched from the MLflow store `registry`.
     """
-    with tempfile.TemporaryDirectory(prefix="edgequant-push-") as tmp:
+    with tempfile.TemporaryDirectory(prefix=scratch_prefix("push")) as tmp:
         tflite = fetch(tflite, Path(tmp) / "registry", registry=registry)
         if not tflite.is_file():
             raise ModelFileError(f"{tflite}: no such .tflite file")
@@ -284,7 +285,7 @@ def run_app(adb: Adb, options: RunOptions, manifest: dict, status: Callable[[str
     status(f"running on {adb.serial}: {options.delegate}, {options.threads} thread(s), {options.warmup} warm-up + {options.runs} timed runs")
     adb.shell("am", "start", "-S", "-n", ACTIVITY, *options.intent_extras(run_id), timeout=60)
     deadline = time.monotonic() + options.timeout_s
-    with tempfile.TemporaryDirectory(prefix="edgequant-result-") as tmp:
+    with tempfile.TemporaryDirectory(prefix=scratch_prefix("result")) as tmp:
         local = Path(tmp) / RESULT_FILE
         while True:
             if adb.exists(remote):

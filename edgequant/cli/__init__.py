@@ -19,6 +19,7 @@ from edgequant.cli import registry_cmd
 from edgequant.cli import devices as devices_cmd
 from edgequant.interrupts import Interrupted, handled
 from edgequant.native_log import open_run_log
+from edgequant.scratch import sweep_orphans
 from edgequant.errors import EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED, EdgequantError
 
 app = typer.Typer(
@@ -146,8 +147,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def console_main() -> int:
-    """The `edgequant` console script: `main` with TensorFlow's native log noise kept off the terminal."""
+    """The `edgequant` console script: `main` with TensorFlow's native log noise kept off the terminal,
+    after removing what killed runs left in the temporary directory."""
     _divert_native_stderr()
+    sweep_orphans()
     return main()
 
 

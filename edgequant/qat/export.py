@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from edgequant.convert import configure, convert, make_converter
 from edgequant.errors import BuildError, InputError
 from edgequant.recipe.schema import QatVariant
+from edgequant.scratch import scratch_prefix
 from edgequant.tflite_file import TFLiteModel, read_tflite
 
 # Tensor types an integer operator may use: int8 activations and weights, int32 biases and shapes.
@@ -48,7 +49,7 @@ def export(
     except ValidationError as exc:
         field = ".".join(str(p) for p in exc.errors()[0]["loc"])
         raise InputError(f"{field}: {exc.errors()[0]['msg']}") from None
-    with tempfile.TemporaryDirectory(prefix="edgequant-qat-") as work:
+    with tempfile.TemporaryDirectory(prefix=scratch_prefix("qat")) as work:
         saved_model = _save_serving(qat_model, Path(work) / "saved_model", input_shape)
         converter = make_converter(saved_model)
         configure(converter, variant, None)
