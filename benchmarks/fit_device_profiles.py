@@ -42,6 +42,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
 
 from edgequant.devices import latency_model  # noqa: E402
 from edgequant.devices.core_timings import PRICED  # noqa: E402
@@ -59,6 +60,8 @@ MODELS = {
     "inception_v3": ("InceptionV3", {}, 299),
     "nasnet_mobile": ("NASNetMobile", {}, 224),
     "inception_resnet_v2": ("InceptionResNetV2", {}, 299),
+    # not in keras.applications: built from its definition by benchmarks/efficientnet_lite.py
+    "efficientnet_lite0": ("efficientnet_lite", {}, 224),
 }
 PRECISIONS = ("fp32", "int8")
 FAMILIES = ("xnnpack", "builtin")
@@ -96,7 +99,12 @@ def build_model(name: str, precision: str) -> Path:
 
     ctor, kwargs, side = MODELS[name]
     tf.keras.utils.set_random_seed(0)
-    model = getattr(tf.keras.applications, ctor)(input_shape=(side, side, 3), weights=None, **kwargs)
+    if ctor == "efficientnet_lite":
+        import efficientnet_lite
+
+        model = efficientnet_lite.build(name, side)
+    else:
+        model = getattr(tf.keras.applications, ctor)(input_shape=(side, side, 3), weights=None, **kwargs)
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     if precision == "int8":
         rng = np.random.default_rng(0)
@@ -114,6 +122,11 @@ def build_model(name: str, precision: str) -> Path:
     return path
 
 
+# A row whose absolute figure cannot be compared (whole-pipeline time, threads not stated) but whose
+# int8/fp32 ratio to a row of the same source, device and model can.
+RATIO_ONLY = "ratio only"
+
+
 def read_rows(csv_path: Path) -> list[dict]:
     """Calibration rows with the profile, model, precision, threads and kernels they are tagged with."""
     rows = []
@@ -124,7 +137,9 @@ def read_rows(csv_path: Path) -> list[dict]:
                 "precision": "int8" if r["precision"].lower().startswith("int8") else "fp32",
                 "threads": int(r["threads_n"]) if r["threads_n"] else None, "kernels": r["kernels"],
                 "os_bits": int(r["os_bits"]), "published_ms": float(r["latency_ms"]),
-                "skip": None if r["use"] == "fit" else r["use"].removeprefix("not estimated: "),
+                "skip": None if r["use"] == "fit" or r["use"].startswith(RATIO_ONLY) else r["use"].removeprefix(
+                    "not estimated: "),
+                "ratio_only": r["use"].startswith(RATIO_ONLY), "uncited": r["use"].startswith("uncited"),
                 "label": r["model"], "source": r["source_url_or_repo_path"],
             })
     return rows
@@ -195,7 +210,7 @@ def usable_rows(rows: list[dict], counts: dict) -> list[tuple[dict, latency_mode
     """The rows to fit, with their workloads; a row without counts yet is marked skipped."""
     out = []
     for r in rows:
-        if r["skip"]:
+        if r["skip"] or r["ratio_only"]:
             continue
         w = workload_for(r, counts)
         if w is None:
@@ -203,6 +218,40 @@ def usable_rows(rows: list[dict], counts: dict) -> list[tuple[dict, latency_mode
             continue
         out.append((r, w))
     return out
+
+
+# Threads assumed for a ratio-only pair that does not state them: one core's int8/fp32 ratio is
+# what the dot-product price sets (the fit prints the 4-thread ratio beside it, as a sensitivity).
+RATIO_THREADS = 1
+
+
+def ratio_pairs(rows: list[dict], counts: dict) -> list[tuple]:
+    """(fp32 row, its workload, int8 row, its workload) of the ratio-only rows with counts; one pair per
+    source, device and model."""
+    by: dict[tuple, dict] = {}
+    for r in rows:
+        if r["ratio_only"]:
+            by.setdefault((r["source"], r["profile"], r["model"]), {})[r["precision"]] = r
+    pairs = []
+    for pair in by.values():
+        if set(pair) != {"fp32", "int8"}:
+            raise SystemExit(f"ratio-only rows come in fp32/int8 pairs: line {next(iter(pair.values()))['line']}")
+        f, i = ({**pair[p], "threads": pair[p]["threads"] or RATIO_THREADS} for p in ("fp32", "int8"))
+        wf, wi = workload_for(f, counts), workload_for(i, counts)
+        if wf is None or wi is None:
+            for r in (pair["fp32"], pair["int8"]):
+                r["skip"] = "no instruction counts in device_counts.json (run `measure`)"
+            continue
+        pairs.append((f, wf, i, wi))
+    return pairs
+
+
+def ratio_log_error(pair: tuple, params: latency_model.CostParams) -> float:
+    """log of the estimated int8/fp32 ratio over the published one."""
+    import math
+
+    f, wf, i, wi = pair
+    return math.log(predict(i, wi, params) / predict(f, wf, params) * f["published_ms"] / i["published_ms"])
 
 
 def workload_for(row: dict, counts: dict) -> latency_model.Workload | None:
@@ -223,7 +272,7 @@ def unpack(x) -> latency_model.CostParams:
     return latency_model.CostParams(price, io, builtin, mem, float(x[-1]))
 
 
-def fit_params(data: list[tuple[dict, latency_model.Workload]]) -> latency_model.CostParams:
+def fit_params(data: list[tuple[dict, latency_model.Workload]], ratios: list[tuple] = ()) -> latency_model.CostParams:
     import numpy as np
     from scipy.optimize import least_squares
 
@@ -235,6 +284,7 @@ def fit_params(data: list[tuple[dict, latency_model.Workload]]) -> latency_model
     def residuals(x):
         p = unpack(x)
         res = [np.log(predict(r, w, p) / r["published_ms"]) for r, w in data]
+        res += [ratio_log_error(pair, p) for pair in ratios]
         res += [v / PRIOR_SIGMA[n] for n, v in zip(names, x)]
         res.append((x[-1] - CONTENTION_PRIOR[0]) / CONTENTION_PRIOR[1])
         return res
@@ -246,18 +296,23 @@ def predict(row: dict, workload: latency_model.Workload, params: latency_model.C
     return latency_model.estimate_ms(workload, load_profile(row["profile"]), row["threads"], params)
 
 
-def held_out(data, key) -> list[float]:
-    """log(estimate / published) of every row, each predicted by a fit without the rows sharing its key."""
+def held_out(data, ratios, key) -> tuple[list[float], list[float]]:
+    """log(estimate / published) of every row and log error of every ratio pair, each predicted by a fit
+    without the rows (and pairs) sharing its key."""
     import math
 
-    out = [0.0] * len(data)
-    for k in dict.fromkeys(key(r) for r, _ in data):
+    out, ratio_out = [0.0] * len(data), [0.0] * len(ratios)
+    for k in dict.fromkeys([key(r) for r, _ in data] + [key(pair[0]) for pair in ratios]):
         idx = [i for i, (r, _) in enumerate(data) if key(r) == k]
-        params = fit_params([d for i, d in enumerate(data) if i not in idx])
+        ridx = [j for j, pair in enumerate(ratios) if key(pair[0]) == k]
+        params = fit_params([d for i, d in enumerate(data) if i not in idx],
+                            [pair for j, pair in enumerate(ratios) if j not in ridx])
         for i in idx:
             r, w = data[i]
             out[i] = math.log(predict(r, w, params) / r["published_ms"])
-    return out
+        for j in ridx:
+            ratio_out[j] = ratio_log_error(ratios[j], params)
+    return out, ratio_out
 
 
 def group_keys(row: dict) -> list[str]:
@@ -292,9 +347,10 @@ def fit(args) -> None:
     counts = json.loads(COUNTS_FILE.read_text())
     rows = read_rows(Path(args.csv))
     data = usable_rows(rows, counts)
-    params = fit_params(data)
-    loo_row = held_out(data, key=lambda r: r["line"])
-    lodo = held_out(data, key=lambda r: r["profile"])
+    ratios = ratio_pairs(rows, counts)
+    params = fit_params(data, ratios)
+    loo_row, loo_ratio = held_out(data, ratios, key=lambda r: r["line"])
+    lodo, lodo_ratio = held_out(data, ratios, key=lambda r: r["profile"])
     covered = []
     for i, (r, _) in enumerate(data):  # each device's interval comes from the other devices' errors only
         table = interval_table(data, lodo, exclude_profile=r["profile"])
@@ -304,7 +360,8 @@ def fit(args) -> None:
                                                  params=trial)
         covered.append(low <= r["published_ms"] <= high)
     params = latency_model.CostParams(**{**params.to_dict(), "intervals": interval_table(data, lodo),
-                                         "source": f"fitted on {len(data)} rows of {args.csv_name}"})
+                                         "source": f"fitted on {len(data)} rows and {len(ratios)} int8/fp32 "
+                                                   f"ratio pairs of {args.csv_name}"})
 
     print("Shared parameters (all rows):")
     print("  price per class: " + ", ".join(f"{c} {v:.2f}" for c, v in params.price.items()))
@@ -318,8 +375,20 @@ def fit(args) -> None:
         print(f"{r['line']:>4d} {r['profile']:8s} {r['model'][:20]:20s} {r['precision']:4s} {r['kernels']:8s} "
               f"{r['threads']:>3d} {r['published_ms']:>9.1f} {pct[0]:>+7.1f}% {pct[1]:>+7.1f}% {pct[2]:>+7.1f}%  "
               f"{'covers' if covered[i] else 'MISSES':>17s}")
+    for j, (f, wf, i, wi) in enumerate(ratios):
+        est = predict(i, wi, params) / predict(f, wf, params)
+        four = [{**r, "threads": 4} for r in (f, i)]
+        est4 = predict(four[1], wi, params) / predict(four[0], wf, params)
+        print(f"{f['line']:>4d} {f['profile']:8s} {f['model'][:20]:20s} int8/fp32 ratio only ({RATIO_THREADS}t assumed): "
+              f"published {i['published_ms'] / f['published_ms']:.2f}, fit {est:.2f} (4t {est4:.2f}), "
+              f"LOO {math.expm1(loo_ratio[j]) * 100:+.1f}%, LODO {math.expm1(lodo_ratio[j]) * 100:+.1f}%")
     for r in rows:
-        if r["skip"]:
+        if r["uncited"]:
+            w = workload_for(r, counts)
+            est = f"estimate {predict(r, w, params):.1f} ms" if w else "no counts"
+            print(f"{r['line']:>4d} {r['profile']:8s} {r['model'][:20]:20s} {r['precision']:4s} {r['kernels']:8s} "
+                  f"{r['threads']:>3d} {r['published_ms']:>9.1f}  {est} (uncited, not used)")
+        elif r["skip"]:
             print(f"{r['line']:>4d} {(r['profile'] or '-'):8s} {r['label'][:20]:20s} not estimated: {r['skip']}")
 
     def by(label, key):
@@ -364,9 +433,7 @@ def print_tables(counts: dict, rows: list[dict], params) -> None:
     def published(profile, model, precision, kernels, threads):
         return next((r["published_ms"] for r in rows if r["profile"] == profile and r["model"] == model and
                      r["precision"] == precision and r["kernels"] == kernels and r["threads"] == threads and
-                     not (r["skip"] or "").startswith("32-bit") and r["os_bits"] == 64 or
-                     (r["profile"] == profile == "rpi3" and r["model"] == model and r["precision"] == precision
-                      and r["threads"] == threads and r["kernels"] == kernels)), None)
+                     not r["skip"] and not r["ratio_only"]), None)
 
     def ratio(a, b):
         return f"{a / b:.2f}x" if a and b else "-"
