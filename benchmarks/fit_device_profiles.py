@@ -320,14 +320,25 @@ def group_keys(row: dict) -> list[str]:
     return latency_model.interval_group(core, row["precision"], row["kernels"])
 
 
-def interval_table(data, log_errors, exclude_profile: str | None = None) -> dict:
+def interval_table(data, log_errors, ratios=(), ratio_errors=(), exclude_profile: str | None = None) -> dict:
+    """Interval bands by group from leave-one-device-out errors. int8 on dot-product cores has no absolute
+    row: its band is the fp32 rows' errors on those cores plus each left-out int8/fp32 ratio error, widened
+    for the number of ratio pairs (not for the fp32 rows)."""
     groups: dict[str, list[float]] = {}
     for (r, _), e in zip(data, log_errors):
         if r["profile"] == exclude_profile:
             continue
         for g in group_keys(r):
             groups.setdefault(g, []).append(e)
-    return {g: latency_model.interval_from_errors(v) for g, v in sorted(groups.items())}
+    table = {g: latency_model.interval_from_errors(v) for g, v in sorted(groups.items())}
+    for kernels in latency_model.KERNEL_FAMILIES:
+        ratio_errs = [e for pair, e in zip(ratios, ratio_errors)
+                      if pair[0]["profile"] != exclude_profile and pair[0]["kernels"] == kernels]
+        fp32 = groups.get(f"dot|fp32|{kernels}", [])
+        if f"dot|int8|{kernels}" not in groups and fp32 and ratio_errs:
+            table[f"dot|int8|{kernels}"] = latency_model.interval_from_errors(
+                [f + e for f in fp32 for e in ratio_errs], evidence=len(ratio_errs))
+    return table
 
 
 def summarize(errors_pct: list[float]) -> str:
@@ -353,13 +364,13 @@ def fit(args) -> None:
     lodo, lodo_ratio = held_out(data, ratios, key=lambda r: r["profile"])
     covered = []
     for i, (r, _) in enumerate(data):  # each device's interval comes from the other devices' errors only
-        table = interval_table(data, lodo, exclude_profile=r["profile"])
+        table = interval_table(data, lodo, ratios, lodo_ratio, exclude_profile=r["profile"])
         trial = latency_model.CostParams(**{**params.to_dict(), "intervals": table})
         est = math.exp(lodo[i]) * r["published_ms"]
         low, high, _ = latency_model.interval_ms(est, load_profile(r["profile"]).core, r["precision"], r["kernels"],
                                                  params=trial)
         covered.append(low <= r["published_ms"] <= high)
-    params = latency_model.CostParams(**{**params.to_dict(), "intervals": interval_table(data, lodo),
+    params = latency_model.CostParams(**{**params.to_dict(), "intervals": interval_table(data, lodo, ratios, lodo_ratio),
                                          "source": f"fitted on {len(data)} rows and {len(ratios)} int8/fp32 "
                                                    f"ratio pairs of {args.csv_name}"})
 
@@ -499,14 +510,19 @@ def write_cost(name: str, lodo_pct: list[float], rows: list[dict]) -> None:
 
     path = PROFILE_DIR / f"{name}.yaml"
     own = [r for r in rows if r["profile"] == name]
-    fitted = [r for r in own if not r["skip"]]
+    fitted = [r for r in own if not r["skip"] and not r["ratio_only"]]
     if fitted:
         source = (f"{len(fitted)} published rows in benchmarks/device_calibration.csv; "
                   f"{statistics.median(lodo_pct):.0f}% median error when left out of the fit")
     else:
         source = "no calibration rows of its own: estimated from its core's published timings and the shared fit"
-        if own:
-            source += f" ({len(own)} published rows of models edgequant cannot build offline)"
+    notes = [f"{n} {what}" for n, what in (
+        (sum(r["ratio_only"] and not r["skip"] for r in own) // 2, "int8/fp32 ratio pair(s) fitted"),
+        (sum(r["uncited"] for r in own), "uncited rows not used"),
+        (sum(bool(r["skip"]) and not r["uncited"] for r in own), "other rows not estimated: see the CSV's use column"),
+    ) if n]
+    if notes:
+        source += f" ({'; '.join(notes)})"
     lodo = f"{statistics.median(lodo_pct):.1f}" if lodo_pct else "null"
     block = (
         "cost:  # written by benchmarks/fit_device_profiles.py fit --write-profiles\n"
