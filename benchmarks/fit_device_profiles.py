@@ -62,6 +62,7 @@ MODELS = {
     "inception_resnet_v2": ("InceptionResNetV2", {}, 299),
     # not in keras.applications: built from its definition by benchmarks/efficientnet_lite.py
     "efficientnet_lite0": ("efficientnet_lite", {}, 224),
+    "efficientnet_lite2": ("efficientnet_lite", {}, 260),
 }
 PRECISIONS = ("fp32", "int8")
 FAMILIES = ("xnnpack", "builtin")
@@ -392,7 +393,9 @@ def fit(args) -> None:
         est4 = predict(four[1], wi, params) / predict(four[0], wf, params)
         print(f"{f['line']:>4d} {f['profile']:8s} {f['model'][:20]:20s} int8/fp32 ratio only ({RATIO_THREADS}t assumed): "
               f"published {i['published_ms'] / f['published_ms']:.2f}, fit {est:.2f} (4t {est4:.2f}), "
-              f"LOO {math.expm1(loo_ratio[j]) * 100:+.1f}%, LODO {math.expm1(lodo_ratio[j]) * 100:+.1f}%")
+              f"LOO {math.expm1(loo_ratio[j]) * 100:+.1f}%, LODO {math.expm1(lodo_ratio[j]) * 100:+.1f}%; "
+              f"absolute, not fitted: fp32 {predict(f, wf, params):.1f} ms, int8 {predict(i, wi, params):.1f} ms "
+              f"at {RATIO_THREADS}t against {f['published_ms']:.1f} and {i['published_ms']:.1f} ms (whole pipeline)")
     for r in rows:
         if r["uncited"]:
             w = workload_for(r, counts)
@@ -421,6 +424,9 @@ def fit(args) -> None:
     by("int8 on dot-product cores vs the rest",
        lambda r: "int8 dot-product" if r["precision"] == "int8" and
        latency_model.timings(load_profile(r["profile"]).core).dot_product else "the rest")
+    if ratios:
+        print(f"  {'int8/fp32 ratio pairs':22s} LOO-row  {summarize([math.expm1(e) * 100 for e in loo_ratio])}")
+        print(f"  {'(dot-product cores)':22s} LODO     {summarize([math.expm1(e) * 100 for e in lodo_ratio])}")
     print_tables(counts, rows, params)
 
     if args.write_profiles:
