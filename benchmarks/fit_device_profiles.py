@@ -14,7 +14,9 @@ benchmarks/device_counts.json. That file is kept in the repo, so `fit` needs
 neither the models nor qemu.
 
 `fit` reads benchmarks/device_calibration.csv (published figures, each tagged
-with its device profile, model, kernel family, threads and OS), fits the few
+with its device profile, model, kernel family, threads, OS and use: `fit`, `ratio
+only` for int8/fp32 pairs whose absolute times cannot be compared, `uncited, not
+used` for figures no reachable source has), fits the few
 parameters every device shares (latency_model.CostParams) and prints, for every
 row, the error of the full fit, of a fit without that row (leave-one-row-out)
 and of a fit without every row of that device (leave-one-device-out: how a
