@@ -429,7 +429,7 @@ def fit(args) -> None:
     if ratios:
         print(f"  {'int8/fp32 ratio pairs':22s} LOO-row  {summarize([math.expm1(e) * 100 for e in loo_ratio])}")
         print(f"  {'(dot-product cores)':22s} LODO     {summarize([math.expm1(e) * 100 for e in lodo_ratio])}")
-    print_tables(counts, rows, params)
+    print_tables(counts, rows, params, ratios)
 
     if args.write_profiles:
         latency_model.PARAMS_FILE.write_text(json.dumps(params.to_dict(), indent=1) + "\n")
@@ -442,7 +442,7 @@ def fit(args) -> None:
         print(f"\nwrote {latency_model.PARAMS_FILE} and the cost: block of the profiles in {PROFILE_DIR}")
 
 
-def print_tables(counts: dict, rows: list[dict], params) -> None:
+def print_tables(counts: dict, rows: list[dict], params, ratios: list[tuple]) -> None:
     """The README's tables: int8/fp32 and 1->4-thread speed-ups, builtin-kernel estimates."""
     def est(model, precision, profile, kernels, threads):
         row = {"model": model, "precision": precision, "profile": profile, "kernels": kernels, "threads": threads}
@@ -466,6 +466,10 @@ def print_tables(counts: dict, rows: list[dict], params) -> None:
             p = ratio(published(profile, model, "fp32", kernels, threads),
                       published(profile, model, "int8", kernels, threads))
             print(f"  {core:11s} {profile:7s} {kernels:8s} {threads}t {model:13s} estimated {e:>6s}  published {p:>6s}")
+    for f, wf, i, wi in ratios:
+        print(f"  {load_profile(f['profile']).core:11s} {f['profile']:7s} {f['kernels']:8s} {f['threads']}t "
+              f"{f['model']:18s} estimated {ratio(predict(f, wf, params), predict(i, wi, params)):>6s}  published "
+              f"{ratio(f['published_ms'], i['published_ms']):>6s}  (ratio-only pair, threads assumed)")
     for (profile, label, threads), by in published_pairs(rows, "precision").items():
         if {"fp32", "int8"} <= set(by):
             print(f"  {load_profile(profile).core:11s} {profile:7s} {threads}t {label[:40]:40s} published "
