@@ -14,7 +14,9 @@ benchmarks/device_counts.json. That file is kept in the repo, so `fit` needs
 neither the models nor qemu.
 
 `fit` reads benchmarks/device_calibration.csv (published figures, each tagged
-with its device profile, model, kernel family, threads and OS), fits the few
+with its device profile, model, kernel family, threads, OS and use: `fit`, `ratio
+only` for int8/fp32 pairs whose absolute times cannot be compared, `uncited, not
+used` for figures no reachable source has), fits the few
 parameters every device shares (latency_model.CostParams) and prints, for every
 row, the error of the full fit, of a fit without that row (leave-one-row-out)
 and of a fit without every row of that device (leave-one-device-out: how a
@@ -42,6 +44,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
 
 from edgequant.devices import latency_model  # noqa: E402
 from edgequant.devices.core_timings import PRICED  # noqa: E402
@@ -59,6 +62,9 @@ MODELS = {
     "inception_v3": ("InceptionV3", {}, 299),
     "nasnet_mobile": ("NASNetMobile", {}, 224),
     "inception_resnet_v2": ("InceptionResNetV2", {}, 299),
+    # not in keras.applications: built from its definition by benchmarks/efficientnet_lite.py
+    "efficientnet_lite0": ("efficientnet_lite", {}, 224),
+    "efficientnet_lite2": ("efficientnet_lite", {}, 260),
 }
 PRECISIONS = ("fp32", "int8")
 FAMILIES = ("xnnpack", "builtin")
@@ -96,7 +102,12 @@ def build_model(name: str, precision: str) -> Path:
 
     ctor, kwargs, side = MODELS[name]
     tf.keras.utils.set_random_seed(0)
-    model = getattr(tf.keras.applications, ctor)(input_shape=(side, side, 3), weights=None, **kwargs)
+    if ctor == "efficientnet_lite":
+        import efficientnet_lite
+
+        model = efficientnet_lite.build(name, side)
+    else:
+        model = getattr(tf.keras.applications, ctor)(input_shape=(side, side, 3), weights=None, **kwargs)
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     if precision == "int8":
         rng = np.random.default_rng(0)
@@ -114,6 +125,11 @@ def build_model(name: str, precision: str) -> Path:
     return path
 
 
+# A row whose absolute figure cannot be compared (whole-pipeline time, threads not stated) but whose
+# int8/fp32 ratio to a row of the same source, device and model can.
+RATIO_ONLY = "ratio only"
+
+
 def read_rows(csv_path: Path) -> list[dict]:
     """Calibration rows with the profile, model, precision, threads and kernels they are tagged with."""
     rows = []
@@ -124,7 +140,9 @@ def read_rows(csv_path: Path) -> list[dict]:
                 "precision": "int8" if r["precision"].lower().startswith("int8") else "fp32",
                 "threads": int(r["threads_n"]) if r["threads_n"] else None, "kernels": r["kernels"],
                 "os_bits": int(r["os_bits"]), "published_ms": float(r["latency_ms"]),
-                "skip": None if r["use"] == "fit" else r["use"].removeprefix("not estimated: "),
+                "skip": None if r["use"] == "fit" or r["use"].startswith(RATIO_ONLY) else r["use"].removeprefix(
+                    "not estimated: "),
+                "ratio_only": r["use"].startswith(RATIO_ONLY), "uncited": r["use"].startswith("uncited"),
                 "label": r["model"], "source": r["source_url_or_repo_path"],
             })
     return rows
@@ -195,7 +213,7 @@ def usable_rows(rows: list[dict], counts: dict) -> list[tuple[dict, latency_mode
     """The rows to fit, with their workloads; a row without counts yet is marked skipped."""
     out = []
     for r in rows:
-        if r["skip"]:
+        if r["skip"] or r["ratio_only"]:
             continue
         w = workload_for(r, counts)
         if w is None:
@@ -203,6 +221,40 @@ def usable_rows(rows: list[dict], counts: dict) -> list[tuple[dict, latency_mode
             continue
         out.append((r, w))
     return out
+
+
+# Threads assumed for a ratio-only pair that does not state them: one core's int8/fp32 ratio is
+# what the dot-product price sets (the fit prints the 4-thread ratio beside it, as a sensitivity).
+RATIO_THREADS = 1
+
+
+def ratio_pairs(rows: list[dict], counts: dict) -> list[tuple]:
+    """(fp32 row, its workload, int8 row, its workload) of the ratio-only rows with counts; one pair per
+    source, device and model."""
+    by: dict[tuple, dict] = {}
+    for r in rows:
+        if r["ratio_only"]:
+            by.setdefault((r["source"], r["profile"], r["model"]), {})[r["precision"]] = r
+    pairs = []
+    for pair in by.values():
+        if set(pair) != {"fp32", "int8"}:
+            raise SystemExit(f"ratio-only rows come in fp32/int8 pairs: line {next(iter(pair.values()))['line']}")
+        f, i = ({**pair[p], "threads": pair[p]["threads"] or RATIO_THREADS} for p in ("fp32", "int8"))
+        wf, wi = workload_for(f, counts), workload_for(i, counts)
+        if wf is None or wi is None:
+            for r in (pair["fp32"], pair["int8"]):
+                r["skip"] = "no instruction counts in device_counts.json (run `measure`)"
+            continue
+        pairs.append((f, wf, i, wi))
+    return pairs
+
+
+def ratio_log_error(pair: tuple, params: latency_model.CostParams) -> float:
+    """log of the estimated int8/fp32 ratio over the published one."""
+    import math
+
+    f, wf, i, wi = pair
+    return math.log(predict(i, wi, params) / predict(f, wf, params) * f["published_ms"] / i["published_ms"])
 
 
 def workload_for(row: dict, counts: dict) -> latency_model.Workload | None:
@@ -223,7 +275,7 @@ def unpack(x) -> latency_model.CostParams:
     return latency_model.CostParams(price, io, builtin, mem, float(x[-1]))
 
 
-def fit_params(data: list[tuple[dict, latency_model.Workload]]) -> latency_model.CostParams:
+def fit_params(data: list[tuple[dict, latency_model.Workload]], ratios: list[tuple] = ()) -> latency_model.CostParams:
     import numpy as np
     from scipy.optimize import least_squares
 
@@ -235,6 +287,7 @@ def fit_params(data: list[tuple[dict, latency_model.Workload]]) -> latency_model
     def residuals(x):
         p = unpack(x)
         res = [np.log(predict(r, w, p) / r["published_ms"]) for r, w in data]
+        res += [ratio_log_error(pair, p) for pair in ratios]
         res += [v / PRIOR_SIGMA[n] for n, v in zip(names, x)]
         res.append((x[-1] - CONTENTION_PRIOR[0]) / CONTENTION_PRIOR[1])
         return res
@@ -246,18 +299,23 @@ def predict(row: dict, workload: latency_model.Workload, params: latency_model.C
     return latency_model.estimate_ms(workload, load_profile(row["profile"]), row["threads"], params)
 
 
-def held_out(data, key) -> list[float]:
-    """log(estimate / published) of every row, each predicted by a fit without the rows sharing its key."""
+def held_out(data, ratios, key) -> tuple[list[float], list[float]]:
+    """log(estimate / published) of every row and log error of every ratio pair, each predicted by a fit
+    without the rows (and pairs) sharing its key."""
     import math
 
-    out = [0.0] * len(data)
-    for k in dict.fromkeys(key(r) for r, _ in data):
+    out, ratio_out = [0.0] * len(data), [0.0] * len(ratios)
+    for k in dict.fromkeys([key(r) for r, _ in data] + [key(pair[0]) for pair in ratios]):
         idx = [i for i, (r, _) in enumerate(data) if key(r) == k]
-        params = fit_params([d for i, d in enumerate(data) if i not in idx])
+        ridx = [j for j, pair in enumerate(ratios) if key(pair[0]) == k]
+        params = fit_params([d for i, d in enumerate(data) if i not in idx],
+                            [pair for j, pair in enumerate(ratios) if j not in ridx])
         for i in idx:
             r, w = data[i]
             out[i] = math.log(predict(r, w, params) / r["published_ms"])
-    return out
+        for j in ridx:
+            ratio_out[j] = ratio_log_error(ratios[j], params)
+    return out, ratio_out
 
 
 def group_keys(row: dict) -> list[str]:
@@ -265,14 +323,25 @@ def group_keys(row: dict) -> list[str]:
     return latency_model.interval_group(core, row["precision"], row["kernels"])
 
 
-def interval_table(data, log_errors, exclude_profile: str | None = None) -> dict:
+def interval_table(data, log_errors, ratios=(), ratio_errors=(), exclude_profile: str | None = None) -> dict:
+    """Interval bands by group from leave-one-device-out errors. int8 on dot-product cores has no absolute
+    row: its band is the fp32 rows' errors on those cores plus each left-out int8/fp32 ratio error, widened
+    for the number of ratio pairs (not for the fp32 rows)."""
     groups: dict[str, list[float]] = {}
     for (r, _), e in zip(data, log_errors):
         if r["profile"] == exclude_profile:
             continue
         for g in group_keys(r):
             groups.setdefault(g, []).append(e)
-    return {g: latency_model.interval_from_errors(v) for g, v in sorted(groups.items())}
+    table = {g: latency_model.interval_from_errors(v) for g, v in sorted(groups.items())}
+    for kernels in latency_model.KERNEL_FAMILIES:
+        ratio_errs = [e for pair, e in zip(ratios, ratio_errors)
+                      if pair[0]["profile"] != exclude_profile and pair[0]["kernels"] == kernels]
+        fp32 = groups.get(f"dot|fp32|{kernels}", [])
+        if f"dot|int8|{kernels}" not in groups and fp32 and ratio_errs:
+            table[f"dot|int8|{kernels}"] = latency_model.interval_from_errors(
+                [f + e for f in fp32 for e in ratio_errs], evidence=len(ratio_errs))
+    return table
 
 
 def summarize(errors_pct: list[float]) -> str:
@@ -292,19 +361,21 @@ def fit(args) -> None:
     counts = json.loads(COUNTS_FILE.read_text())
     rows = read_rows(Path(args.csv))
     data = usable_rows(rows, counts)
-    params = fit_params(data)
-    loo_row = held_out(data, key=lambda r: r["line"])
-    lodo = held_out(data, key=lambda r: r["profile"])
+    ratios = ratio_pairs(rows, counts)
+    params = fit_params(data, ratios)
+    loo_row, loo_ratio = held_out(data, ratios, key=lambda r: r["line"])
+    lodo, lodo_ratio = held_out(data, ratios, key=lambda r: r["profile"])
     covered = []
     for i, (r, _) in enumerate(data):  # each device's interval comes from the other devices' errors only
-        table = interval_table(data, lodo, exclude_profile=r["profile"])
+        table = interval_table(data, lodo, ratios, lodo_ratio, exclude_profile=r["profile"])
         trial = latency_model.CostParams(**{**params.to_dict(), "intervals": table})
         est = math.exp(lodo[i]) * r["published_ms"]
         low, high, _ = latency_model.interval_ms(est, load_profile(r["profile"]).core, r["precision"], r["kernels"],
                                                  params=trial)
         covered.append(low <= r["published_ms"] <= high)
-    params = latency_model.CostParams(**{**params.to_dict(), "intervals": interval_table(data, lodo),
-                                         "source": f"fitted on {len(data)} rows of {args.csv_name}"})
+    params = latency_model.CostParams(**{**params.to_dict(), "intervals": interval_table(data, lodo, ratios, lodo_ratio),
+                                         "source": f"fitted on {len(data)} rows and {len(ratios)} int8/fp32 "
+                                                   f"ratio pairs of {args.csv_name}"})
 
     print("Shared parameters (all rows):")
     print("  price per class: " + ", ".join(f"{c} {v:.2f}" for c, v in params.price.items()))
@@ -318,8 +389,22 @@ def fit(args) -> None:
         print(f"{r['line']:>4d} {r['profile']:8s} {r['model'][:20]:20s} {r['precision']:4s} {r['kernels']:8s} "
               f"{r['threads']:>3d} {r['published_ms']:>9.1f} {pct[0]:>+7.1f}% {pct[1]:>+7.1f}% {pct[2]:>+7.1f}%  "
               f"{'covers' if covered[i] else 'MISSES':>17s}")
+    for j, (f, wf, i, wi) in enumerate(ratios):
+        est = predict(i, wi, params) / predict(f, wf, params)
+        four = [{**r, "threads": 4} for r in (f, i)]
+        est4 = predict(four[1], wi, params) / predict(four[0], wf, params)
+        print(f"{f['line']:>4d} {f['profile']:8s} {f['model'][:20]:20s} int8/fp32 ratio only ({RATIO_THREADS}t assumed): "
+              f"published {i['published_ms'] / f['published_ms']:.2f}, fit {est:.2f} (4t {est4:.2f}), "
+              f"LOO {math.expm1(loo_ratio[j]) * 100:+.1f}%, LODO {math.expm1(lodo_ratio[j]) * 100:+.1f}%; "
+              f"absolute, not fitted: fp32 {predict(f, wf, params):.1f} ms, int8 {predict(i, wi, params):.1f} ms "
+              f"at {RATIO_THREADS}t against {f['published_ms']:.1f} and {i['published_ms']:.1f} ms (whole pipeline)")
     for r in rows:
-        if r["skip"]:
+        if r["uncited"]:
+            w = workload_for(r, counts)
+            est = f"estimate {predict(r, w, params):.1f} ms" if w else "no counts"
+            print(f"{r['line']:>4d} {r['profile']:8s} {r['model'][:20]:20s} {r['precision']:4s} {r['kernels']:8s} "
+                  f"{r['threads']:>3d} {r['published_ms']:>9.1f}  {est} (uncited, not used)")
+        elif r["skip"]:
             print(f"{r['line']:>4d} {(r['profile'] or '-'):8s} {r['label'][:20]:20s} not estimated: {r['skip']}")
 
     def by(label, key):
@@ -341,7 +426,10 @@ def fit(args) -> None:
     by("int8 on dot-product cores vs the rest",
        lambda r: "int8 dot-product" if r["precision"] == "int8" and
        latency_model.timings(load_profile(r["profile"]).core).dot_product else "the rest")
-    print_tables(counts, rows, params)
+    if ratios:
+        print(f"  {'int8/fp32 ratio pairs':22s} LOO-row  {summarize([math.expm1(e) * 100 for e in loo_ratio])}")
+        print(f"  {'(dot-product cores)':22s} LODO     {summarize([math.expm1(e) * 100 for e in lodo_ratio])}")
+    print_tables(counts, rows, params, ratios)
 
     if args.write_profiles:
         latency_model.PARAMS_FILE.write_text(json.dumps(params.to_dict(), indent=1) + "\n")
@@ -354,7 +442,7 @@ def fit(args) -> None:
         print(f"\nwrote {latency_model.PARAMS_FILE} and the cost: block of the profiles in {PROFILE_DIR}")
 
 
-def print_tables(counts: dict, rows: list[dict], params) -> None:
+def print_tables(counts: dict, rows: list[dict], params, ratios: list[tuple]) -> None:
     """The README's tables: int8/fp32 and 1->4-thread speed-ups, builtin-kernel estimates."""
     def est(model, precision, profile, kernels, threads):
         row = {"model": model, "precision": precision, "profile": profile, "kernels": kernels, "threads": threads}
@@ -364,9 +452,7 @@ def print_tables(counts: dict, rows: list[dict], params) -> None:
     def published(profile, model, precision, kernels, threads):
         return next((r["published_ms"] for r in rows if r["profile"] == profile and r["model"] == model and
                      r["precision"] == precision and r["kernels"] == kernels and r["threads"] == threads and
-                     not (r["skip"] or "").startswith("32-bit") and r["os_bits"] == 64 or
-                     (r["profile"] == profile == "rpi3" and r["model"] == model and r["precision"] == precision
-                      and r["threads"] == threads and r["kernels"] == kernels)), None)
+                     not r["skip"] and not r["ratio_only"]), None)
 
     def ratio(a, b):
         return f"{a / b:.2f}x" if a and b else "-"
@@ -380,6 +466,10 @@ def print_tables(counts: dict, rows: list[dict], params) -> None:
             p = ratio(published(profile, model, "fp32", kernels, threads),
                       published(profile, model, "int8", kernels, threads))
             print(f"  {core:11s} {profile:7s} {kernels:8s} {threads}t {model:13s} estimated {e:>6s}  published {p:>6s}")
+    for f, wf, i, wi in ratios:
+        print(f"  {load_profile(f['profile']).core:11s} {f['profile']:7s} {f['kernels']:8s} {f['threads']}t "
+              f"{f['model']:18s} estimated {ratio(predict(f, wf, params), predict(i, wi, params)):>6s}  published "
+              f"{ratio(f['published_ms'], i['published_ms']):>6s}  (ratio-only pair, threads assumed)")
     for (profile, label, threads), by in published_pairs(rows, "precision").items():
         if {"fp32", "int8"} <= set(by):
             print(f"  {load_profile(profile).core:11s} {profile:7s} {threads}t {label[:40]:40s} published "
@@ -432,14 +522,19 @@ def write_cost(name: str, lodo_pct: list[float], rows: list[dict]) -> None:
 
     path = PROFILE_DIR / f"{name}.yaml"
     own = [r for r in rows if r["profile"] == name]
-    fitted = [r for r in own if not r["skip"]]
+    fitted = [r for r in own if not r["skip"] and not r["ratio_only"]]
     if fitted:
         source = (f"{len(fitted)} published rows in benchmarks/device_calibration.csv; "
                   f"{statistics.median(lodo_pct):.0f}% median error when left out of the fit")
     else:
         source = "no calibration rows of its own: estimated from its core's published timings and the shared fit"
-        if own:
-            source += f" ({len(own)} published rows of models edgequant cannot build offline)"
+    notes = [f"{n} {what}" for n, what in (
+        (sum(r["ratio_only"] and not r["skip"] for r in own) // 2, "int8/fp32 ratio pair(s) fitted"),
+        (sum(r["uncited"] for r in own), "uncited rows not used"),
+        (sum(bool(r["skip"]) and not r["uncited"] for r in own), "other rows not estimated: see the CSV's use column"),
+    ) if n]
+    if notes:
+        source += f" ({'; '.join(notes)})"
     lodo = f"{statistics.median(lodo_pct):.1f}" if lodo_pct else "null"
     block = (
         "cost:  # written by benchmarks/fit_device_profiles.py fit --write-profiles\n"

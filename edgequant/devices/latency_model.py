@@ -147,12 +147,13 @@ def interval_group(core: str, precision: str, kernels: str) -> list[str]:
 MIN_INTERVAL_ROWS = 5
 
 
-def interval_from_errors(log_errors: list[float]) -> dict:
+def interval_from_errors(log_errors: list[float], evidence: int | None = None) -> dict:
     """The 5th-95th percentile band of log(estimate / published), widened where rows are few.
 
     A published figure then lies in [estimate / exp(hi), estimate / exp(lo)] for most devices like
     the ones left out (the target is 80%; the wider percentiles allow for devices unlike them).
     With n rows the band is widened by 1 + 2/sqrt(n) around its median and is never narrower than ±10%.
+    `evidence` replaces n in that widening when the errors are combined from fewer independent figures.
     """
     xs = sorted(log_errors)
     n = len(xs)
@@ -163,7 +164,7 @@ def interval_from_errors(log_errors: list[float]) -> dict:
         return xs[i] + (xs[min(i + 1, n - 1)] - xs[i]) * (pos - i)
 
     mid, lo, hi = quantile(0.5), quantile(0.05), quantile(0.95)
-    widen = 1 + 2 / math.sqrt(n)
+    widen = 1 + 2 / math.sqrt(evidence or n)
     floor = math.log(1.10)
     return {"lo": round(mid - max(floor, (mid - lo) * widen), 4), "hi": round(mid + max(floor, (hi - mid) * widen), 4),
             "rows": n}
