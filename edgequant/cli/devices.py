@@ -190,7 +190,43 @@ def render_estimate(r) -> str:
     names = demangle([k.symbol for k in r.kernel_shares[:5]])
     for k in r.kernel_shares[:5]:
         lines.append(f"  {k.share:6.1%}  {names.get(k.symbol, k.symbol)}")
+    from rich.markup import escape
+
+    lines += [escape(line) for line in layer_lines(r, TOP_LAYERS)]
     return "\n".join(lines)
+
+
+TOP_LAYERS = 5
+
+
+def without_parameters(name: str) -> str:
+    """A demangled C++ name without its parameter list: `ns::f<T>(int, ...) const` -> `ns::f<T>`."""
+    end = name.rstrip().removesuffix(" const")
+    if not end.endswith(")"):
+        return name
+    depth = 0
+    for i in range(len(end) - 1, -1, -1):
+        depth += {")": 1, "(": -1}.get(end[i], 0)
+        if depth == 0:
+            return end[:i]
+    return name
+
+
+def layer_lines(r, top: int) -> list[str]:
+    """The `top` slowest layers of an estimate and the runtime overhead, one line each."""
+    if not r.layers:
+        return []
+    overhead = next((layer for layer in r.layers if layer.node is None), None)
+    shown = r.top_layers[:top]
+    names = demangle([layer.kernel for layer in shown])
+    lines = [f"  slowest layers of {len(r.layers) - (overhead is not None)} (estimates: their share of the "
+             f"{r.latency_ms:g} ms above):"]
+    for layer in shown:
+        kernel = layer.ran_on.replace(layer.kernel, without_parameters(names.get(layer.kernel, layer.kernel)))
+        lines.append(f"  {layer.latency_ms:8.3f} ms {layer.share:6.1%}  #{layer.node} {layer.op} {layer.name} — {kernel}")
+    if overhead is not None:
+        lines.append(f"  {overhead.latency_ms:8.3f} ms {overhead.share:6.1%}  {overhead.op} ({overhead.name})")
+    return lines
 
 
 @app.command("parity")
@@ -235,6 +271,7 @@ def kernels(
 ) -> None:
     """Where one invoke's ARM instructions go: kernels and other functions, and the instruction mix."""
     from edgequant.devices.arm.runner import run_on_device
+    from edgequant.devices.estimate import count_record, estimate_latency
 
     _check_model_file(model)
     for d in device:
@@ -245,6 +282,8 @@ def kernels(
         typer.echo("  mix: " + ", ".join(f"{k} {v:,}" for k, v in run.instruction_mix.items()))
         for k in run.kernel_shares[:top]:
             typer.echo(f"  {k.share:6.1%}  {k.instructions:>14,d}  {names.get(k.symbol, k.symbol)}  [{k.library}]")
+        for line in layer_lines(estimate_latency(model, d, kernels=kernels, counts=count_record(run)), top):
+            typer.echo(line)
 
 
 def bench_on_devices(

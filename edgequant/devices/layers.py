@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from edgequant.devices.arm.symbols import attribute
+from edgequant.devices.arm.symbols import MARKED_LIBRARY, attribute
 
 OVERHEAD = "runtime overhead"
 
@@ -151,16 +151,13 @@ class _Symbols:
     def __init__(self, maps_text: str):
         self.maps_text = maps_text
 
-    def ranked(self, segments: list[Segment]) -> list[str]:
-        return [k.symbol for k in attribute([tb for s in segments for tb in s.tb_counts], self.maps_text)]
-
     def kernel(self, segments: list[Segment], xnnpack: bool) -> str:
-        """The function that ran most: for XNNPACK its micro-kernel, else the top one outside the interpreter."""
-        ranked = self.ranked(segments)
-        if xnnpack:
-            ukernels = [s for s in ranked if "ukernel" in s]
-            return (ukernels or ranked or ["?"])[0]
-        return next((s for s in ranked if "Subgraph" not in s), ranked[0] if ranked else "?")
+        """The function that ran most: for XNNPACK its micro-kernel, else the top one of LiteRT's own code
+        outside the interpreter loop (not the C library's allocator or memcpy)."""
+        ranked = attribute([tb for s in segments for tb in s.tb_counts], self.maps_text)
+        litert = [k.symbol for k in ranked if k.library == MARKED_LIBRARY and "Subgraph" not in k.symbol]
+        ukernels = [s for s in litert if "ukernel" in s] if xnnpack else []
+        return (ukernels or litert or [k.symbol for k in ranked] or ["?"])[0]
 
 
 def _matches(op: str, kernel: str) -> bool:
@@ -241,3 +238,53 @@ def attribute_layers(segments: list[Segment], windows: int, instructions_per_inv
     layers.append(LayerCount(None, OVERHEAD, "interpreter, delegate set-up and Python around the operators", "",
                              "", False, rest, rest_mix))
     return layers
+
+
+@dataclass(frozen=True)
+class LayerEstimate:
+    """A layer's share of a device estimate (an estimate too)."""
+
+    node: int | None
+    op: str
+    name: str
+    runtime: str
+    kernel: str
+    fallback: bool
+    instructions: int
+    latency_ms: float
+    share: float  # of the whole-model estimate
+
+    @property
+    def ran_on(self) -> str:
+        """The kernel in words, saying so where a node fell back from XNNPACK to the builtin kernels."""
+        if not self.runtime:
+            return ""
+        where = "XNNPACK" if self.runtime == "xnnpack" else "builtin"
+        return f"{where} {self.kernel}" + (" (fallback: not delegated to XNNPACK)" if self.fallback else "")
+
+    def to_dict(self) -> dict:
+        return {"node": self.node, "op": self.op, "name": self.name, "runtime": self.runtime, "kernel": self.kernel,
+                "fallback": self.fallback, "instructions": self.instructions,
+                "latency_ms": round(self.latency_ms, 4), "share": round(self.share, 4)}
+
+
+def price_layers(layers: list[dict], latency_ms: float, profile, kernels: str, threads: int) -> list[LayerEstimate]:
+    """Split the whole-model estimate over the layers (LayerCount dicts) in proportion to each one's priced compute.
+
+    Each layer is priced alone with the same cost model (its instruction mix, on the device's core,
+    clock and threads) and gets that share of `latency_ms`. Summing the layers priced alone would not
+    give the model's figure: the cost model is not additive (pipes overlap, and the memory roofline
+    belongs to the whole invoke's traffic), so apportioning is what makes the layers add up to the
+    estimate while ranking them by the same per-class prices.
+    """
+    from edgequant.devices import latency_model
+
+    costs = [latency_model.estimate_ms(latency_model.Workload(layer["instructions"], layer["mix"], 0, 0, kernels),
+                                       profile, threads) if layer["instructions"] > 0 else 0.0 for layer in layers]
+    total = sum(costs)
+    out = []
+    for layer, cost in zip(layers, costs):
+        share = cost / total if total else 0.0
+        out.append(LayerEstimate(layer["node"], layer["op"], layer["name"], layer["runtime"], layer["kernel"],
+                                 layer["fallback"], layer["instructions"], latency_ms * share, share))
+    return out
