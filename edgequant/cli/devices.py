@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 
+from edgequant.devices.arm.symbols import demangle
 from edgequant.report.render import plural
 
 app = typer.Typer(
@@ -39,23 +40,6 @@ def _console():
     from edgequant.cli.render import wide_console
 
     return wide_console()  # a plain Console squeezes every cell to 80 columns in a CI log
-
-
-def demangle(symbols: list[str]) -> dict[str, str]:
-    """C++ symbols as people read them (binutils' c++filt, one call for all); unchanged where it is missing."""
-    import shutil
-    import subprocess
-
-    mangled = sorted({s for s in symbols if s.startswith("_Z")})
-    tool = shutil.which("c++filt")
-    if not mangled or tool is None:
-        return {}
-    try:
-        out = subprocess.run([tool], input="\n".join(mangled) + "\n", capture_output=True, text=True, check=True,
-                             timeout=30).stdout.splitlines()
-    except (OSError, subprocess.SubprocessError):
-        return {}
-    return dict(zip(mangled, out)) if len(out) == len(mangled) else {}
 
 
 @app.callback()
@@ -192,40 +176,27 @@ def render_estimate(r) -> str:
         lines.append(f"  {k.share:6.1%}  {names.get(k.symbol, k.symbol)}")
     from rich.markup import escape
 
+    from edgequant.devices.layers import TOP_LAYERS
+
     lines += [escape(line) for line in layer_lines(r, TOP_LAYERS)]
     return "\n".join(lines)
 
 
-TOP_LAYERS = 5
-
-
-def without_parameters(name: str) -> str:
-    """A demangled C++ name without its parameter list: `ns::f<T>(int, ...) const` -> `ns::f<T>`."""
-    end = name.rstrip().removesuffix(" const")
-    if not end.endswith(")"):
-        return name
-    depth = 0
-    for i in range(len(end) - 1, -1, -1):
-        depth += {")": 1, "(": -1}.get(end[i], 0)
-        if depth == 0:
-            return end[:i]
-    return name
-
-
 def layer_lines(r, top: int) -> list[str]:
     """The `top` slowest layers of an estimate and the runtime overhead, one line each."""
-    if not r.layers:
+    from edgequant.devices.layers import ran_on, slowest
+
+    layers = [layer.to_dict() for layer in r.layers]
+    if not layers:
         return []
-    overhead = next((layer for layer in r.layers if layer.node is None), None)
-    shown = r.top_layers[:top]
-    names = demangle([layer.kernel for layer in shown])
-    lines = [f"  slowest layers of {len(r.layers) - (overhead is not None)} (estimates: their share of the "
+    overhead = [layer for layer in layers if layer["node"] is None]
+    lines = [f"  slowest layers of {len(layers) - len(overhead)} (estimates: their share of the "
              f"{r.latency_ms:g} ms above):"]
-    for layer in shown:
-        kernel = layer.ran_on.replace(layer.kernel, without_parameters(names.get(layer.kernel, layer.kernel)))
-        lines.append(f"  {layer.latency_ms:8.3f} ms {layer.share:6.1%}  #{layer.node} {layer.op} {layer.name} — {kernel}")
-    if overhead is not None:
-        lines.append(f"  {overhead.latency_ms:8.3f} ms {overhead.share:6.1%}  {overhead.op} ({overhead.name})")
+    for layer in slowest(layers, top):
+        lines.append(f"  {layer['latency_ms']:8.3f} ms {layer['share']:6.1%}  #{layer['node']} {layer['op']} "
+                     f"{layer['name']} — {ran_on(layer)}")
+    for layer in overhead:
+        lines.append(f"  {layer['latency_ms']:8.3f} ms {layer['share']:6.1%}  {layer['op']} ({layer['name']})")
     return lines
 
 

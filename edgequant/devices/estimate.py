@@ -80,11 +80,6 @@ class DeviceEstimate:
     layers: list[LayerEstimate] = field(default_factory=list)  # by TFLite node, then the runtime overhead
 
     @property
-    def top_layers(self) -> list[LayerEstimate]:
-        """The TFLite nodes that take longest, longest first (the runtime overhead is not a layer)."""
-        return sorted((layer for layer in self.layers if layer.node is not None), key=lambda layer: -layer.latency_ms)
-
-    @property
     def runtime(self) -> str:
         return RUNTIMES[self.kernels]
 
@@ -104,7 +99,8 @@ class DeviceEstimate:
     def label(self) -> str:
         return f"estimate for {self.runtime} ({self.calibration})"
 
-    def to_dict(self) -> dict:
+    def to_dict(self, layers: bool = True) -> dict:
+        """Every figure; `layers=False` leaves the per-layer list out (a report keeps it in its own field)."""
         return {
             "kind": "estimate", "model": self.model, "model_sha256": self.model_sha256,
             "profile": self.profile, "device": self.device, "core": self.core, "qemu_cpu": self.qemu_cpu,
@@ -117,8 +113,7 @@ class DeviceEstimate:
             "label": self.label, "instructions_per_invoke": self.instructions_per_invoke,
             "instruction_mix": self.instruction_mix, "memory": self.memory.to_dict(),
             "kernel_shares": [k.to_dict() for k in self.kernel_shares],
-            "layers": [layer.to_dict() for layer in self.layers],
-        }
+        } | ({"layers": [layer.to_dict() for layer in self.layers]} if layers else {})
 
 
 def _ms(v: float) -> str:

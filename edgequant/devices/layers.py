@@ -22,9 +22,10 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from edgequant.devices.arm.symbols import MARKED_LIBRARY, attribute
+from edgequant.devices.arm.symbols import MARKED_LIBRARY, attribute, demangle, without_parameters
 
 OVERHEAD = "runtime overhead"
+TOP_LAYERS = 5  # how many layers the CLI and the reports show per estimate
 
 # Words of the XNNPACK micro-kernels each TFLite op runs. An op missing here, or an operator whose
 # kernels name none of these words (a plain copy), matches anything.
@@ -77,7 +78,7 @@ class LayerCount:
     op: str  # TFLite op (CONV_2D ...), or OVERHEAD
     name: str  # the node's first output tensor
     runtime: str  # "xnnpack" or "builtin"; "" for the overhead
-    kernel: str  # the function that ran most of its instructions
+    kernel: str  # the function that ran most of its instructions (demangled, without parameters)
     fallback: bool  # ran on builtin kernels in an XNNPACK run: not delegated
     instructions: int
     mix: dict[str, int]
@@ -224,13 +225,15 @@ def attribute_layers(segments: list[Segment], windows: int, instructions_per_inv
                 continue
             per_node.setdefault(members[k]["index"], []).append(op)
             node_of[members[k]["index"]] = (members[k], "xnnpack")
+    kernel = {index: symbols.kernel(segs, xnnpack=node_of[index][1] == "xnnpack") for index, segs in per_node.items()}
+    readable = demangle(list(kernel.values()))
     layers = []
     for index in sorted(per_node):
         node, runtime = node_of[index]
         segs = per_node[index]
         mix = {c: round(v / windows) for c, v in _sum_mix(segs).items()}
         layers.append(LayerCount(
-            index, node["op"], node["name"], runtime, symbols.kernel(segs, xnnpack=runtime == "xnnpack"),
+            index, node["op"], node["name"], runtime, without_parameters(readable.get(kernel[index], kernel[index])),
             fallback=runtime == "builtin" and kernels == "xnnpack",
             instructions=round(sum(s.instructions for s in segs) / windows), mix=mix))
     rest_mix = {c: round(v / windows) for c, v in _sum_mix(overhead).items()}
@@ -254,18 +257,34 @@ class LayerEstimate:
     latency_ms: float
     share: float  # of the whole-model estimate
 
-    @property
-    def ran_on(self) -> str:
-        """The kernel in words, saying so where a node fell back from XNNPACK to the builtin kernels."""
-        if not self.runtime:
-            return ""
-        where = "XNNPACK" if self.runtime == "xnnpack" else "builtin"
-        return f"{where} {self.kernel}" + (" (fallback: not delegated to XNNPACK)" if self.fallback else "")
-
     def to_dict(self) -> dict:
         return {"node": self.node, "op": self.op, "name": self.name, "runtime": self.runtime, "kernel": self.kernel,
                 "fallback": self.fallback, "instructions": self.instructions,
                 "latency_ms": round(self.latency_ms, 4), "share": round(self.share, 4)}
+
+
+def ran_on(layer: dict) -> str:
+    """A layer's kernel in words (a LayerEstimate dict), saying so where a node fell back from XNNPACK to the
+    builtin kernels."""
+    if not layer["runtime"]:
+        return ""
+    where = "XNNPACK" if layer["runtime"] == "xnnpack" else "builtin"
+    return f"{where} {layer['kernel']}" + (" (fallback: not delegated to XNNPACK)" if layer["fallback"] else "")
+
+
+def slowest(layers: list[dict], n: int) -> list[dict]:
+    """The `n` TFLite nodes (LayerEstimate dicts) that take longest, longest first; not the runtime overhead."""
+    return sorted((layer for layer in layers if layer["node"] is not None), key=lambda layer: -layer["latency_ms"])[:n]
+
+
+def shown_rows(layers: list[dict]) -> list[tuple[str, str, float, float, str]]:
+    """What a report shows of an estimate's layers (LayerEstimate dicts): the TOP_LAYERS slowest, then the
+    runtime overhead, as (node and op, layer name, ms, share, kernel in words)."""
+    rows = []
+    for layer in slowest(layers, TOP_LAYERS) + [x for x in layers if x["node"] is None]:
+        node = f"#{layer['node']} {layer['op']}" if layer["node"] is not None else layer["op"]
+        rows.append((node, layer["name"], layer["latency_ms"], layer["share"], ran_on(layer) or "-"))
+    return rows
 
 
 def price_layers(layers: list[dict], latency_ms: float, profile, kernels: str, threads: int) -> list[LayerEstimate]:

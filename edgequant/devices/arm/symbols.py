@@ -123,3 +123,30 @@ def operator_marks(library: Path) -> str | None:
     if OPERATOR_ENTRY in where:
         lines.append(f"entry {addrs[where[OPERATOR_ENTRY]]:x}")
     return "\n".join(lines) + "\n"
+
+
+def demangle(symbols: list[str]) -> dict[str, str]:
+    """C++ symbols as people read them (binutils' c++filt, one call for all); unchanged where it is missing."""
+    mangled = sorted({s for s in symbols if s.startswith("_Z")})
+    tool = shutil.which("c++filt")
+    if not mangled or tool is None:
+        return {}
+    try:
+        out = subprocess.run([tool], input="\n".join(mangled) + "\n", capture_output=True, text=True, check=True,
+                             timeout=30).stdout.splitlines()
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    return dict(zip(mangled, out)) if len(out) == len(mangled) else {}
+
+
+def without_parameters(name: str) -> str:
+    """A demangled C++ name without its parameter list: `ns::f<T>(int, ...) const` -> `ns::f<T>`."""
+    end = name.rstrip().removesuffix(" const")
+    if not end.endswith(")"):
+        return name
+    depth = 0
+    for i in range(len(end) - 1, -1, -1):
+        depth += {")": 1, "(": -1}.get(end[i], 0)
+        if depth == 0:
+            return end[:i]
+    return name
