@@ -55,6 +55,19 @@ def small_cnn(tmp_path_factory):
     return path
 
 
+def test_devices_kernels_shows_the_layers_and_the_fallback(small_cnn, capsys):
+    from edgequant.cli import main
+
+    assert main(["devices", "kernels", str(small_cnn), "--device", "pixel4"]) == 0
+    out = capsys.readouterr().out
+    assert f"slowest layers of {len(_node_ops(small_cnn))}" in out
+    conv = next(line for line in out.splitlines() if "#0 CONV_2D" in line)
+    assert " ms " in conv and "XNNPACK xnn_qs8_qc8w_igemm" in conv
+    softmax = next(line for line in out.splitlines() if "SOFTMAX" in line)
+    assert "builtin" in softmax and "fallback: not delegated to XNNPACK" in softmax
+    assert "runtime overhead: interpreter" in out
+
+
 @pytest.mark.parametrize("kernels", ["xnnpack", "builtin"])
 def test_every_node_is_counted_once_with_the_kernel_that_ran_it(small_cnn, kernels):
     from edgequant.devices.arm.runner import run_on_device

@@ -154,7 +154,7 @@ def estimate(
         return
     console = _console()
     for r in results:
-        console.print(render_estimate(r))
+        console.print(render_estimate(r), soft_wrap=True)  # a layer's line names its kernel in full
 
 
 def render_estimate(r) -> str:
@@ -176,27 +176,22 @@ def render_estimate(r) -> str:
         lines.append(f"  {k.share:6.1%}  {names.get(k.symbol, k.symbol)}")
     from rich.markup import escape
 
-    from edgequant.devices.layers import TOP_LAYERS
-
-    lines += [escape(line) for line in layer_lines(r, TOP_LAYERS)]
+    lines += [escape(line) for line in layer_lines(r)]
     return "\n".join(lines)
 
 
-def layer_lines(r, top: int) -> list[str]:
-    """The `top` slowest layers of an estimate and the runtime overhead, one line each."""
-    from edgequant.devices.layers import ran_on, slowest
+def layer_lines(r) -> list[str]:
+    """The slowest layers of an estimate, those that fell back from XNNPACK and the runtime overhead."""
+    from edgequant.devices.layers import shown_rows
 
     layers = [layer.to_dict() for layer in r.layers]
     if not layers:
         return []
-    overhead = [layer for layer in layers if layer["node"] is None]
-    lines = [f"  slowest layers of {len(layers) - len(overhead)} (estimates: their share of the "
-             f"{r.latency_ms:g} ms above):"]
-    for layer in slowest(layers, top):
-        lines.append(f"  {layer['latency_ms']:8.3f} ms {layer['share']:6.1%}  #{layer['node']} {layer['op']} "
-                     f"{layer['name']} — {ran_on(layer)}")
-    for layer in overhead:
-        lines.append(f"  {layer['latency_ms']:8.3f} ms {layer['share']:6.1%}  {layer['op']} ({layer['name']})")
+    nodes = sum(layer["node"] is not None for layer in layers)
+    lines = [f"  slowest layers of {nodes} (estimates: their share of the {r.latency_ms:g} ms above):"]
+    for node, name, ms, share, kernel in shown_rows(layers):
+        what = f"{node} {name} — {kernel}" if kernel != "-" else f"{node}: {name}"  # the overhead has no kernel
+        lines.append(f"  {ms:8.3f} ms {share:6.1%}  {what}")
     return lines
 
 
@@ -253,7 +248,7 @@ def kernels(
         typer.echo("  mix: " + ", ".join(f"{k} {v:,}" for k, v in run.instruction_mix.items()))
         for k in run.kernel_shares[:top]:
             typer.echo(f"  {k.share:6.1%}  {k.instructions:>14,d}  {names.get(k.symbol, k.symbol)}  [{k.library}]")
-        for line in layer_lines(estimate_latency(model, d, kernels=kernels, counts=count_record(run)), top):
+        for line in layer_lines(estimate_latency(model, d, kernels=kernels, counts=count_record(run))):
             typer.echo(line)
 
 

@@ -277,13 +277,25 @@ def slowest(layers: list[dict], n: int) -> list[dict]:
     return sorted((layer for layer in layers if layer["node"] is not None), key=lambda layer: -layer["latency_ms"])[:n]
 
 
+def shown(layers: list[dict]) -> list[dict]:
+    """What the CLI and the reports show of an estimate's layers (LayerEstimate dicts): the TOP_LAYERS
+    slowest, the nodes that fell back from XNNPACK among the rest (as many at most), then the runtime overhead."""
+    top = slowest(layers, TOP_LAYERS)
+    fallbacks = [x for x in layers if x["fallback"] and x not in top][:TOP_LAYERS]
+    return top + fallbacks + [x for x in layers if x["node"] is None]
+
+
+def short_name(name: str) -> str:
+    """A node's name for a table: the first of the tensor names the converter joined with ';'."""
+    return name.split(";")[0]
+
+
 def shown_rows(layers: list[dict]) -> list[tuple[str, str, float, float, str]]:
-    """What a report shows of an estimate's layers (LayerEstimate dicts): the TOP_LAYERS slowest, then the
-    runtime overhead, as (node and op, layer name, ms, share, kernel in words)."""
+    """shown(layers) as table rows: (node and op, layer name, ms, share, kernel in words)."""
     rows = []
-    for layer in slowest(layers, TOP_LAYERS) + [x for x in layers if x["node"] is None]:
+    for layer in shown(layers):
         node = f"#{layer['node']} {layer['op']}" if layer["node"] is not None else layer["op"]
-        rows.append((node, layer["name"], layer["latency_ms"], layer["share"], ran_on(layer) or "-"))
+        rows.append((node, short_name(layer["name"]), layer["latency_ms"], layer["share"], ran_on(layer) or "-"))
     return rows
 
 
