@@ -28,6 +28,23 @@ def _node_ops(model) -> dict[int, str]:
     return {o["index"]: o["op_name"] for o in load_interpreter(model, kernels="builtin")._get_ops_details()}
 
 
+def _full_int8(model, path):
+    """`model` converted to full-integer int8 (int8 input and output) at `path`. Random calibration data:
+    the scales it picks do not change which kernels run."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    shape = (1, *model.input_shape[1:])
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = lambda: ([rng.random(shape, dtype=np.float32)] for _ in range(2))
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = tf.int8
+    converter.inference_output_type = tf.int8
+    path.write_bytes(converter.convert())
+    return path
+
+
 @pytest.fixture(scope="module")
 def small_cnn(tmp_path_factory):
     """A small int8 CNN whose Flatten and int8 SOFTMAX XNNPACK leaves to the builtin kernels."""
@@ -43,16 +60,7 @@ def small_cnn(tmp_path_factory):
         tf.keras.layers.Dense(10),
         tf.keras.layers.Softmax(),
     ])
-    rng = np.random.default_rng(0)
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = lambda: ([rng.random((1, 32, 32, 3), dtype=np.float32)] for _ in range(4))
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = tf.int8
-    converter.inference_output_type = tf.int8
-    path = tmp_path_factory.mktemp("small_cnn") / "int8.tflite"
-    path.write_bytes(converter.convert())
-    return path
+    return _full_int8(model, tmp_path_factory.mktemp("small_cnn") / "int8.tflite")
 
 
 def test_devices_kernels_shows_the_layers_and_the_fallback(small_cnn, capsys):
@@ -100,17 +108,7 @@ def mobilenet_v2_int8(tmp_path_factory):
 
     tf.keras.utils.set_random_seed(0)
     model = tf.keras.applications.MobileNetV2(input_shape=(224, 224, 3), weights=None)
-    rng = np.random.default_rng(0)
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    # random calibration: the scales do not change which kernels run
-    converter.representative_dataset = lambda: ([rng.random((1, 224, 224, 3), dtype=np.float32)] for _ in range(2))
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = tf.int8
-    converter.inference_output_type = tf.int8
-    path = tmp_path_factory.mktemp("mnv2") / "mobilenet_v2_int8.tflite"
-    path.write_bytes(converter.convert())
-    return path
+    return _full_int8(model, tmp_path_factory.mktemp("mnv2") / "mobilenet_v2_int8.tflite")
 
 
 @pytest.mark.parametrize("device", ["rpi4", "pixel4"])

@@ -95,7 +95,7 @@ def _plan(ops: list[dict]) -> list[tuple[dict, list[dict]]]:
     delegated: dict[int, list[dict]] = {}
     for d in (o for o in ops if o["op"] == "DELEGATE"):
         members: dict[int, dict] = {}
-        stack = [t for t in d["outputs"]]
+        stack = list(d["outputs"])
         boundary = set(d["inputs"])
         while stack:
             t = stack.pop()

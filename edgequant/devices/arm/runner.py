@@ -225,8 +225,10 @@ def run_on_device(
                 shares = every[:TOP_KERNELS]
                 for k in every:
                     by_symbol[k.symbol] = by_symbol.get(k.symbol, 0) + round(k.instructions / windows)
-                layers = attribute_layers(segments, windows, per_invoke, json.loads((work / "ops.json").read_text()),
-                                          (work / "maps.txt").read_text(), kernels)
+                ops_file = work / "ops.json"
+                if ops_file.is_file():
+                    layers = attribute_layers(segments, windows, per_invoke, json.loads(ops_file.read_text()),
+                                              (work / "maps.txt").read_text(), kernels)
     return ArmRun(prof.name, prof.qemu_cpu, prof.core, kernels, threads, outputs, per_invoke,
                   len(rows) if count else 0, shares, by_symbol, seconds, mix, layers)
 
