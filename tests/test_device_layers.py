@@ -101,6 +101,32 @@ def test_every_node_is_counted_once_with_the_kernel_that_ran_it(small_cnn, kerne
     assert by_op["CONV_2D"].instructions + by_op["DEPTHWISE_CONV_2D"].instructions > 0.6 * run.instructions_per_invoke
 
 
+def test_a_node_xnnpack_fuses_is_listed_without_instructions(tmp_path):
+    """An asymmetric ZeroPadding2D stays a PAD node, which XNNPACK fuses into the next convolution."""
+    import tensorflow as tf
+
+    from edgequant.devices.arm.runner import run_on_device
+    from edgequant.devices.layers import NO_OPERATOR
+
+    tf.keras.utils.set_random_seed(0)
+    model = tf.keras.Sequential([
+        tf.keras.Input((32, 32, 3)),
+        tf.keras.layers.ZeroPadding2D(((1, 0), (1, 0))),
+        tf.keras.layers.Conv2D(8, 3, strides=2, activation="relu"),
+        tf.keras.layers.GlobalAveragePooling2D(),
+        tf.keras.layers.Dense(4),
+    ])
+    path = _full_int8(model, tmp_path / "padded.tflite")
+    ops = _node_ops(path)
+    assert ops[0] == "PAD"
+    run = run_on_device(path, "pixel4")
+    layers = {layer.node: layer for layer in run.layers if layer.node is not None}
+    assert {n: layer.op for n, layer in layers.items()} == ops
+    assert layers[0].instructions == 0 and layers[0].kernel == NO_OPERATOR
+    assert "igemm" in layers[1].kernel and layers[1].instructions > 10 * layers[3].instructions
+    assert sum(layer.instructions for layer in run.layers) == run.instructions_per_invoke
+
+
 @pytest.fixture(scope="module")
 def mobilenet_v2_int8(tmp_path_factory):
     """keras.applications MobileNetV2 1.0 224 (weights=None) as full-integer int8."""

@@ -188,7 +188,8 @@ def layer_lines(r) -> list[str]:
     if not layers:
         return []
     nodes = sum(layer["node"] is not None for layer in layers)
-    lines = [f"  slowest layers of {nodes} (estimates: their share of the {r.latency_ms:g} ms above):"]
+    lines = [f"  slowest layers of {nodes} (estimates: their share of the {r.latency_ms:g} ms estimate at "
+             f"{plural(r.threads, 'thread')}):"]
     for node, name, ms, share, kernel in shown_rows(layers):
         what = f"{node} {name} — {kernel}" if kernel != "-" else f"{node}: {name}"  # the overhead has no kernel
         lines.append(f"  {ms:8.3f} ms {share:6.1%}  {what}")

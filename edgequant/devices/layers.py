@@ -11,7 +11,8 @@ over again, S at the start of the window. This module maps them to the nodes:
   call that starts XNNPACK operators is a delegate node; its operators belong to
   the partition's nodes in order, matched by the kind of micro-kernel they ran
   (a CONV_2D runs a gemm, a DEPTHWISE_CONV_2D a dwconv ...). A node XNNPACK fused
-  into its neighbour (a PAD into the next convolution) runs no operator of its own.
+  into its neighbour (a PAD into the next convolution) runs no operator of its own:
+  it is listed with no instructions.
 - Whatever runs outside an operator (the interpreter between nodes, the
   delegate's set-up, Python around invoke) is "runtime overhead", so the layers
   and the overhead add up to the whole invoke exactly.
@@ -25,6 +26,7 @@ from dataclasses import dataclass, field
 from edgequant.devices.arm.symbols import MARKED_LIBRARY, attribute, demangle, without_parameters
 
 OVERHEAD = "runtime overhead"
+NO_OPERATOR = "no XNNPACK operator of its own: fused into a neighbour or left out"
 TOP_LAYERS = 5  # how many layers the CLI and the reports show per estimate
 
 # Words of the XNNPACK micro-kernels each TFLite op runs. An op missing here, or an operator whose
@@ -224,8 +226,11 @@ def attribute_layers(segments: list[Segment], windows: int, instructions_per_inv
                 overhead.append(op)
                 continue
             per_node.setdefault(members[k]["index"], []).append(op)
-            node_of[members[k]["index"]] = (members[k], "xnnpack")
-    kernel = {index: symbols.kernel(segs, xnnpack=node_of[index][1] == "xnnpack") for index, segs in per_node.items()}
+        for member in members:
+            node_of[member["index"]] = (member, "xnnpack")
+            per_node.setdefault(member["index"], [])  # listed with no instructions: see NO_OPERATOR
+    kernel = {index: symbols.kernel(segs, xnnpack=node_of[index][1] == "xnnpack") if segs else NO_OPERATOR
+              for index, segs in per_node.items()}
     readable = demangle(list(kernel.values()))
     layers = []
     for index in sorted(per_node):
@@ -233,7 +238,8 @@ def attribute_layers(segments: list[Segment], windows: int, instructions_per_inv
         segs = per_node[index]
         mix = {c: round(v / windows) for c, v in _sum_mix(segs).items()}
         layers.append(LayerCount(
-            index, node["op"], node["name"], runtime, without_parameters(readable.get(kernel[index], kernel[index])),
+            index, node["op"], node["name"], runtime,
+            without_parameters(readable[kernel[index]]) if kernel[index] in readable else kernel[index],
             fallback=runtime == "builtin" and kernels == "xnnpack",
             instructions=round(sum(s.instructions for s in segs) / windows), mix=mix))
     rest_mix = {c: round(v / windows) for c, v in _sum_mix(overhead).items()}
@@ -266,8 +272,8 @@ class LayerEstimate:
 def ran_on(layer: dict) -> str:
     """A layer's kernel in words (a LayerEstimate dict), saying so where a node fell back from XNNPACK to the
     builtin kernels."""
-    if not layer["runtime"]:
-        return ""
+    if not layer["runtime"] or layer["kernel"] == NO_OPERATOR:
+        return layer["kernel"]
     where = "XNNPACK" if layer["runtime"] == "xnnpack" else "builtin"
     return f"{where} {layer['kernel']}" + (" (fallback: not delegated to XNNPACK)" if layer["fallback"] else "")
 
