@@ -514,7 +514,8 @@ class _Stages:
                         device=entry, ms=est.latency_ms, estimate=True,
                         calibration_error_percent=est.calibration_error_pct, interval_ms=list(est.interval_ms),
                         speedup_vs_reference=reference_est.latency_ms / est.latency_ms if est.latency_ms else None,
-                        details=dict(est.to_dict(), model=f"{name}.tflite"),  # not the build's temporary copy
+                        details=dict(est.to_dict(layers=False), model=f"{name}.tflite"),  # not the temporary copy
+                        layers=[layer.to_dict() for layer in est.layers],
                     )
                 )
             if not reference_est.calibration_rows:

@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 
+from edgequant.devices.arm.symbols import demangle
 from edgequant.report.render import plural
 
 app = typer.Typer(
@@ -39,23 +40,6 @@ def _console():
     from edgequant.cli.render import wide_console
 
     return wide_console()  # a plain Console squeezes every cell to 80 columns in a CI log
-
-
-def demangle(symbols: list[str]) -> dict[str, str]:
-    """C++ symbols as people read them (binutils' c++filt, one call for all); unchanged where it is missing."""
-    import shutil
-    import subprocess
-
-    mangled = sorted({s for s in symbols if s.startswith("_Z")})
-    tool = shutil.which("c++filt")
-    if not mangled or tool is None:
-        return {}
-    try:
-        out = subprocess.run([tool], input="\n".join(mangled) + "\n", capture_output=True, text=True, check=True,
-                             timeout=30).stdout.splitlines()
-    except (OSError, subprocess.SubprocessError):
-        return {}
-    return dict(zip(mangled, out)) if len(out) == len(mangled) else {}
 
 
 @app.callback()
@@ -170,7 +154,7 @@ def estimate(
         return
     console = _console()
     for r in results:
-        console.print(render_estimate(r))
+        console.print(render_estimate(r), soft_wrap=True)  # a layer's line names its kernel in full
 
 
 def render_estimate(r) -> str:
@@ -190,7 +174,26 @@ def render_estimate(r) -> str:
     names = demangle([k.symbol for k in r.kernel_shares[:5]])
     for k in r.kernel_shares[:5]:
         lines.append(f"  {k.share:6.1%}  {names.get(k.symbol, k.symbol)}")
+    from rich.markup import escape
+
+    lines += [escape(line) for line in layer_lines(r)]
     return "\n".join(lines)
+
+
+def layer_lines(r) -> list[str]:
+    """The slowest layers of an estimate, those that fell back from XNNPACK and the runtime overhead."""
+    from edgequant.devices.layers import shown_rows
+
+    layers = [layer.to_dict() for layer in r.layers]
+    if not layers:
+        return []
+    nodes = sum(layer["node"] is not None for layer in layers)
+    lines = [f"  slowest layers of {nodes} (estimates: their share of the {r.latency_ms:g} ms estimate at "
+             f"{plural(r.threads, 'thread')}):"]
+    for node, name, ms, share, kernel in shown_rows(layers):
+        what = f"{node} {name} — {kernel}" if kernel != "-" else f"{node}: {name}"  # the overhead has no kernel
+        lines.append(f"  {ms:8.3f} ms {share:6.1%}  {what}")
+    return lines
 
 
 @app.command("parity")
@@ -235,6 +238,7 @@ def kernels(
 ) -> None:
     """Where one invoke's ARM instructions go: kernels and other functions, and the instruction mix."""
     from edgequant.devices.arm.runner import run_on_device
+    from edgequant.devices.estimate import count_record, estimate_latency
 
     _check_model_file(model)
     for d in device:
@@ -245,6 +249,8 @@ def kernels(
         typer.echo("  mix: " + ", ".join(f"{k} {v:,}" for k, v in run.instruction_mix.items()))
         for k in run.kernel_shares[:top]:
             typer.echo(f"  {k.share:6.1%}  {k.instructions:>14,d}  {names.get(k.symbol, k.symbol)}  [{k.library}]")
+        for line in layer_lines(estimate_latency(model, d, kernels=kernels, counts=count_record(run))):
+            typer.echo(line)
 
 
 def bench_on_devices(

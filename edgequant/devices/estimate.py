@@ -20,6 +20,7 @@ from edgequant.devices import latency_model
 from edgequant.cache import cache_dir
 from edgequant.devices.arm.install import PLUGIN_SOURCE
 from edgequant.devices.arm.symbols import KernelShare
+from edgequant.devices.layers import LayerEstimate, price_layers
 from edgequant.devices.profiles import DeviceProfile, load_profile
 from edgequant.errors import InputError
 
@@ -76,6 +77,7 @@ class DeviceEstimate:
     instruction_mix: dict[str, int]
     memory: MemoryFit
     kernel_shares: list[KernelShare] = field(default_factory=list)
+    layers: list[LayerEstimate] = field(default_factory=list)  # by TFLite node, then the runtime overhead
 
     @property
     def runtime(self) -> str:
@@ -97,7 +99,8 @@ class DeviceEstimate:
     def label(self) -> str:
         return f"estimate for {self.runtime} ({self.calibration})"
 
-    def to_dict(self) -> dict:
+    def to_dict(self, layers: bool = True) -> dict:
+        """Every figure; `layers=False` leaves the per-layer list out (a report keeps it in its own field)."""
         return {
             "kind": "estimate", "model": self.model, "model_sha256": self.model_sha256,
             "profile": self.profile, "device": self.device, "core": self.core, "qemu_cpu": self.qemu_cpu,
@@ -110,7 +113,7 @@ class DeviceEstimate:
             "label": self.label, "instructions_per_invoke": self.instructions_per_invoke,
             "instruction_mix": self.instruction_mix, "memory": self.memory.to_dict(),
             "kernel_shares": [k.to_dict() for k in self.kernel_shares],
-        }
+        } | ({"layers": [layer.to_dict() for layer in self.layers]} if layers else {})
 
 
 def _ms(v: float) -> str:
@@ -128,19 +131,14 @@ def count_instructions(model_path: Path, profile: DeviceProfile, *, kernels: str
     """Instructions per invoke (total and by class) on the profile's core, from the cache or by emulating once."""
     from importlib import metadata
 
-    from edgequant.devices.arm.runner import TOP_KERNELS, run_on_device
+    from edgequant.devices.arm.runner import run_on_device
 
     sha256 = sha256 or hashlib.sha256(model_path.read_bytes()).hexdigest()
     key = _counts_key(sha256, profile, kernels, metadata.version("ai-edge-litert"))
     cached = cache_dir() / "counts" / f"{key}.json"
     if cached.is_file():
         return json.loads(cached.read_text())
-    run = run_on_device(model_path, profile, kernels=kernels)
-    record = {
-        "instructions": run.instructions_per_invoke,
-        "mix": run.instruction_mix,
-        "kernel_shares": [k.to_dict() for k in run.kernel_shares[:TOP_KERNELS]],
-    }
+    record = count_record(run_on_device(model_path, profile, kernels=kernels))
     cached.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=cached.parent, prefix=".count.")
     with os.fdopen(fd, "w") as f:
@@ -149,10 +147,23 @@ def count_instructions(model_path: Path, profile: DeviceProfile, *, kernels: str
     return record
 
 
+def count_record(run) -> dict:
+    """What the estimate needs of an emulated run (an ArmRun): the cached count record."""
+    from edgequant.devices.arm.runner import TOP_KERNELS
+
+    return {
+        "instructions": run.instructions_per_invoke,
+        "mix": run.instruction_mix,
+        "kernel_shares": [k.to_dict() for k in run.kernel_shares[:TOP_KERNELS]],
+        "layers": [layer.to_dict() for layer in run.layers],
+    }
+
+
 def estimate_latency(model_path: str | Path, profile: str | Path | DeviceProfile, threads: int = 1,
-                     kernels: str = "xnnpack") -> DeviceEstimate:
+                     kernels: str = "xnnpack", counts: dict | None = None) -> DeviceEstimate:
     """Estimated latency of `model_path` on the device with `kernels` (xnnpack or builtin), for
-    `threads` and for every thread count the device has."""
+    `threads` and for every thread count the device has. `counts` (a count_record of a run of this
+    model on this profile's core) saves counting again."""
     from edgequant.tflite_file import read_tflite
 
     prof = load_profile(profile)
@@ -164,7 +175,7 @@ def estimate_latency(model_path: str | Path, profile: str | Path | DeviceProfile
         raise InputError(f"kernels: '{kernels}' is not one of {', '.join(latency_model.KERNEL_FAMILIES)}")
     model_path = Path(model_path)
     info = read_tflite(model_path)
-    counts = count_instructions(model_path, prof, kernels=kernels, sha256=info.sha256)
+    counts = counts or count_instructions(model_path, prof, kernels=kernels, sha256=info.sha256)
     workload = latency_model.Workload(counts["instructions"], counts["mix"], info.weight_bytes,
                                       info.activation_bytes, kernels)
 
@@ -184,4 +195,5 @@ def estimate_latency(model_path: str | Path, profile: str | Path | DeviceProfile
         instructions_per_invoke=counts["instructions"], instruction_mix=counts["mix"],
         memory=MemoryFit(info.size_bytes, info.weight_bytes, info.activation_bytes, prof.available_memory_mb),
         kernel_shares=[KernelShare(**k) for k in counts["kernel_shares"]],
+        layers=price_layers(counts.get("layers", []), latency, prof, kernels, threads),
     )

@@ -285,7 +285,25 @@ def _device_section(report: dict, device: str) -> str:
                "(file + repacked weights + every activation at once + runtime).")
     return (f"<h2 id=\"device-{escape(device)}\">{title}</h2><p class=\"est\">{explain}"
             + (f" Calibration: {escape(str(source))}." if source else "") + "</p>"
-            + _table(head, rows, table_id=f"device-table-{device}", css="device-table"))
+            + _table(head, rows, table_id=f"device-table-{device}", css="device-table")
+            + _slowest_layers(variants, device))
+
+
+def _slowest_layers(variants: list[dict], device: str) -> str:
+    """Per variant, the layers that take longest on `device` and the runtime overhead (estimates)."""
+    from edgequant.devices.layers import shown_rows
+
+    rows = []
+    for v in variants:
+        for node, name, ms, share, kernel in shown_rows((_latency(v, device) or {}).get("layers") or []):
+            rows.append([f"<code>{escape(v['name'])}</code>", escape(node), escape(name), _num(f"{ms:.3g}"),
+                         _num(f"{share:.1%}"), escape(kernel)])
+    if not rows:
+        return ""
+    return ("<p class=\"est\">Slowest layers: estimates, each layer's share of the variant's estimate by the "
+            "instructions counted while it ran; the layers and the runtime overhead add up to it.</p>"
+            + _table(["variant", "node", "layer", "est. ms", "share", "ran on"], rows,
+                     table_id=f"device-layers-{device}"))
 
 
 def _host_section(report: dict) -> str:

@@ -185,7 +185,24 @@ def _device_sections(report: Report) -> list[str]:
                      parity_verdict(parity) if parity else "-"]
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
+        lines += _slowest_layers(report, device)
     return lines
+
+
+def _slowest_layers(report: Report, device: str) -> list[str]:
+    """Per variant, the layers that take longest on `device` and the runtime overhead (estimates)."""
+    from edgequant.devices.layers import shown_rows
+
+    rows = []
+    for v in report.variants:
+        lat = next((x for x in v.latency if x.device == device), None)
+        for node, name, ms, share, kernel in shown_rows([x.model_dump() for x in lat.layers] if lat else []):
+            rows.append(f"| `{v.name}` | {node} | {name} | {ms:.3g} | {share:.1%} | {kernel} |")
+    if not rows:
+        return []
+    return ["Slowest layers (estimates: each layer's share of the variant's estimate, by the instructions counted "
+            "while it ran; the layers and the runtime overhead add up to it):", "",
+            "| variant | node | layer | est. ms | share | ran on |", "|---|---|---|---|---|---|", *rows, ""]
 
 
 def _speed_section(report: Report) -> list[str]:

@@ -48,6 +48,23 @@ class LatencyReport(_Model):
         None, description="estimates: the band of published/estimate ratios of devices left out of the fit")
     speedup_vs_reference: float | None = Field(None, description="reference latency / this latency")
     details: dict[str, Any] = Field({}, description="the benchmark's or estimator's own figures")
+    layers: list[DeviceLayerReport] = Field(
+        [], description="estimates: by TFLite node in execution order, then the runtime overhead; they add up to `ms`")
+
+
+class DeviceLayerReport(_Model):
+    """One TFLite node's share of a simulated device's estimate (or the runtime overhead: `node` null)."""
+
+    node: int | None = Field(..., description="TFLite node index; null for the runtime overhead")
+    op: str = Field(..., description="TFLite op, e.g. CONV_2D; 'runtime overhead' for the rest")
+    name: str = Field(..., description="the node's first output tensor")
+    runtime: str = Field(..., description="'xnnpack' or 'builtin': the kernels that ran it; '' for the overhead")
+    kernel: str = Field(..., description="the function that ran most of its instructions (an XNNPACK micro-kernel, "
+                        "or a builtin kernel)")
+    fallback: bool = Field(..., description="ran on the builtin kernels although XNNPACK was asked for")
+    instructions: int = Field(..., description="ARM instructions per invoke, counted under emulation")
+    latency_ms: float = Field(..., description="estimate: its share of the device estimate")
+    share: float = Field(..., description="fraction of the device estimate; the layers add up to 1")
 
 
 class GateReport(_Model):

@@ -21,6 +21,20 @@
  *   measured M       instructions executed inside windows
  *   mix CLASS N      instructions of each class inside windows (CLASS_NAMES)
  *   tb VADDR NINSNS EXECS   one line per translation block run inside windows
+ *   seg I KIND SITE N CLASS_COUNTS...   segment I of the windows (see below), started by the
+ *                           block at SITE, N instructions
+ *   stb I VADDR INSNS       instructions segment I ran in the block at VADDR
+ *
+ * Segments split each window where the model's operators start, for per-layer
+ * figures. `marks=PATH` names a file of addresses relative to one guest
+ * library ("call LO HI": a block in [LO, HI) that ends in `blr` calls a TFLite
+ * node's kernel, and the block at its return address is the interpreter again;
+ * "entry ADDR": a block starting at ADDR starts an XNNPACK operator). The guest
+ * says where that library is loaded with lseek(MARK_BASE, base); blocks are
+ * checked when they are translated, so it must say so before the first invoke.
+ * Each marked block starts a new segment of kind N (node), X (XNNPACK operator)
+ * or R (back in the interpreter); a window starts with kind S. Segment I of every
+ * window adds up, so the segments of a window sum to its count exactly.
  *
  * Counters are plain inline adds: exact with one guest thread, approximate
  * when several guest threads race on them (edgequant counts with 1 thread).
@@ -59,6 +73,8 @@ struct qemu_plugin_tb;
 struct qemu_plugin_insn;
 enum qemu_plugin_op { QEMU_PLUGIN_INLINE_ADD_U64 };
 typedef void (*qemu_plugin_udata_cb_t)(qemu_plugin_id_t id, void *userdata);
+typedef void (*qemu_plugin_vcpu_udata_cb_t)(unsigned int vcpu_index, void *userdata);
+enum qemu_plugin_cb_flags { QEMU_PLUGIN_CB_NO_REGS, QEMU_PLUGIN_CB_R_REGS, QEMU_PLUGIN_CB_RW_REGS };
 typedef void (*qemu_plugin_vcpu_tb_trans_cb_t)(qemu_plugin_id_t id, struct qemu_plugin_tb *tb);
 typedef void (*qemu_plugin_vcpu_syscall_cb_t)(qemu_plugin_id_t id, unsigned int vcpu_index, int64_t num,
                                               uint64_t a1, uint64_t a2, uint64_t a3, uint64_t a4,
@@ -66,6 +82,9 @@ typedef void (*qemu_plugin_vcpu_syscall_cb_t)(qemu_plugin_id_t id, unsigned int 
 void qemu_plugin_register_vcpu_tb_trans_cb(qemu_plugin_id_t id, qemu_plugin_vcpu_tb_trans_cb_t cb);
 void qemu_plugin_register_vcpu_tb_exec_inline(struct qemu_plugin_tb *tb, enum qemu_plugin_op op, void *ptr,
                                               uint64_t imm);
+void qemu_plugin_register_vcpu_tb_exec_cb(struct qemu_plugin_tb *tb, qemu_plugin_vcpu_udata_cb_t cb,
+                                          enum qemu_plugin_cb_flags flags, void *userdata);
+uint64_t qemu_plugin_insn_vaddr(const struct qemu_plugin_insn *insn);
 void qemu_plugin_register_vcpu_syscall_cb(qemu_plugin_id_t id, qemu_plugin_vcpu_syscall_cb_t cb);
 void qemu_plugin_register_atexit_cb(qemu_plugin_id_t id, qemu_plugin_udata_cb_t cb, void *userdata);
 size_t qemu_plugin_tb_n_insns(const struct qemu_plugin_tb *tb);
@@ -82,7 +101,9 @@ QEMU_PLUGIN_EXPORT int qemu_plugin_version = 1;
 /* Must match MARK_BEGIN / MARK_END in edgequant/devices/arm/guest_runner.py. */
 #define MARK_BEGIN 0x7E5A0001ULL
 #define MARK_END 0x7E5A0002ULL
+#define MARK_BASE 0x7E5A0003ULL
 #define SYS_CLOSE_AARCH64 57
+#define SYS_LSEEK_AARCH64 62
 
 /* Must match INSTRUCTION_CLASSES in edgequant/devices/arm/runner.py. */
 enum insn_class { DOT, FP_MAC, INT_MAC, SIMD_OTHER, LOAD, STORE, SCALAR, LOAD_BYTES, STORE_BYTES, N_CLASSES };
@@ -97,6 +118,8 @@ struct tb_count {
     uint64_t execs;     /* bumped inline by the translated code */
     uint64_t at_begin;  /* execs when the current window opened */
     uint64_t in_window; /* execs inside closed windows */
+    uint64_t at_segment; /* execs when the current segment started */
+    char mark;           /* the kind of segment this block starts, or 0 */
     struct tb_count *next;
 };
 
@@ -105,6 +128,31 @@ static struct tb_count *all_tbs;
 static uint64_t windows_closed;
 static bool window_open;
 static char *out_path;
+
+/* Operator marks (see the header), relative to the marked library until its base is known. */
+#define MAX_MARKS 64
+static uint64_t call_lo[MAX_MARKS], call_hi[MAX_MARKS], entries[MAX_MARKS];
+static int n_calls, n_entries;
+static bool marks_placed;
+static uint64_t returns[MAX_MARKS]; /* absolute return addresses of the marked calls */
+static int n_returns;
+
+struct seg_tb {
+    uint64_t vaddr, insns;
+};
+struct segment {
+    char kind;
+    uint64_t site; /* the block that started it */
+    uint64_t insns;
+    uint64_t mix[N_CLASSES];
+    struct seg_tb *tbs;
+    size_t n_tbs, cap_tbs;
+};
+static struct segment *segments;
+static size_t n_segments, cap_segments;
+static size_t current_segment; /* index within the open window */
+static char current_kind;
+static uint64_t current_site;
 
 static bool starts_with_any(const char *s, const char *const *prefixes)
 {
@@ -223,6 +271,109 @@ static void classify(const char *text, uint32_t *mix)
     }
 }
 
+static void add_segment_tb(struct segment *seg, uint64_t vaddr, uint64_t insns)
+{
+    for (size_t i = 0; i < seg->n_tbs; i++) { /* the same index in a later window: same blocks, mostly */
+        if (seg->tbs[i].vaddr == vaddr) {
+            seg->tbs[i].insns += insns;
+            return;
+        }
+    }
+    if (seg->n_tbs == seg->cap_tbs) {
+        size_t cap = seg->cap_tbs ? 2 * seg->cap_tbs : 16;
+        struct seg_tb *grown = realloc(seg->tbs, cap * sizeof(*grown));
+        if (!grown) {
+            return;
+        }
+        seg->tbs = grown;
+        seg->cap_tbs = cap;
+    }
+    seg->tbs[seg->n_tbs++] = (struct seg_tb){vaddr, insns};
+}
+
+/* Credit what ran since the current segment started to it (lock held). */
+static void close_segment(void)
+{
+    if (current_segment >= cap_segments) {
+        size_t cap = cap_segments ? 2 * cap_segments : 256;
+        struct segment *grown = realloc(segments, cap * sizeof(*grown));
+        if (!grown) {
+            return;
+        }
+        memset(grown + cap_segments, 0, (cap - cap_segments) * sizeof(*grown));
+        segments = grown;
+        cap_segments = cap;
+    }
+    struct segment *seg = &segments[current_segment];
+    seg->kind = current_kind;
+    seg->site = current_site;
+    for (struct tb_count *c = all_tbs; c; c = c->next) {
+        uint64_t d = c->execs - c->at_segment;
+        if (d) {
+            seg->insns += c->n_insns * d;
+            for (int k = 0; k < N_CLASSES; k++) {
+                seg->mix[k] += c->mix[k] * d;
+            }
+            add_segment_tb(seg, c->vaddr, c->n_insns * d);
+            c->at_segment = c->execs;
+        }
+    }
+    if (current_segment + 1 > n_segments) {
+        n_segments = current_segment + 1;
+    }
+}
+
+static void on_mark(unsigned int vcpu_index, void *userdata)
+{
+    const struct tb_count *marked = userdata;
+    pthread_mutex_lock(&lock);
+    if (window_open) {
+        close_segment();
+        current_segment++;
+        current_kind = marked->mark;
+        current_site = marked->vaddr;
+    }
+    pthread_mutex_unlock(&lock);
+}
+
+/* The kind of segment a block starts ('N', 'X', 'R'), or 0. */
+static char mark_kind(struct qemu_plugin_tb *tb, uint64_t vaddr, size_t n_insns)
+{
+    if (!marks_placed) {
+        return 0;
+    }
+    for (int i = 0; i < n_entries; i++) {
+        if (vaddr == entries[i]) {
+            return 'X';
+        }
+    }
+    for (int i = 0; i < n_returns; i++) {
+        if (vaddr == returns[i]) {
+            return 'R';
+        }
+    }
+    for (int i = 0; i < n_calls; i++) {
+        if (vaddr >= call_lo[i] && vaddr < call_hi[i] && n_insns) {
+            struct qemu_plugin_insn *last = qemu_plugin_tb_get_insn(tb, n_insns - 1);
+            char *text = qemu_plugin_insn_disas(last);
+            bool call = text && strncmp(text, "blr", 3) == 0;
+            free(text);
+            if (call) {
+                uint64_t ret = qemu_plugin_insn_vaddr(last) + 4;
+                bool known = false;
+                for (int r = 0; r < n_returns; r++) {
+                    known |= returns[r] == ret;
+                }
+                if (!known && n_returns < MAX_MARKS) {
+                    returns[n_returns++] = ret;
+                }
+                return 'N';
+            }
+        }
+    }
+    return 0;
+}
+
 static void on_tb_trans(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
 {
     struct tb_count *c = calloc(1, sizeof(*c));
@@ -248,13 +399,32 @@ static void on_tb_trans(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
     pthread_mutex_lock(&lock);
     c->next = all_tbs;
     all_tbs = c;
+    c->mark = mark_kind(tb, c->vaddr, c->n_insns);
     pthread_mutex_unlock(&lock);
+    if (c->mark) { /* registered first, so the marked block itself counts in the segment it starts */
+        qemu_plugin_register_vcpu_tb_exec_cb(tb, on_mark, QEMU_PLUGIN_CB_NO_REGS, c);
+    }
     qemu_plugin_register_vcpu_tb_exec_inline(tb, QEMU_PLUGIN_INLINE_ADD_U64, &c->execs, 1);
 }
 
 static void on_syscall(qemu_plugin_id_t id, unsigned int vcpu_index, int64_t num, uint64_t a1, uint64_t a2,
                        uint64_t a3, uint64_t a4, uint64_t a5, uint64_t a6, uint64_t a7, uint64_t a8)
 {
+    if (num == SYS_LSEEK_AARCH64 && a1 == MARK_BASE) {
+        pthread_mutex_lock(&lock);
+        if (!marks_placed) {
+            for (int i = 0; i < n_calls; i++) {
+                call_lo[i] += a2;
+                call_hi[i] += a2;
+            }
+            for (int i = 0; i < n_entries; i++) {
+                entries[i] += a2;
+            }
+            marks_placed = true;
+        }
+        pthread_mutex_unlock(&lock);
+        return;
+    }
     if (num != SYS_CLOSE_AARCH64 || (a1 != MARK_BEGIN && a1 != MARK_END)) {
         return;
     }
@@ -262,12 +432,17 @@ static void on_syscall(qemu_plugin_id_t id, unsigned int vcpu_index, int64_t num
     if (a1 == MARK_BEGIN) {
         for (struct tb_count *c = all_tbs; c; c = c->next) {
             c->at_begin = c->execs;
+            c->at_segment = c->execs;
         }
         window_open = true;
+        current_segment = 0;
+        current_kind = 'S';
+        current_site = 0;
     } else if (window_open) {
         for (struct tb_count *c = all_tbs; c; c = c->next) {
             c->in_window += c->execs - c->at_begin;
         }
+        close_segment();
         window_open = false;
         windows_closed++;
     }
@@ -300,8 +475,40 @@ static void write_counts(qemu_plugin_id_t id, void *userdata)
             fprintf(f, "tb %" PRIx64 " %" PRIu64 " %" PRIu64 "\n", c->vaddr, c->n_insns, c->in_window);
         }
     }
+    for (size_t i = 0; i < n_segments; i++) {
+        struct segment *seg = &segments[i];
+        fprintf(f, "seg %zu %c %" PRIx64 " %" PRIu64, i, seg->kind, seg->site, seg->insns);
+        for (int k = 0; k < N_CLASSES; k++) {
+            fprintf(f, " %" PRIu64, seg->mix[k]);
+        }
+        fputc('\n', f);
+        for (size_t t = 0; t < seg->n_tbs; t++) {
+            fprintf(f, "stb %zu %" PRIx64 " %" PRIu64 "\n", i, seg->tbs[t].vaddr, seg->tbs[t].insns);
+        }
+    }
     fclose(f);
     pthread_mutex_unlock(&lock);
+}
+
+/* The `marks=PATH` file: "call LO HI" and "entry ADDR" lines, hexadecimal. */
+static void read_marks(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        qemu_plugin_outs("insncount: cannot read the marks file\n");
+        return;
+    }
+    char line[128];
+    while (fgets(line, sizeof(line), f)) {
+        uint64_t a, b;
+        if (sscanf(line, "call %" SCNx64 " %" SCNx64, &a, &b) == 2 && n_calls < MAX_MARKS) {
+            call_lo[n_calls] = a;
+            call_hi[n_calls++] = b;
+        } else if (sscanf(line, "entry %" SCNx64, &a) == 1 && n_entries < MAX_MARKS) {
+            entries[n_entries++] = a;
+        }
+    }
+    fclose(f);
 }
 
 QEMU_PLUGIN_EXPORT int qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_t *info, int argc, char **argv)
@@ -309,6 +516,8 @@ QEMU_PLUGIN_EXPORT int qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_
     for (int i = 0; i < argc; i++) {
         if (strncmp(argv[i], "out=", 4) == 0) {
             out_path = strdup(argv[i] + 4);
+        } else if (strncmp(argv[i], "marks=", 6) == 0) {
+            read_marks(argv[i] + 6);
         }
     }
     if (!out_path) {

@@ -23,8 +23,9 @@ from pathlib import Path
 import numpy as np
 
 from edgequant.devices.arm.install import GUEST_RUNNER, ArmEnvironment, ensure_arm_environment
-from edgequant.devices.arm.symbols import KernelShare, attribute
+from edgequant.devices.arm.symbols import MARKED_LIBRARY, KernelShare, attribute, operator_marks
 from edgequant.devices.core_timings import MIX_FIELDS
+from edgequant.devices.layers import LayerCount, Segment, attribute_layers
 from edgequant.devices.profiles import DeviceProfile, load_profile
 from edgequant.errors import BuildError, DataError, InputError, ModelFileError
 
@@ -48,6 +49,7 @@ class ArmRun:
     instructions_by_symbol: dict[str, int] = field(default_factory=dict)  # per invoke, every function
     emulation_seconds: float = 0.0  # host wall time of the emulation: never a device latency
     instruction_mix: dict[str, int] = field(default_factory=dict)  # per invoke, MIX_FIELDS
+    layers: list[LayerCount] = field(default_factory=list)  # per invoke, by TFLite node, then runtime overhead
 
     @property
     def xnnpack_kernel_share(self) -> float:
@@ -60,7 +62,7 @@ class ArmRun:
             "invokes_counted": self.invokes_counted,
             "kernel_shares": [k.to_dict() for k in self.kernel_shares],
             "instructions_by_symbol": self.instructions_by_symbol,
-            "instruction_mix": self.instruction_mix,
+            "instruction_mix": self.instruction_mix, "layers": [layer.to_dict() for layer in self.layers],
             "emulation_seconds": round(self.emulation_seconds, 2),
         }
 
@@ -91,13 +93,14 @@ def _die_with_parent_prefix() -> list[str]:
 
 
 def guest_command(env: ArmEnvironment, view: Path, qemu_cpu: str, args: list[str], *,
-                  counts_file: Path | None) -> tuple[list[str], dict]:
+                  counts_file: Path | None, marks_file: Path | None = None) -> tuple[list[str], dict]:
     """The argument list and environment that run the guest's python3 under qemu-aarch64."""
     cmd = _die_with_parent_prefix() + _no_aslr_prefix() + [str(env.qemu), "-cpu", qemu_cpu, "-seed", "1", "-L", str(view)]
     if counts_file is not None:
-        if "," in str(env.plugin) or "," in str(counts_file):
+        plugin_files = [env.plugin, counts_file] + ([marks_file] if marks_file else [])
+        if any("," in str(p) for p in plugin_files):
             raise InputError(f"{counts_file}: qemu plugin paths cannot contain ','")
-        cmd += ["-plugin", f"{env.plugin},out={counts_file}"]
+        cmd += ["-plugin", f"{env.plugin},out={counts_file}" + (f",marks={marks_file}" if marks_file else "")]
     cmd += [str(view / "usr" / "bin" / env.python), "-s", *args]
     run_env = {
         "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": "/root", "PYTHONHASHSEED": "0",
@@ -188,12 +191,17 @@ def run_on_device(
         request = {
             "model": str(model.resolve()), "inputs": str(work / "inputs.npz"), "outputs": str(work / "outputs.npz"),
             "maps": str(work / "maps.txt"), "samples": len(rows), "threads": threads, "kernels": kernels,
-            "count": count, "warmup": 1,
+            "count": count, "warmup": 1, "ops": str(work / "ops.json") if count and attribute_kernels else "",
         }
-        (work / "request.json").write_text(json.dumps(request))
         counts_file = work / "counts.txt" if count else None
+        marks = operator_marks(env.site_packages / "ai_edge_litert" / MARKED_LIBRARY) if count and attribute_kernels else None
+        marks_file = work / "marks.txt" if marks else None
+        if marks_file:
+            marks_file.write_text(marks)
+            request["marks_library"] = MARKED_LIBRARY
+        (work / "request.json").write_text(json.dumps(request))
         cmd, run_env = guest_command(env, view, prof.qemu_cpu, [str(GUEST_RUNNER), str(work / "request.json")],
-                                     counts_file=counts_file)
+                                     counts_file=counts_file, marks_file=marks_file)
         start = time.monotonic()
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=run_env)
@@ -205,9 +213,9 @@ def run_on_device(
         with np.load(work / "outputs.npz", allow_pickle=False) as data:
             n_out = len({k.split("_")[1] for k in data.files})
             outputs = [[data[f"{s}_{o}"] for o in range(n_out)] for s in range(len(rows))]
-        per_invoke, shares, by_symbol, mix = None, [], {}, {}
+        per_invoke, shares, by_symbol, mix, layers = None, [], {}, {}, []
         if count:
-            measured, windows, tbs, mix_total = _read_counts(counts_file)
+            measured, windows, tbs, mix_total, segments = _read_counts(counts_file)
             if windows != len(rows):
                 raise BuildError(f"{model}: the counting plugin saw {windows} invokes, expected {len(rows)}")
             per_invoke = round(measured / windows)
@@ -217,8 +225,12 @@ def run_on_device(
                 shares = every[:TOP_KERNELS]
                 for k in every:
                     by_symbol[k.symbol] = by_symbol.get(k.symbol, 0) + round(k.instructions / windows)
+                ops_file = work / "ops.json"
+                if ops_file.is_file():
+                    layers = attribute_layers(segments, windows, per_invoke, json.loads(ops_file.read_text()),
+                                              (work / "maps.txt").read_text(), kernels)
     return ArmRun(prof.name, prof.qemu_cpu, prof.core, kernels, threads, outputs, per_invoke,
-                  len(rows) if count else 0, shares, by_symbol, seconds, mix)
+                  len(rows) if count else 0, shares, by_symbol, seconds, mix, layers)
 
 
 def _last_error(proc: subprocess.CompletedProcess) -> str:
@@ -229,13 +241,15 @@ def _last_error(proc: subprocess.CompletedProcess) -> str:
     return lines[-1] if lines else f"exit code {proc.returncode}"
 
 
-def _read_counts(path: Path) -> tuple[int, int, list[tuple[int, int]], dict[str, int]]:
-    """(instructions in windows, windows, [(tb address, instructions)], mix in windows) from the plugin's file."""
+def _read_counts(path: Path) -> tuple[int, int, list[tuple[int, int]], dict[str, int], list[Segment]]:
+    """(instructions in windows, windows, [(tb address, instructions)], mix in windows, segments of the
+    windows) from the plugin's file."""
     if not path.is_file():
         raise BuildError("the counting plugin wrote no counts (did qemu load it?)")
     measured = windows = 0
     mix: dict[str, int] = {}
     per_tb: dict[int, int] = defaultdict(int)
+    segments: list[Segment] = []
     for line in path.read_text().splitlines():
         parts = line.split()
         if parts[0] == "measured":
@@ -246,4 +260,9 @@ def _read_counts(path: Path) -> tuple[int, int, list[tuple[int, int]], dict[str,
             mix[parts[1]] = int(parts[2])
         elif parts[0] == "tb":
             per_tb[int(parts[1], 16)] += int(parts[2]) * int(parts[3])
-    return measured, windows, sorted(per_tb.items()), mix
+        elif parts[0] == "seg":
+            counts = [int(v) for v in parts[5:]]
+            segments.append(Segment(parts[2], int(parts[3], 16), int(parts[4]), dict(zip(MIX_FIELDS, counts))))
+        elif parts[0] == "stb":
+            segments[int(parts[1])].tb_counts.append((int(parts[2], 16), int(parts[3])))
+    return measured, windows, sorted(per_tb.items()), mix, segments

@@ -19,6 +19,14 @@ from functools import lru_cache
 from pathlib import Path
 
 
+# Where the model's operators start, for the plugin's segments (insncount.c): the TFLite interpreter
+# calls each node's kernel with a `blr` inside Subgraph::InvokeImpl (OpInvoke is inlined there), and
+# XNNPACK's runtime runs each of its operators through xnn_run_operator_with_index.
+MARKED_LIBRARY = "libpywrap_litert_common.so"
+NODE_CALLER = "_ZN6tflite8Subgraph10InvokeImplEv"
+OPERATOR_ENTRY = "xnn_run_operator_with_index"
+
+
 @dataclass(frozen=True)
 class KernelShare:
     symbol: str
@@ -102,3 +110,43 @@ def attribute(tb_counts: list[tuple[int, int]], maps_text: str) -> list[KernelSh
         by_symbol[(name, p.name)] += n
     ranked = sorted(by_symbol.items(), key=lambda kv: (-kv[1], kv[0]))
     return [KernelShare(sym, lib, n, n / total if total else 0.0) for (sym, lib), n in ranked]
+
+
+def operator_marks(library: Path) -> str | None:
+    """The plugin's marks file for `library` (ELF addresses), or None where its symbols do not say."""
+    addrs, names = _symbols(str(library), library.stat().st_mtime_ns) if library.is_file() else ([], [])
+    where = {name: i for i, name in enumerate(names)}
+    if NODE_CALLER not in where or where[NODE_CALLER] + 1 >= len(addrs):
+        return None
+    i = where[NODE_CALLER]
+    lines = [f"call {addrs[i]:x} {addrs[i + 1]:x}"]
+    if OPERATOR_ENTRY in where:
+        lines.append(f"entry {addrs[where[OPERATOR_ENTRY]]:x}")
+    return "\n".join(lines) + "\n"
+
+
+def demangle(symbols: list[str]) -> dict[str, str]:
+    """C++ symbols as people read them (binutils' c++filt, one call for all); unchanged where it is missing."""
+    mangled = sorted({s for s in symbols if s.startswith("_Z")})
+    tool = shutil.which("c++filt")
+    if not mangled or tool is None:
+        return {}
+    try:
+        out = subprocess.run([tool], input="\n".join(mangled) + "\n", capture_output=True, text=True, check=True,
+                             timeout=30).stdout.splitlines()
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    return dict(zip(mangled, out)) if len(out) == len(mangled) else {}
+
+
+def without_parameters(name: str) -> str:
+    """A demangled C++ name without its parameter list: `ns::f<T>(int, ...) const` -> `ns::f<T>`."""
+    end = name.rstrip().removesuffix(" const")
+    if not end.endswith(")"):
+        return name
+    depth = 0
+    for i in range(len(end) - 1, -1, -1):
+        depth += {")": 1, "(": -1}.get(end[i], 0)
+        if depth == 0:
+            return end[:i]
+    return name
