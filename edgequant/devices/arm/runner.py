@@ -28,6 +28,7 @@ from edgequant.devices.core_timings import MIX_FIELDS
 from edgequant.devices.layers import LayerCount, Segment, attribute_layers
 from edgequant.devices.profiles import DeviceProfile, load_profile
 from edgequant.errors import BuildError, DataError, InputError, ModelFileError
+from edgequant.scratch import scratch_prefix
 
 Sample = np.ndarray | Sequence[np.ndarray]
 TOP_KERNELS = 12
@@ -185,7 +186,7 @@ def run_on_device(
     env = env or ensure_arm_environment()
     view = env.view(prof.cpuinfo_text(), prof.cores)
 
-    with tempfile.TemporaryDirectory(prefix="edgequant-arm-") as tmp:
+    with tempfile.TemporaryDirectory(prefix=scratch_prefix("arm")) as tmp:
         work = Path(tmp)
         np.savez(work / "inputs.npz", **{f"{s}_{i}": x for s, row in enumerate(rows) for i, x in enumerate(row)})
         request = {
