@@ -28,6 +28,7 @@ from edgequant.devices.arm.symbols import MARKED_LIBRARY, attribute, demangle, w
 OVERHEAD = "runtime overhead"
 NO_OPERATOR = "no XNNPACK operator of its own: fused into a neighbour or left out"
 TOP_LAYERS = 5  # how many layers the CLI and the reports show per estimate
+FOLDED_SHARE = 0.01  # fallbacks outside the top layers taking less than this share are shown as one row
 
 # Words of the XNNPACK micro-kernels each TFLite op runs. An op missing here, or an operator whose
 # kernels name none of these words (a plain copy), matches anything.
@@ -285,10 +286,18 @@ def slowest(layers: list[dict], n: int) -> list[dict]:
 
 def shown(layers: list[dict]) -> list[dict]:
     """What the CLI and the reports show of an estimate's layers (LayerEstimate dicts): the TOP_LAYERS
-    slowest, the nodes that fell back from XNNPACK among the rest (as many at most), then the runtime overhead."""
+    slowest, the other nodes that fell back from XNNPACK (those under 1% of the time folded into one row,
+    so shape bookkeeping such as a Flatten's SHAPE/PACK does not crowd the table), then the runtime overhead."""
     top = slowest(layers, TOP_LAYERS)
-    fallbacks = [x for x in layers if x["fallback"] and x not in top][:TOP_LAYERS]
-    return top + fallbacks + [x for x in layers if x["node"] is None]
+    fallbacks = [x for x in layers if x["fallback"] and x not in top]
+    big = [x for x in fallbacks if x["share"] >= FOLDED_SHARE]
+    small = [x for x in fallbacks if x["share"] < FOLDED_SHARE]
+    if small:
+        ops = ", ".join(dict.fromkeys(x["op"] for x in small))
+        big.append({"node": None, "op": f"{len(small)} more fell back", "name": ops, "runtime": "builtin",
+                    "kernel": "kernels", "fallback": True, "latency_ms": sum(x["latency_ms"] for x in small),
+                    "share": sum(x["share"] for x in small)})
+    return top + big + [x for x in layers if x["node"] is None and x["op"] == OVERHEAD]
 
 
 def short_name(name: str) -> str:

@@ -33,6 +33,7 @@ h3{font-size:1.05em;margin-top:1.3em}.meta{color:#5a6475;font-size:.9em}
 table{border-collapse:collapse;margin:.6em 0;font-size:.92em}th,td{border:1px solid #d8dde6;padding:.3em .6em}
 th{background:#f3f5f8;text-align:left}td.n{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 .pass{color:#1b7a1b;font-weight:600}.fail{color:#b3261e;font-weight:600}.est{color:#5a6475;font-size:.85em}
+.wide{overflow-x:auto}table.layers td:last-child{word-break:break-all;font-size:.9em}
 img{max-width:100%;height:auto;border:1px solid #e3e7ee;margin:.5em 0}
 pre{background:#f6f8fa;padding:.7em;white-space:pre-wrap;font-size:.85em}
 """
@@ -219,7 +220,9 @@ def _device_words(variants: list[dict], device: str) -> str:
     lat = next(lat for v in variants if (lat := _latency(v, device)) is not None)
     details = lat.get("details", {})
     words = ", ".join(str(x) for x in (details.get("device"), details.get("core")) if x)
-    return f"{words}; {_uncertainty(lat)}" if words else _uncertainty(lat)
+    # the heading covers every variant: the runtime, not the first variant's interval that its label carries
+    what = f"estimates for {details['runtime']}" if details.get("runtime") else _uncertainty(lat)
+    return f"{words}; {what}" if words else what
 
 
 # --- tables --------------------------------------------------------------------------------------
@@ -285,8 +288,8 @@ def _device_section(report: dict, device: str) -> str:
                "(file + repacked weights + every activation at once + runtime).")
     return (f"<h2 id=\"device-{escape(device)}\">{title}</h2><p class=\"est\">{explain}"
             + (f" Calibration: {escape(str(source))}." if source else "") + "</p>"
-            + _table(head, rows, table_id=f"device-table-{device}", css="device-table")
-            + _slowest_layers(variants, device))
+            + "<div class=\"wide\">" + _table(head, rows, table_id=f"device-table-{device}", css="device-table")
+            + "</div>" + _slowest_layers(variants, device))
 
 
 def _slowest_layers(variants: list[dict], device: str) -> str:
@@ -303,7 +306,7 @@ def _slowest_layers(variants: list[dict], device: str) -> str:
     return ("<p class=\"est\">Slowest layers: estimates, each layer's share of the variant's estimate by the "
             "instructions counted while it ran; the layers and the runtime overhead add up to it.</p>"
             + _table(["variant", "node", "layer", "est. ms", "share", "ran on"], rows,
-                     table_id=f"device-layers-{device}"))
+                     table_id=f"device-layers-{device}", css="layers"))
 
 
 def _host_section(report: dict) -> str:
