@@ -286,15 +286,17 @@ def slowest(layers: list[dict], n: int) -> list[dict]:
 
 def shown(layers: list[dict]) -> list[dict]:
     """What the CLI and the reports show of an estimate's layers (LayerEstimate dicts): the TOP_LAYERS
-    slowest, the other nodes that fell back from XNNPACK (those under 1% of the time folded into one row,
-    so shape bookkeeping such as a Flatten's SHAPE/PACK does not crowd the table), then the runtime overhead."""
+    slowest, the other nodes that fell back from XNNPACK (two or more under 1% of the time are folded into one
+    row, so shape bookkeeping such as a Flatten's SHAPE/PACK does not crowd the table), then the runtime overhead."""
     top = slowest(layers, TOP_LAYERS)
     fallbacks = [x for x in layers if x["fallback"] and x not in top]
     big = [x for x in fallbacks if x["share"] >= FOLDED_SHARE]
     small = [x for x in fallbacks if x["share"] < FOLDED_SHARE]
-    if small:
+    if len(small) == 1:
+        big += small
+    elif small:
         ops = ", ".join(dict.fromkeys(x["op"] for x in small))
-        big.append({"node": None, "op": f"{len(small)} more fell back", "name": ops, "runtime": "builtin",
+        big.append({"node": None, "op": f"{len(small)} small nodes:", "name": ops, "runtime": "builtin",
                     "kernel": "kernels", "fallback": True, "latency_ms": sum(x["latency_ms"] for x in small),
                     "share": sum(x["share"] for x in small)})
     return top + big + [x for x in layers if x["node"] is None and x["op"] == OVERHEAD]
