@@ -189,10 +189,13 @@ def run_on_device(
     with tempfile.TemporaryDirectory(prefix=scratch_prefix("arm")) as tmp:
         work = Path(tmp)
         np.savez(work / "inputs.npz", **{f"{s}_{i}": x for s, row in enumerate(rows) for i, x in enumerate(row)})
+        # The guest sees only these fixed relative names, run in `work`: a path's length moves the guest's stack
+        # (argv) and heap, and with them a few instructions per invoke, so no host path may reach it.
+        (work / "model.tflite").symlink_to(model.resolve())
         request = {
-            "model": str(model.resolve()), "inputs": str(work / "inputs.npz"), "outputs": str(work / "outputs.npz"),
-            "maps": str(work / "maps.txt"), "samples": len(rows), "threads": threads, "kernels": kernels,
-            "count": count, "warmup": 1, "ops": str(work / "ops.json") if count and attribute_kernels else "",
+            "model": "model.tflite", "inputs": "inputs.npz", "outputs": "outputs.npz",
+            "maps": "maps.txt", "samples": len(rows), "threads": threads, "kernels": kernels,
+            "count": count, "warmup": 1, "ops": "ops.json" if count and attribute_kernels else "",
         }
         counts_file = work / "counts.txt" if count else None
         marks = operator_marks(env.site_packages / "ai_edge_litert" / MARKED_LIBRARY) if count and attribute_kernels else None
@@ -201,11 +204,11 @@ def run_on_device(
             marks_file.write_text(marks)
             request["marks_library"] = MARKED_LIBRARY
         (work / "request.json").write_text(json.dumps(request))
-        cmd, run_env = guest_command(env, view, prof.qemu_cpu, [str(GUEST_RUNNER), str(work / "request.json")],
+        cmd, run_env = guest_command(env, view, prof.qemu_cpu, [str(GUEST_RUNNER), "request.json"],
                                      counts_file=counts_file, marks_file=marks_file)
         start = time.monotonic()
         try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=run_env)
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=run_env, cwd=work)
         except subprocess.TimeoutExpired:
             raise BuildError(f"{model}: emulated run on {prof.name} took over {timeout:.0f} s") from None
         seconds = time.monotonic() - start
