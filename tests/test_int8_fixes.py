@@ -71,6 +71,51 @@ def test_equalization_undoes_the_widened_channel(train_images):
     assert pair.scales[widened] > 10 * np.median(pair.scales)
 
 
+def _int8_weights(data: bytes) -> list[np.ndarray]:
+    """Every constant int8 tensor of the file, read back from its buffers."""
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(data))
+    return [np.frombuffer(bytes(model.buffers[t.buffer].data), np.int8).reshape(t.shape)
+            for t in model.subgraphs[0].tensors if t.type == 9 and model.buffers[t.buffer].data is not None]
+
+
+def test_adaround_levels_are_the_converters_levels(train_images):
+    """AdaRound lowers every layer's output error, and the converter's own rounding keeps its choice exactly."""
+    from edgequant.int8_fixes.adaround import adaround
+    from edgequant.int8_fixes.graph import linear_kind
+    from edgequant.int8_fixes.weight_grid import weight_grid
+
+    model = _load(DWSEP_MODEL)
+    roundings = adaround(model, train_images[:64], per_channel=True)
+    assert sum(r.flipped for r in roundings) > 0
+    assert all(r.error_after <= r.error_before for r in roundings)
+    assert sum(r.error_after for r in roundings) < 0.9 * sum(r.error_before for r in roundings)
+    written = _int8_weights(eq.quantize(model, "int8", calibration=train_images[:100]))
+    rounded = {r.layer for r in roundings}
+    for layer in model.layers:
+        if layer.name not in rounded:
+            continue
+        grid = weight_grid(layer, None, per_channel=True)
+        levels = np.round(grid.folded / grid.scale).astype(np.int8)  # on the grid already: rounding is exact
+        assert np.abs(grid.folded / grid.scale - levels).max() < 1e-3
+        kind, shape = linear_kind(layer), tuple(layer.kernel.shape)
+        expected = (levels.T if kind == "dense" else levels.reshape(1, *shape[:3]) if kind == "depthwise"
+                    else levels.reshape(shape).transpose(3, 0, 1, 2))
+        assert any(w.shape == expected.shape and np.array_equal(w, expected) for w in written), layer.name
+
+
+def test_keep_or_revert_needs_a_significant_gain():
+    from edgequant.int8_fixes import JUDGE_SIGMAS, _significance
+
+    one_lucky_sample = np.zeros(37)
+    one_lucky_sample[0] = 1.0  # won one sample more out of 37: noise
+    assert _significance(one_lucky_sample) < JUDGE_SIGMAS
+    consistent = np.full(37, 0.01) + np.linspace(-0.001, 0.001, 37)  # a small gain on every sample
+    assert _significance(consistent) > JUDGE_SIGMAS
+    assert _significance(np.zeros(37)) == 0
+
+
 @pytest.mark.slow
 def test_all_fixes_give_an_integer_only_file(train_images):
     data = eq.quantize(_load(WIDE_MODEL), "int8", calibration=train_images, equalize=True, bias_correction=True,
