@@ -84,7 +84,7 @@ def _second_moment(layer, x: np.ndarray, rng: np.random.Generator) -> tuple[np.n
 
     x = np.asarray(x, dtype=np.float32)
     kind = linear_kind(layer)
-    if kind == "dense" or (tuple(layer.kernel_size) == (1, 1) and tuple(layer.strides) == (1, 1)):
+    if kind == "dense" or (kind == "conv" and tuple(layer.kernel_size) == (1, 1) and tuple(layer.strides) == (1, 1)):
         p = _subset(x.reshape(-1, x.shape[-1]), rng)
         return (p.T @ p).astype(np.float64), len(p)
     kh, kw = layer.kernel_size
