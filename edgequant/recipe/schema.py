@@ -249,6 +249,10 @@ class Int8Variant(_VariantBase):
     bias_correction: bool = Field(
         False, description="correct each layer's bias for the mean error of its int8 weights (Keras 3 models)"
     )
+    adaround: bool = Field(
+        False, description="round each int8 weight up or down to minimize its layer's output error on the "
+        "calibration data, instead of to nearest (AdaRound's objective; Keras 3 models)"
+    )
     ranges: Literal["minmax", "percentile", "mse"] = Field(
         "minmax", description="activation ranges: calibrated min/max, a percentile of the values, or MSE-optimal"
     )
@@ -260,8 +264,8 @@ class Int8Variant(_VariantBase):
 
     @property
     def int8_fixes(self) -> bool:
-        """Whether any all-integer fix (equalize, bias_correction, ranges) is asked for."""
-        return self.equalize or self.bias_correction or self.ranges != "minmax"
+        """Whether any all-integer fix (equalize, adaround, bias_correction, ranges) is asked for."""
+        return self.equalize or self.adaround or self.bias_correction or self.ranges != "minmax"
 
 
 class Int16x8Variant(_VariantBase):

@@ -239,6 +239,10 @@ def _int8_fixes(v) -> list[str]:
         lines.append(f"- equalization: {len(f.equalized_pairs)} layer pairs; float outputs moved by at most "
                      f"{f.float_check['max_abs_change']:.3g} on the calibration data (tolerance "
                      f"{f.float_check['tolerance']:.3g})")
+    if f.adaround:
+        lines.append(f"- adaptive rounding: {int(f.adaround['layers'])} layers, {int(f.adaround['flipped_weights'])} "
+                     f"weights rounded away from nearest; layer output error {f.adaround['output_error_ratio']:.2f}x "
+                     "nearest rounding's on the calibration data")
     if f.bias_shift:
         lines.append(f"- bias correction: {int(f.bias_shift['layers'])} layers, largest correction "
                      f"{f.bias_shift['max_correction']:.3g}")

@@ -133,7 +133,7 @@ class MixedPrecisionReport(_Model):
 class Int8FixesReport(_Model):
     """All-integer fixes of an int8 variant: what was applied, the float check, and whether they were kept."""
 
-    requested: list[str] = Field(..., description="equalize, bias_correction, ranges:<method>")
+    requested: list[str] = Field(..., description="equalize, adaround, bias_correction, ranges:<method>")
     kept: bool = Field(..., description="false when the fixes did not beat plain int8 and the artifact is plain int8")
     decided_on: str = Field(..., description="the data the keep-or-not decision was measured on")
     plain: dict[str, float] = Field(..., description="plain int8 against float32 on that data: agreement, mse")
@@ -143,6 +143,10 @@ class Int8FixesReport(_Model):
     )
     bias_shift: dict[str, float] | None = Field(
         None, description="bias correction: layers corrected, largest correction, float output change it made"
+    )
+    adaround: dict[str, float] | None = Field(
+        None, description="adaptive rounding: layers rounded, weights flipped from nearest, their summed output "
+        "error over nearest rounding's on the calibration data, float output change it made"
     )
     equalized_pairs: list[dict[str, Any]] = []
     range_changes: int | None = Field(None, description="activation tensors whose range was clipped")
