@@ -15,7 +15,9 @@ import os
 import signal
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
-from typing import TypeVar
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -23,6 +25,30 @@ T = TypeVar("T")
 def default_jobs() -> int:
     """The cores this process may run on."""
     return len(os.sched_getaffinity(0))
+
+
+@dataclass(frozen=True)
+class ModelRun:
+    """One emulated run: `function(model, *args)`; one step of the progress task `task` when it is done."""
+
+    function: Callable
+    model: Path
+    args: tuple
+    task: Any
+
+
+def run_here(runs: Sequence[ModelRun], jobs: int) -> list:
+    """The runs' results, `jobs` at a time on this machine."""
+    return run_all([_stepping(run) for run in runs], jobs)
+
+
+def _stepping(run: ModelRun) -> Callable:
+    def piece():
+        result = run.function(run.model, *run.args)
+        run.task.advance()
+        return result
+
+    return piece
 
 
 def run_all(pieces: Sequence[Callable[[], T]], jobs: int) -> list[T]:

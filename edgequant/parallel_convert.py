@@ -6,12 +6,13 @@ So the conversions run in other processes, and this process converts its share m
 pays for its start (importing TensorFlow, about 4-5 s here), so this only pays for models whose
 conversion takes longer than that: the exported SavedModel must hold at least MIN_BYTES.
 
-Why not derive every variant from one float conversion and one calibration pass: TF 2.21's
-converter does calibrate a float model and then quantize it, but it offers that split only through
-private modules (tensorflow.lite.python.optimize.calibrator), each mode's quantizer still re-reads
-the whole float model, and float16 and dynamic range quantization are separate passes of the MLIR
-converter, not steps after calibration. The one step that could be shared is the calibration of
-int8 and int16x8, which use different activation types and so record different statistics anyway.
+Why not derive every variant from one float conversion and one calibration pass: in TF 2.21,
+float16 and dynamic-range quantization are options of the MLIR conversion itself, not passes over a
+float .tflite, so each needs its own conversion. int8 and int16x8 do go float model -> calibration
+(min/max of every tensor: the same statistics for both) -> quantizer, so one calibration could feed
+both; but only through private modules (tensorflow.lite.python.optimize.calibrator and
+convert.mlir_quantize) whose signatures change between TF releases. Not done, and not measured: it
+would save one calibration pass, at the price of depending on private API.
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ from edgequant.evaluate import Evaluation, evaluate, reference_problems
 from edgequant.gates import GateResult, accuracy_gates_pass, check_gates
 from edgequant.interrupts import CheckingProgress, stop_on_signals, temporary_dir
 from edgequant.output_dir import Staging
-from edgequant.parallel import default_jobs, run_all
+from edgequant.parallel import ModelRun, default_jobs, run_here
 from edgequant.progress import NullProgress, Progress
 from edgequant.recipe.check import check_recipe
 from edgequant.recipe.loader import dotted_path, load_recipe, locate, recipe_hash
@@ -118,6 +118,7 @@ def build_recipe(
     wait: bool = False,
     jobs: int | None = None,
     shared: SharedWork | None = None,
+    ray: str | None = None,
 ) -> BuildResult:
     """Build a recipe (a Recipe or the path of a recipe file). Raises EdgequantError on bad input.
 
@@ -132,6 +133,7 @@ def build_recipe(
     `jobs`: how many independent pieces (emulated device runs) run at once; default the number of cores.
     The result does not depend on it.
     `shared`: the work several builds in one call share (edgequant.shared_work): each model exported once.
+    `ray`: run the emulated device runs as tasks on this Ray cluster (an address, or "auto"); edgequant.ray_backend.
     """
     progress = CheckingProgress(progress or NullProgress())  # a swallowed Ctrl-C still stops the build
     recipe_path = None
@@ -162,7 +164,7 @@ def build_recipe(
                 _check_calibration(recipe, exported.input, progress)
 
         stages = _Stages(recipe, recipe_path, exported, progress, work, _reference_name(variants),
-                         devices=devices, host_benchmark=host_benchmark, jobs=jobs or default_jobs(),
+                         devices=devices, host_benchmark=host_benchmark, jobs=jobs or default_jobs(), ray=ray,
                          split_evaluation=any(_is_auto(v) for v in variants))
         stages.convert_ahead(variants)
         built = [
@@ -198,10 +200,11 @@ class _Stages:
     def __init__(
         self, recipe: Recipe, recipe_path: str | None, exported: ExportedModel, progress: Progress, work_dir: Path,
         reference: str,
-        *, devices: bool = True, host_benchmark: bool = True, jobs: int = 1, split_evaluation: bool = False,
+        *, devices: bool = True, host_benchmark: bool = True, jobs: int = 1, ray: str | None = None,
+        split_evaluation: bool = False,
     ):
         self.recipe, self.recipe_path, self.exported, self.progress = recipe, recipe_path, exported, progress
-        self.jobs = jobs
+        self.jobs, self.ray = jobs, ray
         self.work_dir = work_dir
         self.reference = reference
         self.parity: dict[str, list[dict]] = {}
@@ -532,7 +535,7 @@ class _Stages:
             models[self.reference] = self._work_file(INTERNAL_REFERENCE, self.reference_model())
         parity_inputs = self._parity_inputs()
         integer = [x for x in built if x.variant.mode in ("int8", "qat")]
-        pieces, keys = [], []
+        runs, keys = [], []
         with ExitStack() as tasks:
             for entry in self.recipe.device_names:
                 profile, kernels = load_profile(self._device_path(entry)), self.recipe.device_kernels(entry)
@@ -541,12 +544,12 @@ class _Stages:
                     f"emulate on {profile.name} ({profile.core}, {kernels}): latency of {len(built)} models, "
                     f"parity of {len(integer)}", total=len(models) + len(integer)))
                 for name, path in models.items():
-                    pieces.append(_step(task, estimate_latency, path, profile, threads, kernels))
+                    runs.append(ModelRun(estimate_latency, path, (profile, threads, kernels), task))
                     keys.append(("estimate", entry, name))
                 for x in integer:
-                    pieces.append(_step(task, cached_parity, models[x.variant.name], profile, parity_inputs or None))
+                    runs.append(ModelRun(cached_parity, models[x.variant.name], (profile, parity_inputs or None), task))
                     keys.append(("parity", entry, x.variant.name))
-            results = dict(zip(keys, run_all(pieces, self.jobs)))
+            results = dict(zip(keys, self._emulate(runs)))
         notes = []
         for entry in self.recipe.device_names:
             for x in integer:
@@ -567,6 +570,13 @@ class _Stages:
                 notes.append(f"{entry}: no calibration rows of its own: {reference_est.calibration_source}")
         return notes
 
+    def _emulate(self, runs: list[ModelRun]) -> list:
+        if self.ray is None:
+            return run_here(runs, self.jobs)
+        from edgequant.ray_backend import run_on_ray
+
+        return run_on_ray(runs, self.ray)
+
     def _work_file(self, name: str, data: bytes) -> Path:
         """A model on disk for the tools that take paths (variant names cannot start with '.')."""
         path = self.work_dir / "models" / f"{name}.tflite"
@@ -585,16 +595,6 @@ class _Stages:
         if spec is None:
             return []
         return [s.x for s in islice(iter_samples(spec, self.exported.input, role="parity"), 8)]
-
-
-def _step(task, function, *args):
-    """A piece of parallel work: `function(*args)`, then one step of `task`."""
-    def piece():
-        result = function(*args)
-        task.advance()
-        return result
-
-    return piece
 
 
 def _reference_name(variants: list) -> str:

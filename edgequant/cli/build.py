@@ -21,7 +21,8 @@ def build(
     no_devices: Annotated[bool, typer.Option("--no-devices", help="skip the simulated devices (their latency gates fail as not measured)")] = False,
     no_bench: Annotated[bool, typer.Option("--no-bench", help="skip the host benchmark (its latency gates fail as not measured)")] = False,
     wait: Annotated[bool, typer.Option("--wait", help="if another build is writing the output directory, wait for it")] = False,
-    jobs: Annotated[Optional[int], typer.Option("--jobs", "-j", min=1, help="emulated device runs at once (default: the number of cores); the output does not depend on it")] = None,
+    ray: Annotated[Optional[str], typer.Option("--ray", metavar="ADDRESS", help="run the emulated device runs as tasks on this Ray cluster ('auto': $RAY_ADDRESS, or the cluster on this machine); needs edgequant[ray]")] = None,
+    jobs: Annotated[Optional[int], typer.Option("--jobs", "-j", min=1, help="pieces at once: emulated device runs, conversions of big models (default: the number of cores); the output does not depend on it")] = None,
 ) -> None:
     """Build every variant of RECIPE: convert, evaluate, benchmark, check gates, write artifacts and report.
 
@@ -37,7 +38,7 @@ def build(
     130 interrupted, 143 terminated.
     """
     options = dict(only=variant or None, trust_code=trust_code, registry=registry, devices=not no_devices,
-                   host_benchmark=not no_bench, wait=wait, jobs=jobs)
+                   host_benchmark=not no_bench, wait=wait, jobs=jobs, ray=ray)
     if len(recipes) == 1:
         run_build(recipes[0], output_dir=output_dir, **options)
         return
