@@ -70,7 +70,9 @@ def run_all(pieces: Sequence[Callable[[], T]], jobs: int) -> list[T]:
     except BaseException:
         for f in futures:
             f.cancel()
-        _kill(_child_pids() - before)  # the running pieces then fail fast; their errors are not the cause
+        while not all(f.done() for f in futures):  # a running piece may start its subprocess after a kill
+            _kill(_child_pids() - before)  # the running pieces then fail fast; their errors are not the cause
+            wait(futures, timeout=0.1)
         raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)

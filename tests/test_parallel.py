@@ -18,9 +18,8 @@ from pathlib import Path
 import pytest
 
 from edgequant.parallel import _child_pids, run_all
+from tests.conftest import FMNIST_MODEL, REPO
 
-REPO = Path(__file__).resolve().parents[1]
-FMNIST_MODEL = REPO / "recipes" / "fashion_mnist" / "fashion_mnist_cnn.keras"
 HOME_CACHE = Path.home() / ".cache" / "edgequant"
 
 
