@@ -258,3 +258,13 @@ def test_conversions_in_worker_processes_give_the_same_files(tmp_path, monkeypat
         assert ("convert 3 variants side by side (2 jobs)" in tasks.names) == (jobs == 2)
     for a in results[1].artifacts:
         assert results[2].path(a.name).read_bytes() == results[1].path(a.name).read_bytes()
+
+
+def test_ray_without_its_extra_is_one_line_and_exit_2(monkeypatch):
+    from edgequant.errors import ToolMissingError
+    from edgequant.ray_backend import run_on_ray
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # what `import ray` meets where the extra is not installed
+    with pytest.raises(ToolMissingError, match=r"pip install 'edgequant\[ray\]'") as caught:
+        run_on_ray([], "auto")
+    assert caught.value.exit_code == 2 and "\n" not in str(caught.value)

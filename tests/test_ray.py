@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -67,10 +68,11 @@ def cluster(tmp_path_factory):
                     pass
             time.sleep(2)
         assert not _processes_under(temp), "Ray processes outlived the test"
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 @pytest.mark.slow
-def test_three_recipes_over_ray_give_the_serial_builds_files_and_figures(cluster, tmp_path, monkeypatch):
+def test_three_recipes_over_ray_give_the_serial_builds_files_and_figures(cluster, tmp_path):
     address, workers_cache = cluster
     recipes = []
     for name in ("one", "two", "three"):
