@@ -130,8 +130,8 @@ def build_recipe(
     devices / host_benchmark: False skips the simulated devices / the host benchmark (quick iterations);
     the report says so, and a latency gate on what was skipped fails as "not measured".
     `wait`: if another build holds the output directory, wait for it instead of failing.
-    `jobs`: how many independent pieces (emulated device runs) run at once; default the number of cores.
-    The result does not depend on it.
+    `jobs`: how many independent pieces (emulated device runs; conversions of big models, in worker
+    processes) run at once; default the number of cores. The result does not depend on it.
     `shared`: the work several builds in one call share (edgequant.shared_work): each model exported once.
     `ray`: run the emulated device runs as tasks on this Ray cluster (an address, or "auto"); edgequant.ray_backend.
     """
