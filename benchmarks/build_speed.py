@@ -9,17 +9,14 @@ or seeded noise when scikit-image is absent). The baseline is what a script does
 without edgequant: `TFLiteConverter.from_keras_model(model)` once per variant,
 which traces and exports the model again every time. edgequant's extra stages
 (host benchmark, per-layer int8 analysis) are turned off so both sides do the same
-work: load, convert five times, write. edgequant runs twice: with its default --jobs (the
-number of cores: conversions side by side in worker processes, edgequant.parallel_convert) and
-with --jobs 1. Each side runs in a fresh process, in turn, so all pay the same TensorFlow
-start-up and machine noise.
+work: load, convert five times, write. Each side runs in a fresh
+process, alternating, so both pay the same TensorFlow start-up and machine noise.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -27,7 +24,6 @@ import time
 from pathlib import Path
 
 MODES = ("float32", "float16", "dynamic", "int8", "int16x8")
-SIDES = ("edgequant", "edgequant-jobs1", "baseline")
 
 
 def calibration_images(n: int):
@@ -48,7 +44,7 @@ def calibration_images(n: int):
         return rng.uniform(-1, 1, (n, 224, 224, 3)).astype("float32")
 
 
-def worker_edgequant(work: Path, samples: int, jobs: int | None = None) -> None:
+def worker_edgequant(work: Path, samples: int) -> None:
     from edgequant.pipeline import build_recipe
     from edgequant.recipe.loader import load_recipe
 
@@ -56,10 +52,10 @@ def worker_edgequant(work: Path, samples: int, jobs: int | None = None) -> None:
     recipe.write_text(
         "name: mnv2\nmodel: {path: mobilenet_v2.keras}\n"
         f"calibration: {{source: {{type: npy, path: calib.npy}}, samples: {samples}}}\n"
-        "benchmark: {enabled: false}\nvariants:\n"
+        "output_dir: out_edgequant\nbenchmark: {enabled: false}\nvariants:\n"
         + "".join(f"  - {{name: {m}, mode: {m}{', analyse_layers: false' if m == 'int8' else ''}}}\n" for m in MODES)
     )
-    build_recipe(load_recipe(recipe), output_dir=work / f"out_edgequant_{jobs}", jobs=jobs)
+    build_recipe(load_recipe(recipe))
 
 
 def worker_baseline(work: Path, samples: int) -> None:
@@ -104,14 +100,11 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--samples", type=int, default=16)
-    parser.add_argument("--worker", choices=SIDES)
+    parser.add_argument("--worker", choices=["edgequant", "baseline"])
     parser.add_argument("--work", type=Path)
     args = parser.parse_args()
-    if args.worker == "baseline":
-        worker_baseline(args.work, args.samples)
-        return
     if args.worker:
-        worker_edgequant(args.work, args.samples, 1 if args.worker == "edgequant-jobs1" else None)
+        (worker_edgequant if args.worker == "edgequant" else worker_baseline)(args.work, args.samples)
         return
 
     import keras
@@ -121,20 +114,17 @@ def main() -> None:
         work = Path(tmp)
         keras.applications.MobileNetV2(weights=None).save(work / "mobilenet_v2.keras")
         np.save(work / "calib.npy", calibration_images(args.samples))
-        times: dict[str, list[float]] = {side: [] for side in SIDES}
+        times: dict[str, list[float]] = {"edgequant": [], "baseline": []}
         for i in range(args.repeats):
-            for side in SIDES if i % 2 == 0 else SIDES[::-1]:
+            for side in ("edgequant", "baseline") if i % 2 == 0 else ("baseline", "edgequant"):
                 times[side].append(timed_run(side, work, args.samples))
-                print(f"run {i + 1} {side:15s} {times[side][-1]:7.1f} s", flush=True)
+                print(f"run {i + 1} {side:9s} {times[side][-1]:7.1f} s", flush=True)
     best = {k: min(v) for k, v in times.items()}
     print(f"\n5 variants of MobileNetV2 1.0 224 ({', '.join(MODES)}), {args.samples} calibration samples,")
     print(f"best of {args.repeats}, whole process each (TensorFlow import included):")
     print(f"  edgequant build (export once)        {best['edgequant']:7.1f} s")
-    print(f"  the same with --jobs 1               {best['edgequant-jobs1']:7.1f} s")
     print(f"  TFLiteConverter per variant (Keras)  {best['baseline']:7.1f} s")
     print(f"  speed-up                             {best['baseline'] / best['edgequant']:7.2f}x  (target >= 2x)")
-    print(f"  --jobs default against --jobs 1      {best['edgequant-jobs1'] / best['edgequant']:7.2f}x")
-    print(f"  load average after: {os.getloadavg()}")
     print(json.dumps({"seconds": times, "speedup": best["baseline"] / best["edgequant"]}))
 
 

@@ -4,6 +4,21 @@ The pieces worth running in parallel are emulated device runs: each is a qemu pr
 that waits on it costs nothing and N of them keep N cores busy. Results come back in the order the
 pieces were given, whatever order they finish in, so a parallel build writes exactly what a serial one does.
 
+Conversions stay one after another, measured on this 2-core machine while other work shared it
+(load average 2 to 3.5): TFLiteConverter holds the GIL, so two MobileNetV2 conversions on two
+threads took as long as serially (25.3 s against 26.2 s); in worker processes (one per core, this
+process converting its share meanwhile) the 5-variant MobileNetV2 build took 79.2, 74.5 and 93.5 s
+against 63.4, 76.7 and 62.4 s one after another: each worker imports TensorFlow and loads the
+SavedModel again, and there was no idle core to win it back. A conversion keeps one core busy
+(0.99 cores over 14.8 s for two), so on an idle machine worker processes might pay; that is untested.
+
+Neither does one float conversion and one calibration pass feed every mode: in TF 2.21, float16
+and dynamic-range quantization are options of the MLIR conversion itself, not passes over a float
+.tflite, so each needs its own conversion. int8 and int16x8 do go float model -> calibration
+(min/max of every tensor, the same statistics for both) -> quantizer, so one calibration could feed
+both, but only through private modules (tensorflow.lite.python.optimize.calibrator,
+convert.mlir_quantize) whose signatures change between TF releases. Not done, and not measured.
+
 When one piece fails or the build is interrupted, no further piece starts, and the subprocesses the
 running pieces started are killed: a thread blocked in `subprocess.run` cannot be interrupted, and
 its qemu would otherwise run on for minutes after Ctrl-C.

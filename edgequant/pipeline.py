@@ -130,8 +130,8 @@ def build_recipe(
     devices / host_benchmark: False skips the simulated devices / the host benchmark (quick iterations);
     the report says so, and a latency gate on what was skipped fails as "not measured".
     `wait`: if another build holds the output directory, wait for it instead of failing.
-    `jobs`: how many independent pieces (emulated device runs; conversions of big models, in worker
-    processes) run at once; default the number of cores. The result does not depend on it.
+    `jobs`: how many emulated device runs run at once; default the number of cores. The result does not
+    depend on it.
     `shared`: the work several builds in one call share (edgequant.shared_work): each model exported once.
     `ray`: run the emulated device runs as tasks on this Ray cluster (an address, or "auto"); edgequant.ray_backend.
     """
@@ -166,7 +166,7 @@ def build_recipe(
         stages = _Stages(recipe, recipe_path, exported, progress, work, _reference_name(variants),
                          devices=devices, host_benchmark=host_benchmark, jobs=jobs or default_jobs(), ray=ray,
                          split_evaluation=any(_is_auto(v) for v in variants))
-        stages.convert_ahead(variants)
+        # Conversions stay one after another: see edgequant.parallel for what running them side by side measured.
         built = [
             stages.build_auto_float(v) if _is_auto(v) else stages.build_variant(v) for v in variants
         ]
@@ -211,7 +211,6 @@ class _Stages:
         self.notes: list[str] = []
         self.eval_spec = recipe.evaluation_data()
         self._reference: bytes | None = None
-        self._ahead: dict[str, bytes | Exception] = {}  # variants converted side by side (convert_ahead)
         # {"host" or a device: why it is not measured}: what the user skipped for a quick build.
         self.skipped: dict[str, str] = {}
         if not host_benchmark and recipe.benchmark.enabled:
@@ -270,27 +269,6 @@ class _Stages:
             )
         return analysis
 
-    def convert_ahead(self, variants: list) -> None:
-        """Convert the variants side by side in worker processes, when that pays (edgequant.parallel_convert)."""
-        from edgequant.parallel_convert import convert_side_by_side, worth_converting_side_by_side
-
-        chosen = worth_converting_side_by_side(self.exported.saved_model_dir, variants, self.recipe.calibration,
-                                               self.jobs)
-        if not chosen:
-            return
-        counts = {v.name: _calibration_count(self.recipe, v) for v in chosen if v.mode in CALIBRATED_MODES}
-        with self.progress.task(f"convert {plural(len(chosen), 'variant')} side by side ({self.jobs} jobs)",
-                                total=len(chosen)) as task:
-            self._ahead = convert_side_by_side(self.exported.saved_model_dir, chosen, self.recipe.calibration,
-                                               self.exported.input, counts, self.jobs, task)
-
-    def _converted_ahead(self, variant) -> bytes | None:
-        """The variant's plain conversion if `convert_ahead` made it; its error is raised here, in the variant's context."""
-        data = self._ahead.pop(variant.name, None)
-        if isinstance(data, Exception):
-            raise data
-        return data
-
     def build_variant(self, variant) -> _Built:
         with self._context(variant):
             started = time.perf_counter()
@@ -299,11 +277,8 @@ class _Stages:
                 data = self._reference
             elif variant.mode in CALIBRATED_MODES:
                 count = _calibration_count(self.recipe, variant)
-                data = self._converted_ahead(variant)
-                if data is None:
-                    with self.progress.task(f"calibrate + convert {variant.name} ({variant.mode})", total=count) as task:
-                        data = convert_variant(self.exported.saved_model_dir, variant,
-                                               self._representative(variant, task))
+                with self.progress.task(f"calibrate + convert {variant.name} ({variant.mode})", total=count) as task:
+                    data = convert_variant(self.exported.saved_model_dir, variant, self._representative(variant, task))
                 fixed = self._fix_int8(variant, data) if variant.mode == "int8" and variant.int8_fixes else None
                 data = fixed.data if fixed else data
                 if variant.mode == "int8" and (variant.analyse_layers or variant.mixed_precision):
@@ -323,7 +298,7 @@ class _Stages:
                 from edgequant.qat import build_qat_variant  # tfmot changes what tf.keras means: import on demand
 
                 data = build_qat_variant(self.recipe, variant, self.exported, self.progress)
-            elif (data := self._converted_ahead(variant)) is None:
+            else:
                 with self.progress.task(f"convert {variant.name} ({variant.mode})") as task:
                     data = convert_variant(self.exported.saved_model_dir, variant)
                     task.advance()

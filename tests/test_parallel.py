@@ -233,33 +233,6 @@ def _qemu_children(pid: int) -> list[int]:
     return found
 
 
-@pytest.mark.slow
-def test_conversions_in_worker_processes_give_the_same_files(tmp_path, monkeypatch):
-    """Side-by-side conversion is kept for big models; with its threshold at 0 it runs on the tiny one."""
-    from edgequant import parallel_convert
-    from edgequant.pipeline import build_recipe
-    from edgequant.progress import NullProgress
-
-    class Tasks(NullProgress):
-        def __init__(self):
-            self.names = []
-
-        def task(self, description, total=None):
-            self.names.append(description)
-            return super().task(description, total)
-
-    monkeypatch.setattr(parallel_convert, "MIN_BYTES", 0)
-    recipe = write_recipe(tmp_path)
-    results = {}
-    for jobs in (2, 1):
-        tasks = Tasks()
-        results[jobs] = build_recipe(recipe, output_dir=tmp_path / f"j{jobs}", jobs=jobs, devices=False,
-                                     progress=tasks)
-        assert ("convert 3 variants side by side (2 jobs)" in tasks.names) == (jobs == 2)
-    for a in results[1].artifacts:
-        assert results[2].path(a.name).read_bytes() == results[1].path(a.name).read_bytes()
-
-
 def test_ray_without_its_extra_is_one_line_and_exit_2(monkeypatch):
     from edgequant.errors import ToolMissingError
     from edgequant.ray_backend import run_on_ray

@@ -22,7 +22,7 @@ def build(
     no_bench: Annotated[bool, typer.Option("--no-bench", help="skip the host benchmark (its latency gates fail as not measured)")] = False,
     wait: Annotated[bool, typer.Option("--wait", help="if another build is writing the output directory, wait for it")] = False,
     ray: Annotated[Optional[str], typer.Option("--ray", metavar="ADDRESS", help="run the emulated device runs as tasks on this Ray cluster ('auto': $RAY_ADDRESS, or the cluster on this machine); needs edgequant[ray]")] = None,
-    jobs: Annotated[Optional[int], typer.Option("--jobs", "-j", min=1, help="pieces at once: emulated device runs, conversions of big models (default: the number of cores); the output does not depend on it")] = None,
+    jobs: Annotated[Optional[int], typer.Option("--jobs", "-j", min=1, help="emulated device runs at once (default: the number of cores); the output does not depend on it")] = None,
 ) -> None:
     """Build every variant of RECIPE: convert, evaluate, benchmark, check gates, write artifacts and report.
 
