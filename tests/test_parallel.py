@@ -19,6 +19,7 @@ import pytest
 
 from edgequant.parallel import _child_pids, run_all
 from tests.conftest import FMNIST_MODEL, REPO
+from tests.test_fault_injection import _children, _cmdline
 
 HOME_CACHE = Path.home() / ".cache" / "edgequant"
 
@@ -216,21 +217,7 @@ def test_sigint_during_parallel_emulation_ends_every_qemu_and_keeps_the_earlier_
 
 
 def _qemu_children(pid: int) -> list[int]:
-    """qemu processes started by any thread of `pid` (each thread lists the children it started)."""
-    children = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
-            children += (task / "children").read_text().split()
-        except OSError:
-            pass
-    found = []
-    for child in children:
-        try:
-            if b"qemu-aarch64" in Path(f"/proc/{child}/cmdline").read_bytes():
-                found.append(int(child))
-        except OSError:
-            pass
-    return found
+    return [child for child in _children(pid) if "qemu-aarch64" in _cmdline(child)]
 
 
 def test_ray_without_its_extra_is_one_line_and_exit_2(monkeypatch):
