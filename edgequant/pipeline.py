@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from itertools import islice
 from pathlib import Path
@@ -28,6 +28,7 @@ from edgequant.evaluate import Evaluation, evaluate, reference_problems
 from edgequant.gates import GateResult, accuracy_gates_pass, check_gates
 from edgequant.interrupts import CheckingProgress, stop_on_signals, temporary_dir
 from edgequant.output_dir import Staging
+from edgequant.parallel import ModelRun, default_jobs, run_here
 from edgequant.progress import NullProgress, Progress
 from edgequant.recipe.check import check_recipe
 from edgequant.recipe.loader import dotted_path, load_recipe, locate, recipe_hash
@@ -44,6 +45,7 @@ from edgequant.report.schema import (
     StepPrice,
     VariantReport,
 )
+from edgequant.shared_work import SharedWork
 from edgequant.source_model import ExportedModel, export_model
 from edgequant.tflite_file import read_tflite
 
@@ -114,6 +116,9 @@ def build_recipe(
     devices: bool = True,
     host_benchmark: bool = True,
     wait: bool = False,
+    jobs: int | None = None,
+    shared: SharedWork | None = None,
+    ray: str | None = None,
 ) -> BuildResult:
     """Build a recipe (a Recipe or the path of a recipe file). Raises EdgequantError on bad input.
 
@@ -125,6 +130,10 @@ def build_recipe(
     devices / host_benchmark: False skips the simulated devices / the host benchmark (quick iterations);
     the report says so, and a latency gate on what was skipped fails as "not measured".
     `wait`: if another build holds the output directory, wait for it instead of failing.
+    `jobs`: how many emulated device runs run at once; default the number of cores. The result does not
+    depend on it.
+    `shared`: the work several builds in one call share (edgequant.shared_work): each model exported once.
+    `ray`: run the emulated device runs as tasks on this Ray cluster (an address, or "auto"); edgequant.ray_backend.
     """
     progress = CheckingProgress(progress or NullProgress())  # a swallowed Ctrl-C still stops the build
     recipe_path = None
@@ -142,7 +151,12 @@ def build_recipe(
             with _field_context(recipe_path, ["calibration"]):
                 _check_calibration(recipe, declared, progress)
         with progress.task(f"export {recipe.model.path.name}") as task:
-            exported = export_model(recipe.model.path, Path(work), recipe.model.input_shape, trust_code=trust_code)
+            if shared is None:
+                exported = export_model(recipe.model.path, Path(work), recipe.model.input_shape, trust_code=trust_code)
+            else:
+                exported, reused = shared.export(recipe.model.path, recipe.model.input_shape, trust_code=trust_code)
+                if reused:
+                    progress.log(f"{recipe.name}: {recipe.model.path.name}: the export of an earlier recipe, reused")
             task.advance()
         fault_points.reached("exported")
         if calibrated and declared is None:
@@ -150,8 +164,9 @@ def build_recipe(
                 _check_calibration(recipe, exported.input, progress)
 
         stages = _Stages(recipe, recipe_path, exported, progress, work, _reference_name(variants),
-                         devices=devices, host_benchmark=host_benchmark,
+                         devices=devices, host_benchmark=host_benchmark, jobs=jobs or default_jobs(), ray=ray,
                          split_evaluation=any(_is_auto(v) for v in variants))
+        # Conversions stay one after another: see edgequant.parallel for what running them side by side measured.
         built = [
             stages.build_auto_float(v) if _is_auto(v) else stages.build_variant(v) for v in variants
         ]
@@ -185,9 +200,11 @@ class _Stages:
     def __init__(
         self, recipe: Recipe, recipe_path: str | None, exported: ExportedModel, progress: Progress, work_dir: Path,
         reference: str,
-        *, devices: bool = True, host_benchmark: bool = True, split_evaluation: bool = False,
+        *, devices: bool = True, host_benchmark: bool = True, jobs: int = 1, ray: str | None = None,
+        split_evaluation: bool = False,
     ):
         self.recipe, self.recipe_path, self.exported, self.progress = recipe, recipe_path, exported, progress
+        self.jobs, self.ray = jobs, ray
         self.work_dir = work_dir
         self.reference = reference
         self.parity: dict[str, list[dict]] = {}
@@ -480,47 +497,61 @@ class _Stages:
         return latencies, explanations, notes
 
     def _estimate_on_devices(self, built: list[_Built], latencies: dict[str, list[LatencyReport]]) -> list[str]:
-        """Estimated latency of every variant on each simulated device, and ARM parity of integer variants."""
-        from edgequant.devices import check_parity, estimate_latency, load_profile
+        """Estimated latency of every variant on each simulated device, and ARM parity of integer variants.
+
+        Every emulated run is its own piece, run `self.jobs` at a time; the results are assembled in the
+        recipe's order, so the report does not depend on which run finished first."""
+        from edgequant.devices import estimate_latency, load_profile
+        from edgequant.devices.run_cache import cached_parity
 
         threads = self.recipe.benchmark.threads
         models = {x.variant.name: self._work_file(x.variant.name, x.data) for x in built}
-        reference = models.get(self.reference) or self._work_file(INTERNAL_REFERENCE, self.reference_model())
+        if self.reference not in models:
+            models[self.reference] = self._work_file(INTERNAL_REFERENCE, self.reference_model())
         parity_inputs = self._parity_inputs()
+        integer = [x for x in built if x.variant.mode in ("int8", "qat")]
+        runs, keys = [], []
+        with ExitStack() as tasks:
+            for entry in self.recipe.device_names:
+                profile, kernels = load_profile(self._device_path(entry)), self.recipe.device_kernels(entry)
+                # One step per emulated run (an estimate, or a parity check), so the bar moves and has an ETA.
+                task = tasks.enter_context(self.progress.task(
+                    f"emulate on {profile.name} ({profile.core}, {kernels}): latency of {len(built)} models, "
+                    f"parity of {len(integer)}", total=len(models) + len(integer)))
+                for name, path in models.items():
+                    runs.append(ModelRun(estimate_latency, path, (profile, threads, kernels), task))
+                    keys.append(("estimate", entry, name))
+                for x in integer:
+                    runs.append(ModelRun(cached_parity, models[x.variant.name], (profile, parity_inputs or None), task))
+                    keys.append(("parity", entry, x.variant.name))
+            results = dict(zip(keys, self._emulate(runs)))
         notes = []
         for entry in self.recipe.device_names:
-            profile, kernels = load_profile(self._device_path(entry)), self.recipe.device_kernels(entry)
-            integer = [x for x in built if x.variant.mode in ("int8", "qat")]
-            # One step per emulated run (an estimate, or a parity check), so the bar moves and has an ETA.
-            runs = len(built) + len(integer) + (self.reference not in models)
-            with self.progress.task(f"emulate on {profile.name} ({profile.core}, {kernels}): latency of {len(built)} models, "
-                                    f"parity of {len(integer)}", total=runs) as task:
-                estimates = {}
-                for x in built:
-                    estimates[x.variant.name] = estimate_latency(models[x.variant.name], profile, threads, kernels)
-                    task.advance()
-                    if x in integer:
-                        parity = check_parity(models[x.variant.name], profile, parity_inputs or None)
-                        self.parity.setdefault(x.variant.name, []).append(
-                            dict(parity.to_dict(), device=entry, model=x.artifact.file))
-                        task.advance()
-                reference_est = estimates.get(self.reference)
-                if reference_est is None:
-                    reference_est = estimate_latency(reference, profile, threads, kernels)
-                    task.advance()
-            for name, est in estimates.items():
-                latencies[name].append(
+            for x in integer:
+                self.parity.setdefault(x.variant.name, []).append(
+                    dict(results["parity", entry, x.variant.name], device=entry, model=x.artifact.file))
+            reference_est = results["estimate", entry, self.reference]
+            for x in built:
+                est = results["estimate", entry, x.variant.name]
+                latencies[x.variant.name].append(
                     LatencyReport(
                         device=entry, ms=est.latency_ms, estimate=True,
                         calibration_error_percent=est.calibration_error_pct, interval_ms=list(est.interval_ms),
                         speedup_vs_reference=reference_est.latency_ms / est.latency_ms if est.latency_ms else None,
-                        details=dict(est.to_dict(layers=False), model=f"{name}.tflite"),  # not the temporary copy
+                        details=dict(est.to_dict(layers=False), model=f"{x.variant.name}.tflite"),  # not the temporary copy
                         layers=[layer.to_dict() for layer in est.layers],
                     )
                 )
             if not reference_est.calibration_rows:
                 notes.append(f"{entry}: no calibration rows of its own: {reference_est.calibration_source}")
         return notes
+
+    def _emulate(self, runs: list[ModelRun]) -> list:
+        if self.ray is None:
+            return run_here(runs, self.jobs)
+        from edgequant.ray_backend import run_on_ray
+
+        return run_on_ray(runs, self.ray)
 
     def _work_file(self, name: str, data: bytes) -> Path:
         """A model on disk for the tools that take paths (variant names cannot start with '.')."""

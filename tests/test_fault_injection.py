@@ -352,7 +352,7 @@ def test_concurrent_builds_into_one_directory(old, tmp_path):
 
 # --- qemu children ----------------------------------------------------------------------------------
 
-def test_sigterm_or_sigkill_while_qemu_runs_ends_qemu_too(old, tmp_path):
+def test_sigterm_or_sigkill_while_qemu_runs_ends_qemu_too(old, tmp_path, monkeypatch):
     from edgequant.cache import cache_dir
 
     if not (cache_dir() / "arm64" / "state.json").is_file():
@@ -361,6 +361,10 @@ def test_sigterm_or_sigkill_while_qemu_runs_ends_qemu_too(old, tmp_path):
     rows = []
     for signum in (signal.SIGTERM, signal.SIGKILL):
         out, tmp = old.copy(f"qemu-{signum}", into=tmp_path), tmp_path / f"tmp-{signum}"
+        cold = tmp_path / f"cache-{signum}"  # emulated results are cached: a cold cache makes qemu run
+        cold.mkdir()
+        (cold / "arm64").symlink_to(cache_dir() / "arm64")
+        monkeypatch.setenv("EDGEQUANT_CACHE_DIR", str(cold))
         proc = start(recipe, out, tmp)
         qemu = _wait_for_qemu(proc)
         proc.send_signal(signum)
@@ -389,10 +393,14 @@ def _wait_for_qemu(proc: subprocess.Popen) -> list[int]:
 
 
 def _children(pid: int) -> list[int]:
-    try:
-        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
-        return []
+    """Children of every thread of `pid` (emulated runs start their qemu from worker threads)."""
+    children = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            children += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            pass
+    return children
 
 
 def _cmdline(pid: int) -> str:

@@ -295,3 +295,28 @@ def bench_on_devices(
         table.add_row(row.device, e.core, row.variant, f"~{e.latency_ms:.1f} ms", e.calibration, speed, par, mem)
     (console or _console()).print(table)
     return result
+
+
+@app.command("cache")
+def cache(
+    clear: Annotated[bool, typer.Option("--clear", help="remove every cached result")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """The cached results of emulated runs (instruction counts, ARM parity checks): a rebuild whose models
+    did not change reads them instead of emulating again. --clear removes them (the ARM environment stays)."""
+    from edgequant.cache import cache_dir
+    from edgequant.devices.run_cache import KINDS, clear as clear_cache, entries
+
+    found = clear_cache() if clear else entries()
+    if as_json:
+        typer.echo(json.dumps({"folder": str(cache_dir()), "cleared": clear, "entries": [
+            {"kind": e.kind, "file": e.path.name, "size_bytes": e.size_bytes, "modified": e.modified} for e in found
+        ]}, indent=2))
+        return
+    size = sum(e.size_bytes for e in found)
+    by_kind = ", ".join(f"{sum(e.kind == k for e in found)} {k}" for k in KINDS)
+    verb = "removed" if clear else "holds"
+    typer.echo(f"{cache_dir()}: {verb} {plural(len(found), 'result')} ({by_kind}), {size / 1024:.1f} KiB")
+    if not clear:
+        for e in found:
+            typer.echo(f"  {e.kind:<7} {e.path.name}  {e.size_bytes:>7,d} B  {e.summary()}")

@@ -1,0 +1,37 @@
+"""What several recipes built in one call (`edgequant build A.yaml B.yaml ...`) have in common.
+
+Each source model is exported once for all of them. Emulated device runs are shared through the
+cache of emulated results (edgequant.devices.run_cache): a model whose bytes another recipe already
+built is counted and checked once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from edgequant.interrupts import temporary_dir
+from edgequant.source_model import ExportedModel, export_model, file_sha256
+
+
+class SharedWork:
+    def __init__(self, work_dir: Path):
+        self.work_dir = work_dir
+        self._exports: dict[tuple, ExportedModel] = {}
+
+    def export(self, path: Path, input_shape: list[int] | None, *, trust_code: bool) -> tuple[ExportedModel, bool]:
+        """The model exported for the builds, and whether an earlier build of this call exported it."""
+        key = (str(Path(path).resolve()), file_sha256(path), tuple(input_shape) if input_shape else None, trust_code)
+        if key in self._exports:
+            return self._exports[key], True
+        folder = self.work_dir / f"export-{len(self._exports)}"
+        folder.mkdir()
+        self._exports[key] = export_model(path, folder, input_shape, trust_code=trust_code)
+        return self._exports[key], False
+
+
+@contextmanager
+def shared_work() -> Iterator[SharedWork]:
+    with temporary_dir("edgequant-shared-") as folder:
+        yield SharedWork(folder)
