@@ -103,30 +103,27 @@ def test_three_recipes_over_ray_give_the_serial_builds_files_and_figures(cluster
 
 
 def assert_same_figures(over_ray: dict, serial: dict) -> None:
-    """Equal, but for the counted instructions: a Ray worker's guest runs the model from another path, and
-    the heap then takes slightly different paths (measured: up to 0.05% of the instructions per invoke,
-    0.3% of one class's), so counts and the figures made from them agree within 1%, and the ranking of
-    the smallest kernels may differ."""
+    """The same figures. Only the counts behind them (and their shares) may differ, by well under 1%: these
+    workers' ARM environment lives in another folder, and the emulated process sees that path (measured:
+    609,873 against 609,863 instructions, 592,005 against 592,326, 337 of them in the runtime overhead);
+    the milliseconds come out the same. The ranking of the smallest kernels may then differ, so it is not compared."""
     for report in (over_ray, serial):
         for v in report["variants"]:
             for lat in v["latency"]:
                 lat["details"].pop("kernel_shares")
-    _close(over_ray, serial, "report")
+    for diff in _differences(over_ray, serial):
+        where, a, b = diff
+        counted = ".details." in where or ".layers[" in where
+        # a few hundred instructions apart, in the Python around invoke (the "runtime overhead" layer)
+        assert counted and isinstance(a, (int, float)) and math.isclose(a, b, rel_tol=1e-2, abs_tol=1000), diff
 
 
-def _close(a, b, where: str) -> None:
-    if isinstance(a, dict) and isinstance(b, dict):
-        assert a.keys() == b.keys(), where
-        for k in a:
-            _close(a[k], b[k], f"{where}.{k}")
-    elif isinstance(a, list) and isinstance(b, list):
-        assert len(a) == len(b), where
-        for i, (x, y) in enumerate(zip(a, b)):
-            _close(x, y, f"{where}[{i}]")
-    elif isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
-        assert math.isclose(a, b, rel_tol=1e-2, abs_tol=0.011), f"{where}: {a} against {b}"
-    else:
-        assert a == b, f"{where}: {a!r} against {b!r}"
+def _differences(a, b, where: str = "report") -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict) and a.keys() == b.keys():
+        return [d for k in a for d in _differences(a[k], b[k], f"{where}.{k}")]
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        return [d for i, (x, y) in enumerate(zip(a, b)) for d in _differences(x, y, f"{where}[{i}]")]
+    return [] if a == b else [(where, a, b)]
 
 
 @pytest.mark.slow
