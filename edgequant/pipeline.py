@@ -337,15 +337,22 @@ class _Stages:
                 passed = accuracy_gates_pass(variant.gates, results["candidate"], results[self.reference])
                 return _evaluation_report(results["candidate"], results[self.reference]), passed
 
-            data, mixed = search_float_layers(
-                analysis,
-                judge=judge,
-                price=self._step_price,
-                max_layers=variant.max_float_layers,
-                float_ops=list(variant.float_ops),
-                progress=self.progress,
-                label=variant.name,
-            )
+            def search(analysis):
+                return search_float_layers(analysis, judge=judge, price=self._step_price,
+                                           max_layers=variant.max_float_layers, float_ops=list(variant.float_ops),
+                                           progress=self.progress, label=variant.name)
+
+            data, mixed = search(analysis)
+            if fixed and fixed.report.kept and not mixed.searched_to_pass:
+                # Fixes that move the weights (adaround, bias correction) stay in a layer kept in float, so
+                # keeping it in float no longer undoes its rounding: search from plain int8 as well.
+                plain = self._analysis(variant)
+                plain_data, plain_mixed = search(plain)
+                if plain_mixed.searched_to_pass:
+                    data, mixed, analysis = plain_data, plain_mixed, plain
+                    fixed.report.kept = False
+                    fixed.report.decided_on += ("; not used: float_layers: auto passed its gates only when "
+                                                "searching from plain int8")
             mixed.selection_data = f"{SELECTION_DESCRIPTION} ({mixed.steps[0].evaluation.samples} samples)"
             if not mixed.searched_to_pass:
                 self.progress.log(f"{variant.name}: float_layers: auto: {mixed.outcome}")
