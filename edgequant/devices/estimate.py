@@ -18,7 +18,7 @@ from pathlib import Path
 
 from edgequant.devices import latency_model
 from edgequant.cache import cache_dir
-from edgequant.devices.arm.install import PLUGIN_SOURCE
+from edgequant.devices.arm.install import GUEST_RUNNER, PLUGIN_SOURCE
 from edgequant.devices.arm.symbols import KernelShare
 from edgequant.devices.layers import LayerEstimate, price_layers
 from edgequant.devices.profiles import DeviceProfile, load_profile
@@ -121,8 +121,15 @@ def _ms(v: float) -> str:
 
 
 def _counts_key(sha256: str, profile: DeviceProfile, kernels: str, litert: str) -> str:
-    plugin = hashlib.sha256(PLUGIN_SOURCE.read_bytes()).hexdigest()[:12]
-    parts = [sha256, profile.qemu_cpu, f"{profile.cpu_implementer:x}-{profile.cpu_part:x}", kernels, litert, plugin]
+    # The code that does the counting is part of the key: a cache kept across versions (CI keeps ~/.cache)
+    # must not answer with counts an older plugin, guest script or run set-up made.
+    from edgequant.devices.arm import runner
+
+    counting = hashlib.sha256()
+    for source in (PLUGIN_SOURCE, GUEST_RUNNER, Path(runner.__file__)):
+        counting.update(source.read_bytes())
+    parts = [sha256, profile.qemu_cpu, f"{profile.cpu_implementer:x}-{profile.cpu_part:x}", kernels, litert,
+             counting.hexdigest()[:12]]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]
 
 
