@@ -346,10 +346,10 @@ class _Stages:
             if fixed and fixed.report.kept and not mixed.searched_to_pass:
                 # Fixes that move the weights (adaround, bias correction) stay in a layer kept in float, so
                 # keeping it in float no longer undoes its rounding: search from plain int8 as well.
-                plain = self._analysis(variant)
-                plain_data, plain_mixed = search(plain)
+                plain_analysis = self._analysis(variant)
+                plain_data, plain_mixed = search(plain_analysis)
                 if plain_mixed.searched_to_pass:
-                    data, mixed, analysis = plain_data, plain_mixed, plain
+                    data, mixed, analysis = plain_data, plain_mixed, plain_analysis
                     fixed.report.kept = False
                     fixed.report.decided_on += ("; not used: float_layers: auto passed its gates only when "
                                                 "searching from plain int8")
