@@ -102,10 +102,13 @@ def guest_command(env: ArmEnvironment, view: Path, qemu_cpu: str, args: list[str
         if any("," in str(p) for p in plugin_files):
             raise InputError(f"{counts_file}: qemu plugin paths cannot contain ','")
         cmd += ["-plugin", f"{env.plugin},out={counts_file}" + (f",marks={marks_file}" if marks_file else "")]
-    cmd += [str(view / "usr" / "bin" / env.python), "-s", *args]
+    # argv[0] and PYTHONPATH as guest paths (qemu's -L finds them in the view): a host path's length would move
+    # the guest's heap, and with it a few instructions per invoke, from one cache folder to another
+    guest_python = f"/usr/bin/{env.python}"
+    cmd += ["-0", guest_python, str(view / "usr" / "bin" / env.python), "-s", *args]
     run_env = {
         "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": "/root", "PYTHONHASHSEED": "0",
-        "PYTHONPATH": str(env.site_packages), "TF_CPP_MIN_LOG_LEVEL": "2",
+        "PYTHONPATH": "/" + str(env.site_packages.relative_to(env.root)), "TF_CPP_MIN_LOG_LEVEL": "2",
     }
     return cmd, run_env
 
@@ -192,6 +195,7 @@ def run_on_device(
         # The guest sees only these fixed relative names, run in `work`: a path's length moves the guest's stack
         # (argv) and heap, and with them a few instructions per invoke, so no host path may reach it.
         (work / "model.tflite").symlink_to(model.resolve())
+        shutil.copy(GUEST_RUNNER, work / GUEST_RUNNER.name)
         request = {
             "model": "model.tflite", "inputs": "inputs.npz", "outputs": "outputs.npz",
             "maps": "maps.txt", "samples": len(rows), "threads": threads, "kernels": kernels,
@@ -204,7 +208,7 @@ def run_on_device(
             marks_file.write_text(marks)
             request["marks_library"] = MARKED_LIBRARY
         (work / "request.json").write_text(json.dumps(request))
-        cmd, run_env = guest_command(env, view, prof.qemu_cpu, [str(GUEST_RUNNER), "request.json"],
+        cmd, run_env = guest_command(env, view, prof.qemu_cpu, [GUEST_RUNNER.name, "request.json"],
                                      counts_file=counts_file, marks_file=marks_file)
         start = time.monotonic()
         try:
