@@ -109,6 +109,36 @@ def stop_on_signals(*, ignore_after_commit: bool = False) -> Iterator[None]:
             _State.received = []  # handled: nothing carries over to the next build
 
 
+class _Command:
+    terminated = False  # SIGTERM arrived while a command ran
+
+
+def _terminate(_signum, _frame) -> None:
+    _Command.terminated = True
+    raise Terminated("terminated (SIGTERM)")
+
+
+@contextmanager
+def sigterm_stops_any_command() -> Iterator[None]:
+    """For the whole command, SIGTERM raises `Terminated` in the main thread instead of ending the process
+    on the spot, so `finally` blocks remove temporary folders and kill child processes, as after Ctrl-C.
+    (`stop_on_signals` refines this for build and quantize.)"""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) is signal.SIG_IGN:
+        yield
+        return
+    _Command.terminated = False
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def sigterm_arrived() -> bool:
+    """Whether SIGTERM stopped the command: typer turns every KeyboardInterrupt into a bare exit code 130."""
+    return _Command.terminated
+
+
 def handled() -> None:
     """Say that the KeyboardInterrupt was handled, so the process exits with the code the CLI returns.
 

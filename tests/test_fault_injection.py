@@ -382,6 +382,31 @@ def test_sigterm_or_sigkill_while_qemu_runs_ends_qemu_too(old, tmp_path, monkeyp
     report("signals with qemu running", rows)
 
 
+def test_sigterm_stops_any_command_cleanly(fmnist_int8_tflite, tmp_path, monkeypatch):
+    """Not only build: `devices estimate` too ends with 143 and one line, its scratch folder removed, its qemu
+    gone (before, SIGTERM ended Python on the spot and left the folder for the next run to sweep)."""
+    from edgequant.cache import cache_dir
+
+    if not (cache_dir() / "arm64" / "state.json").is_file():
+        pytest.skip("no ARM emulation environment: run `edgequant devices setup`")
+    cold, tmp = tmp_path / "cache", tmp_path / "tmp"  # a cold cache makes qemu run
+    cold.mkdir()
+    tmp.mkdir()
+    (cold / "arm64").symlink_to(cache_dir() / "arm64")
+    env = dict(os.environ, PYTHONPATH=str(REPO), TMPDIR=str(tmp), EDGEQUANT_CACHE_DIR=str(cold))
+    env.pop("EDGEQUANT_DEBUG", None)
+    proc = subprocess.Popen([sys.executable, "-m", "edgequant", "devices", "estimate", str(fmnist_int8_tflite),
+                             "-d", "rpi4"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    qemu = _wait_for_qemu(proc)
+    assert list(tmp.glob("edgequant-arm-*")), "the emulated run works in a scratch folder"
+    proc.send_signal(signal.SIGTERM)
+    code, err = finish(proc)
+    assert code == 143, err
+    assert one_line_error(err) == "edgequant: terminated (SIGTERM)"
+    assert not list(tmp.glob("edgequant-*"))
+    assert not any(Path(f"/proc/{pid}").exists() and "qemu" in _cmdline(pid) for pid in qemu)
+
+
 def _wait_for_qemu(proc: subprocess.Popen) -> list[int]:
     deadline = time.monotonic() + 600
     while True:

@@ -17,7 +17,7 @@ from edgequant.cli import bench, build, inspect_cmd, quick, recipe_cmd, report_c
 from edgequant.cli import push as push_cmd
 from edgequant.cli import registry_cmd
 from edgequant.cli import devices as devices_cmd
-from edgequant.interrupts import Interrupted, handled
+from edgequant.interrupts import Interrupted, Terminated, handled, sigterm_arrived, sigterm_stops_any_command
 from edgequant.native_log import open_run_log
 from edgequant.scratch import sweep_orphans
 from edgequant.errors import EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED, EdgequantError
@@ -142,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         return _internal_error(exc)
     if code == EXIT_INTERRUPTED:  # typer's own translation of a KeyboardInterrupt, with no word said
+        if sigterm_arrived():
+            return _interrupted(Terminated("terminated (SIGTERM)"))
         print("edgequant: interrupted", file=sys.stderr)
     return code if isinstance(code, int) else 0
 
@@ -151,7 +153,8 @@ def console_main() -> int:
     after removing what killed runs left in the temporary directory."""
     _divert_native_stderr()
     sweep_orphans()
-    return main()
+    with sigterm_stops_any_command():
+        return main()
 
 
 if __name__ == "__main__":  # pragma: no cover
