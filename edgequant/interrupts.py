@@ -131,7 +131,10 @@ def sigterm_stops_any_command() -> Iterator[None]:
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        # a committed build ignores SIGTERM until the process exits (its exit code must say it happened):
+        # leave that in place through the interpreter's shutdown
+        if signal.getsignal(signal.SIGTERM) is _terminate:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def sigterm_arrived() -> bool:
