@@ -37,6 +37,7 @@ import json
 import os
 import re
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -65,6 +66,9 @@ MODELS = {
     # not in keras.applications: built from its definition by benchmarks/efficientnet_lite.py
     "efficientnet_lite0": ("efficientnet_lite", {}, 224),
     "efficientnet_lite2": ("efficientnet_lite", {}, 260),
+    # detectors ending in TFLite_Detection_PostProcess, built by benchmarks/efficientdet_lite.py
+    "efficientdet_lite0": ("efficientdet_lite", {}, 320),
+    "efficientdet_lite2": ("efficientdet_lite", {}, 448),
 }
 PRECISIONS = ("fp32", "int8")
 FAMILIES = ("xnnpack", "builtin")
@@ -93,7 +97,8 @@ def models_dir() -> Path:
 
 
 def build_model(name: str, precision: str) -> Path:
-    """keras.applications `name` as a .tflite (int8: full integer, int8 input and output)."""
+    """Model `name` of MODELS as a .tflite (int8: full integer, int8 input and output; the detectors:
+    uint8 input, float detections)."""
     path = models_dir() / f"{name}_{precision}.tflite"
     if path.is_file():
         return path
@@ -102,22 +107,31 @@ def build_model(name: str, precision: str) -> Path:
 
     ctor, kwargs, side = MODELS[name]
     tf.keras.utils.set_random_seed(0)
-    if ctor == "efficientnet_lite":
+    scratch = tempfile.TemporaryDirectory()
+    if ctor == "efficientdet_lite":
+        import efficientdet_lite
+
+        converter = efficientdet_lite.converter(name, Path(scratch.name) / "saved_model")
+    elif ctor == "efficientnet_lite":
         import efficientnet_lite
 
-        model = efficientnet_lite.build(name, side)
+        converter = tf.lite.TFLiteConverter.from_keras_model(efficientnet_lite.build(name, side))
     else:
         model = getattr(tf.keras.applications, ctor)(input_shape=(side, side, 3), weights=None, **kwargs)
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+        converter = tf.lite.TFLiteConverter.from_keras_model(model)
     if precision == "int8":
         rng = np.random.default_rng(0)
         # Random calibration data: the scales it picks do not change which kernels run or how long they take.
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = lambda: ([rng.random((1, side, side, 3), dtype=np.float32)] for _ in range(4))
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        converter.inference_input_type = tf.int8
-        converter.inference_output_type = tf.int8
+        if ctor == "efficientdet_lite":  # as published: uint8 image in, float detections out of the post-process
+            converter.inference_input_type = tf.uint8
+        else:
+            converter.inference_input_type = tf.int8
+            converter.inference_output_type = tf.int8
     data = converter.convert()
+    scratch.cleanup()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_bytes(data)
