@@ -76,6 +76,8 @@ FAMILIES = ("xnnpack", "builtin")
 # (XNNPACK) and builtin-kernel estimates, MobileNet v1/v2, on the Raspberry Pi and Pixel profiles.
 TABLE_JOBS = [(m, p, d, k) for k in FAMILIES for m in ("mobilenet_v1", "mobilenet_v2") for p in PRECISIONS
               for d in ("pixel4", "rpi3", "rpi4", "pixel3")]
+# The speed-up tables' models: those of TABLE_JOBS and the detector the Raspberry Pi 4/5 rows measured.
+TABLE_MODELS = ("mobilenet_v1", "mobilenet_v2", "efficientdet_lite0")
 BIG_MODELS = ("inception_resnet_v2", "inception_v3")  # tens of minutes each under emulation on a busy machine
 
 
@@ -473,13 +475,15 @@ def print_tables(counts: dict, rows: list[dict], params, ratios: list[tuple]) ->
 
     print("\nint8 speed-up over fp32 (estimated, and published where the calibration set has both):")
     for profile, kernels, threads in (("pixel4", "xnnpack", 1), ("pixel4", "builtin", 4), ("pixel3", "builtin", 4),
-                                      ("rpi3", "xnnpack", 1), ("rpi3", "xnnpack", 4), ("rpi4", "xnnpack", 4)):
+                                      ("rpi3", "xnnpack", 1), ("rpi3", "xnnpack", 4), ("rpi4", "xnnpack", 1),
+                                      ("rpi4", "xnnpack", 4), ("rpi5", "xnnpack", 1), ("rpi5", "xnnpack", 4)):
         core = load_profile(profile).core
-        for model in ("mobilenet_v1", "mobilenet_v2"):
+        for model in TABLE_MODELS:
             e = ratio(est(model, "fp32", profile, kernels, threads), est(model, "int8", profile, kernels, threads))
             p = ratio(published(profile, model, "fp32", kernels, threads),
                       published(profile, model, "int8", kernels, threads))
-            print(f"  {core:11s} {profile:7s} {kernels:8s} {threads}t {model:13s} estimated {e:>6s}  published {p:>6s}")
+            if e != "-":
+                print(f"  {core:11s} {profile:7s} {kernels:8s} {threads}t {model:18s} estimated {e:>6s}  published {p:>6s}")
     for f, wf, i, wi in ratios:
         print(f"  {load_profile(f['profile']).core:11s} {f['profile']:7s} {f['kernels']:8s} {f['threads']}t "
               f"{f['model']:18s} estimated {ratio(predict(f, wf, params), predict(i, wi, params)):>6s}  published "
@@ -492,13 +496,13 @@ def print_tables(counts: dict, rows: list[dict], params, ratios: list[tuple]) ->
     print("\n1 -> 4 thread speed-up (estimated; published figures where they exist):")
     for profile in ("rpi3", "rpi4", "rpi5", "pixel4", "pixel2"):
         core = load_profile(profile).core
-        for model in ("mobilenet_v1", "mobilenet_v2"):
+        for model in TABLE_MODELS:
             for precision in PRECISIONS:
                 e = ratio(est(model, precision, profile, "xnnpack", 1), est(model, precision, profile, "xnnpack", 4))
                 p = ratio(published(profile, model, precision, "xnnpack", 1),
                           published(profile, model, precision, "xnnpack", 4))
                 if e != "-":
-                    print(f"  {core:11s} {profile:7s} {model:13s} {precision:4s} estimated {e:>6s}  published {p:>6s}")
+                    print(f"  {core:11s} {profile:7s} {model:18s} {precision:4s} estimated {e:>6s}  published {p:>6s}")
     for (profile, label, precision), by in published_pairs(rows, "threads").items():
         if {1, 4} <= set(by):
             print(f"  {load_profile(profile).core:11s} {profile:7s} {label[:30]:30s} {precision:4s} published "
