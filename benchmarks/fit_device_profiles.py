@@ -483,7 +483,8 @@ def print_tables(counts: dict, rows: list[dict], params, ratios: list[tuple]) ->
             p = ratio(published(profile, model, "fp32", kernels, threads),
                       published(profile, model, "int8", kernels, threads))
             if e != "-":
-                print(f"  {core:11s} {profile:7s} {kernels:8s} {threads}t {model:18s} estimated {e:>6s}  published {p:>6s}")
+                print(f"  {core:11s} {profile:7s} {kernels:8s} {threads}t {model:18s} estimated {e:>6s}  "
+                      f"published {p:>6s}")
     for f, wf, i, wi in ratios:
         print(f"  {load_profile(f['profile']).core:11s} {f['profile']:7s} {f['kernels']:8s} {f['threads']}t "
               f"{f['model']:18s} estimated {ratio(predict(f, wf, params), predict(i, wi, params)):>6s}  published "
