@@ -25,21 +25,25 @@ def _round_filters(filters: int, width: float, divisor: int = 8) -> int:
     return int(rounded + divisor) if rounded < 0.9 * filters else int(rounded)
 
 
-def build(name: str, input_side: int | None = None):
-    """The Keras model of EfficientNet-Lite `name` (1000 classes)."""
+def conv_bn(x, filters: int, kernel: int, stride: int = 1, act: bool = True):
+    """Conv, batch norm and (unless `act` is false) ReLU6: the convolution unit of the Lite models."""
     import tensorflow as tf
 
     layers = tf.keras.layers
-    width, depth, side = VARIANTS[name]
-    side = input_side or side
+    x = layers.Conv2D(filters, kernel, stride, padding="same", use_bias=False)(x)
+    x = layers.BatchNormalization()(x)
+    return layers.ReLU(6.0)(x) if act else x
 
-    def conv_bn(x, filters, kernel, stride=1, act=True):
-        x = layers.Conv2D(filters, kernel, stride, padding="same", use_bias=False)(x)
-        x = layers.BatchNormalization()(x)
-        return layers.ReLU(6.0)(x) if act else x
 
-    inputs = tf.keras.Input((side, side, 3))
+def stage_outputs(inputs, name: str) -> list:
+    """The output of each of the seven MBConv stages of EfficientNet-Lite `name` on `inputs`
+    (strides 2, 4, 8, 16, 16, 32, 32): the classifier's trunk and the detector's backbone."""
+    import tensorflow as tf
+
+    layers = tf.keras.layers
+    width, depth, _ = VARIANTS[name]
     x = conv_bn(inputs, 32, 3, 2)
+    outputs = []
     for i, (repeats, kernel, stride, expand, f_in, f_out) in enumerate(STAGES):
         f_in, f_out = _round_filters(f_in, width), _round_filters(f_out, width)
         if 0 < i < len(STAGES) - 1:
@@ -56,7 +60,18 @@ def build(name: str, input_side: int | None = None):
             x = conv_bn(x, f_out, 1, act=False)
             if s == 1 and cin == f_out:
                 x = layers.Add()([x, block_in])
-    x = conv_bn(x, 1280, 1)
+        outputs.append(x)
+    return outputs
+
+
+def build(name: str, input_side: int | None = None):
+    """The Keras model of EfficientNet-Lite `name` (1000 classes)."""
+    import tensorflow as tf
+
+    layers = tf.keras.layers
+    side = input_side or VARIANTS[name][2]
+    inputs = tf.keras.Input((side, side, 3))
+    x = conv_bn(stage_outputs(inputs, name)[-1], 1280, 1)
     x = layers.GlobalAveragePooling2D()(x)
     outputs = layers.Dense(1000, activation="softmax")(x)
     return tf.keras.Model(inputs, outputs, name=name)

@@ -37,6 +37,7 @@ import json
 import os
 import re
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -65,6 +66,9 @@ MODELS = {
     # not in keras.applications: built from its definition by benchmarks/efficientnet_lite.py
     "efficientnet_lite0": ("efficientnet_lite", {}, 224),
     "efficientnet_lite2": ("efficientnet_lite", {}, 260),
+    # detectors ending in TFLite_Detection_PostProcess, built by benchmarks/efficientdet_lite.py
+    "efficientdet_lite0": ("efficientdet_lite", {}, 320),
+    "efficientdet_lite2": ("efficientdet_lite", {}, 448),
 }
 PRECISIONS = ("fp32", "int8")
 FAMILIES = ("xnnpack", "builtin")
@@ -72,6 +76,8 @@ FAMILIES = ("xnnpack", "builtin")
 # (XNNPACK) and builtin-kernel estimates, MobileNet v1/v2, on the Raspberry Pi and Pixel profiles.
 TABLE_JOBS = [(m, p, d, k) for k in FAMILIES for m in ("mobilenet_v1", "mobilenet_v2") for p in PRECISIONS
               for d in ("pixel4", "rpi3", "rpi4", "pixel3")]
+# The speed-up tables' models: those of TABLE_JOBS and the detector the Raspberry Pi 4/5 rows measured.
+TABLE_MODELS = ("mobilenet_v1", "mobilenet_v2", "efficientdet_lite0")
 BIG_MODELS = ("inception_resnet_v2", "inception_v3")  # tens of minutes each under emulation on a busy machine
 
 
@@ -93,7 +99,8 @@ def models_dir() -> Path:
 
 
 def build_model(name: str, precision: str) -> Path:
-    """keras.applications `name` as a .tflite (int8: full integer, int8 input and output)."""
+    """Model `name` of MODELS as a .tflite (int8: full integer, int8 input and output; the detectors:
+    uint8 input, float detections)."""
     path = models_dir() / f"{name}_{precision}.tflite"
     if path.is_file():
         return path
@@ -102,22 +109,31 @@ def build_model(name: str, precision: str) -> Path:
 
     ctor, kwargs, side = MODELS[name]
     tf.keras.utils.set_random_seed(0)
-    if ctor == "efficientnet_lite":
+    scratch = tempfile.TemporaryDirectory()
+    if ctor == "efficientdet_lite":
+        import efficientdet_lite
+
+        converter = efficientdet_lite.converter(name, Path(scratch.name) / "saved_model")
+    elif ctor == "efficientnet_lite":
         import efficientnet_lite
 
-        model = efficientnet_lite.build(name, side)
+        converter = tf.lite.TFLiteConverter.from_keras_model(efficientnet_lite.build(name, side))
     else:
         model = getattr(tf.keras.applications, ctor)(input_shape=(side, side, 3), weights=None, **kwargs)
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+        converter = tf.lite.TFLiteConverter.from_keras_model(model)
     if precision == "int8":
         rng = np.random.default_rng(0)
         # Random calibration data: the scales it picks do not change which kernels run or how long they take.
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = lambda: ([rng.random((1, side, side, 3), dtype=np.float32)] for _ in range(4))
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        converter.inference_input_type = tf.int8
-        converter.inference_output_type = tf.int8
+        if ctor == "efficientdet_lite":  # as published: uint8 image in, float detections out of the post-process
+            converter.inference_input_type = tf.uint8
+        else:
+            converter.inference_input_type = tf.int8
+            converter.inference_output_type = tf.int8
     data = converter.convert()
+    scratch.cleanup()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_bytes(data)
@@ -459,13 +475,16 @@ def print_tables(counts: dict, rows: list[dict], params, ratios: list[tuple]) ->
 
     print("\nint8 speed-up over fp32 (estimated, and published where the calibration set has both):")
     for profile, kernels, threads in (("pixel4", "xnnpack", 1), ("pixel4", "builtin", 4), ("pixel3", "builtin", 4),
-                                      ("rpi3", "xnnpack", 1), ("rpi3", "xnnpack", 4), ("rpi4", "xnnpack", 4)):
+                                      ("rpi3", "xnnpack", 1), ("rpi3", "xnnpack", 4), ("rpi4", "xnnpack", 1),
+                                      ("rpi4", "xnnpack", 4), ("rpi5", "xnnpack", 1), ("rpi5", "xnnpack", 4)):
         core = load_profile(profile).core
-        for model in ("mobilenet_v1", "mobilenet_v2"):
+        for model in TABLE_MODELS:
             e = ratio(est(model, "fp32", profile, kernels, threads), est(model, "int8", profile, kernels, threads))
             p = ratio(published(profile, model, "fp32", kernels, threads),
                       published(profile, model, "int8", kernels, threads))
-            print(f"  {core:11s} {profile:7s} {kernels:8s} {threads}t {model:13s} estimated {e:>6s}  published {p:>6s}")
+            if e != "-":
+                print(f"  {core:11s} {profile:7s} {kernels:8s} {threads}t {model:18s} estimated {e:>6s}  "
+                      f"published {p:>6s}")
     for f, wf, i, wi in ratios:
         print(f"  {load_profile(f['profile']).core:11s} {f['profile']:7s} {f['kernels']:8s} {f['threads']}t "
               f"{f['model']:18s} estimated {ratio(predict(f, wf, params), predict(i, wi, params)):>6s}  published "
@@ -478,13 +497,13 @@ def print_tables(counts: dict, rows: list[dict], params, ratios: list[tuple]) ->
     print("\n1 -> 4 thread speed-up (estimated; published figures where they exist):")
     for profile in ("rpi3", "rpi4", "rpi5", "pixel4", "pixel2"):
         core = load_profile(profile).core
-        for model in ("mobilenet_v1", "mobilenet_v2"):
+        for model in TABLE_MODELS:
             for precision in PRECISIONS:
                 e = ratio(est(model, precision, profile, "xnnpack", 1), est(model, precision, profile, "xnnpack", 4))
                 p = ratio(published(profile, model, precision, "xnnpack", 1),
                           published(profile, model, precision, "xnnpack", 4))
                 if e != "-":
-                    print(f"  {core:11s} {profile:7s} {model:13s} {precision:4s} estimated {e:>6s}  published {p:>6s}")
+                    print(f"  {core:11s} {profile:7s} {model:18s} {precision:4s} estimated {e:>6s}  published {p:>6s}")
     for (profile, label, precision), by in published_pairs(rows, "threads").items():
         if {1, 4} <= set(by):
             print(f"  {load_profile(profile).core:11s} {profile:7s} {label[:30]:30s} {precision:4s} published "
