@@ -160,6 +160,7 @@ def read_rows(csv_path: Path) -> list[dict]:
                     "not estimated: "),
                 "ratio_only": r["use"].startswith(RATIO_ONLY), "uncited": r["use"].startswith("uncited"),
                 "label": r["model"], "source": r["source_url_or_repo_path"],
+                "end2end_bench": "end2end" in r["runtime_and_version"],
             })
     return rows
 
@@ -219,9 +220,9 @@ def _save_counts(counts: dict) -> None:
 # builtin-kernel factors, memory efficiency, contention. Fitted in log space with weak priors at
 # "as published" (price 1), so a class the rows barely exercise keeps its published timing.
 CLASSES = PRICED
-FACTORS = ("in_order_factor", "builtin_factor", "memory_efficiency")
+FACTORS = ("in_order_factor", "builtin_factor", "memory_efficiency", "delegate_factor")
 PRIOR_SIGMA = {**dict.fromkeys(CLASSES, 0.7), "in_order_factor": 1.0, "builtin_factor": 0.5,
-               "memory_efficiency": 1.5}
+               "memory_efficiency": 1.5, "delegate_factor": 0.5}
 CONTENTION_PRIOR = (0.05, 0.1)  # mean, sigma
 
 
@@ -287,8 +288,8 @@ def unpack(x) -> latency_model.CostParams:
     import math
 
     price = {c: math.exp(v) for c, v in zip(CLASSES, x[:len(CLASSES)])}
-    io, builtin, mem = (math.exp(v) for v in x[len(CLASSES):len(CLASSES) + 3])
-    return latency_model.CostParams(price, io, builtin, mem, float(x[-1]))
+    io, builtin, mem, delegate = (math.exp(v) for v in x[len(CLASSES):len(CLASSES) + len(FACTORS)])
+    return latency_model.CostParams(price, io, builtin, mem, float(x[-1]), delegate_factor=delegate)
 
 
 def fit_params(data: list[tuple[dict, latency_model.Workload]], ratios: list[tuple] = ()) -> latency_model.CostParams:
@@ -312,7 +313,8 @@ def fit_params(data: list[tuple[dict, latency_model.Workload]], ratios: list[tup
 
 
 def predict(row: dict, workload: latency_model.Workload, params: latency_model.CostParams) -> float:
-    return latency_model.estimate_ms(workload, load_profile(row["profile"]), row["threads"], params)
+    return latency_model.estimate_ms(workload, load_profile(row["profile"]), row["threads"], params,
+                                     end2end_bench=row.get("end2end_bench", False))
 
 
 def held_out(data, ratios, key) -> tuple[list[float], list[float]]:
@@ -340,9 +342,9 @@ def group_keys(row: dict) -> list[str]:
 
 
 def interval_table(data, log_errors, ratios=(), ratio_errors=(), exclude_profile: str | None = None) -> dict:
-    """Interval bands by group from leave-one-device-out errors. int8 on dot-product cores has no absolute
-    row: its band is the fp32 rows' errors on those cores plus each left-out int8/fp32 ratio error, widened
-    for the number of ratio pairs (not for the fp32 rows)."""
+    """Interval bands by group from leave-one-device-out errors. int8 on dot-product cores has few absolute
+    rows: its band adds to them the fp32 rows' errors on those cores plus each left-out int8/fp32 ratio error,
+    widened for the number of absolute rows and ratio pairs (not for the fp32 rows)."""
     groups: dict[str, list[float]] = {}
     for (r, _), e in zip(data, log_errors):
         if r["profile"] == exclude_profile:
@@ -353,10 +355,10 @@ def interval_table(data, log_errors, ratios=(), ratio_errors=(), exclude_profile
     for kernels in latency_model.KERNEL_FAMILIES:
         ratio_errs = [e for pair, e in zip(ratios, ratio_errors)
                       if pair[0]["profile"] != exclude_profile and pair[0]["kernels"] == kernels]
-        fp32 = groups.get(f"dot|fp32|{kernels}", [])
-        if f"dot|int8|{kernels}" not in groups and fp32 and ratio_errs:
+        fp32, absolute = groups.get(f"dot|fp32|{kernels}", []), groups.get(f"dot|int8|{kernels}", [])
+        if len(absolute) < latency_model.MIN_INTERVAL_ROWS and fp32 and ratio_errs:
             table[f"dot|int8|{kernels}"] = latency_model.interval_from_errors(
-                [f + e for f in fp32 for e in ratio_errs], evidence=len(ratio_errs))
+                absolute + [f + e for f in fp32 for e in ratio_errs], evidence=len(absolute) + len(ratio_errs))
     return table
 
 
@@ -396,7 +398,8 @@ def fit(args) -> None:
     print("Shared parameters (all rows):")
     print("  price per class: " + ", ".join(f"{c} {v:.2f}" for c, v in params.price.items()))
     print(f"  in-order factor {params.in_order_factor:.2f}, builtin factor {params.builtin_factor:.2f}, "
-          f"memory efficiency {params.memory_efficiency:.2f}, contention {params.contention:.3f}\n")
+          f"memory efficiency {params.memory_efficiency:.2f}, contention {params.contention:.3f}, "
+          f"XNNPACK delegate factor {params.delegate_factor:.2f}\n")
     print(f"{'line':>4s} {'profile':8s} {'model':20s} {'prec':4s} {'k':8s} {'thr':>3s} {'published':>9s} {'fit':>8s} "
           f"{'LOO-row':>8s} {'LODO':>8s}  {'LODO interval':>17s}")
     for i, (r, w) in enumerate(data):

@@ -4,7 +4,7 @@ One invoke of a model on a device is estimated as
 
     cycles(core) = Σ_class  price[class] * I[class] / per_cycle[core][class]   (+ issue: all I / decode width)
                    * in_order_factor (in-order cores) * builtin_factor (TFLite's builtin kernels)
-    compute(1)   = cycles(big core) / clock
+    compute(1)   = cycles(big core) / clock   (* delegate_factor for XNNPACK through the TFLite interpreter)
     compute(n)   = compute(1) / speed(n),   speed(n) = Σ_{first n cores} relative speed / (1 + contention (n - 1))
     memory       = (weight bytes + 2 * activation bytes) / (DRAM bandwidth * memory_efficiency)
     latency(n)   = (compute(n)^3 + memory^3)^(1/3)       (a smoothed roofline: the slower one sets the pace)
@@ -16,7 +16,7 @@ per_cycle[core] are the core's published throughputs (core_timings.py): an SDOT
 does four times the work of an FMLA per lane, and the counts already show that
 (about 3x fewer instructions for int8 on a dot-product core); its price says how
 many cycles it takes. `price` (one per class), `in_order_factor`,
-`builtin_factor`, `memory_efficiency` and `contention` are few and shared by every
+`builtin_factor`, `delegate_factor`, `memory_efficiency` and `contention` are few and shared by every
 device (CostParams, fitted by benchmarks/fit_device_profiles.py on the
 calibration rows of every device and stored in cost_params.json). A device
 differs only by its facts: core types, clocks, cores, DRAM bandwidth.
@@ -65,6 +65,9 @@ class CostParams:
     builtin_factor: float  # TFLite's builtin kernels against XNNPACK's, same instruction mix
     memory_efficiency: float  # share of the device's DRAM bandwidth the memory term sees
     contention: float  # per extra thread, share of compute lost to shared caches and synchronisation
+    # XNNPACK run by the TFLite interpreter's delegate (what LiteRT users run, and benchmark_model measures) against
+    # the same kernels run by XNNPACK's own end2end_bench (which measured most calibration rows)
+    delegate_factor: float = 1.0
     intervals: dict[str, dict] = field(default_factory=dict)  # group -> leave-one-device-out error quantiles
     source: str = ""
 
@@ -123,10 +126,14 @@ def thread_speed(workload: Workload, profile, params: CostParams, threads: int) 
     return sum(speeds[:n]) / (1 + params.contention * (n - 1))
 
 
-def estimate_ms(workload: Workload, profile, threads: int, params: CostParams | None = None) -> float:
-    """Estimated milliseconds per invoke (unrounded)."""
+def estimate_ms(workload: Workload, profile, threads: int, params: CostParams | None = None, *,
+                end2end_bench: bool = False) -> float:
+    """Estimated milliseconds per invoke through the TFLite interpreter (unrounded); `end2end_bench` estimates
+    XNNPACK's own benchmark harness instead, as some calibration rows were measured."""
     params = params or shipped_params()
     compute_ms = core_cycles(workload.mix, profile.core, workload.kernels, params) / (profile.clock_ghz * 1e6)
+    if workload.kernels == "xnnpack" and not end2end_bench:
+        compute_ms *= params.delegate_factor
     compute_ms /= thread_speed(workload, profile, params, threads)
     bandwidth = profile.memory_bandwidth_gbs * params.memory_efficiency
     memory_ms = (workload.weight_bytes + 2 * workload.activation_bytes) / (bandwidth * 1e6)
