@@ -217,7 +217,8 @@ def _save_counts(counts: dict) -> None:
 
 
 # The shared parameters (latency_model.CostParams): a price per instruction class, in-order and
-# builtin-kernel factors, memory efficiency, contention. Fitted in log space with weak priors at
+# builtin-kernel factors, memory efficiency, contention, and the XNNPACK delegate factor (rows measured with
+# XNNPACK's own end2end_bench are predicted without it). Fitted in log space with weak priors at
 # "as published" (price 1), so a class the rows barely exercise keeps its published timing.
 CLASSES = PRICED
 FACTORS = ("in_order_factor", "builtin_factor", "memory_efficiency", "delegate_factor")

