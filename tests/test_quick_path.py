@@ -179,12 +179,14 @@ def test_api_quantize_with_devices_returns_the_same_bytes_and_the_report(fmnist_
     x, y = fmnist_test_set
     plain = eq.quantize(model, "int8", calibration=x[:64])
     data, report = eq.quantize(model, "int8", calibration=x[:64], evaluation=(x[:1000], y[:1000]),
-                               devices=["rpi4"], report=True, output_dir=tmp_path / "out")
+                               devices=["pixel4"], report=True, output_dir=tmp_path / "out")
     assert data == plain == (tmp_path / "out" / "int8.tflite").read_bytes()
     int8 = report.variant("int8")
     assert int8.evaluation.samples == 1000 and int8.evaluation.top1 > 0.85
-    rpi4 = next(lat for lat in int8.latency if lat.device == "rpi4")
-    assert rpi4.estimate and rpi4.ms > 0 and rpi4.speedup_vs_reference > 1
+    # On a dot-product core (the Pixel 4's A76) int8 runs about 3x fewer instructions than float32. (On the
+    # Raspberry Pi 4's A72, without dot product, this small CNN's int8 is estimated no faster than float32.)
+    pixel4 = next(lat for lat in int8.latency if lat.device == "pixel4")
+    assert pixel4.estimate and pixel4.ms > 0 and pixel4.speedup_vs_reference > 1
     assert (tmp_path / "out" / "report.html").is_file()
 
 
