@@ -109,31 +109,31 @@ def build_model(name: str, precision: str) -> Path:
 
     ctor, kwargs, side = MODELS[name]
     tf.keras.utils.set_random_seed(0)
-    scratch = tempfile.TemporaryDirectory()
-    if ctor == "efficientdet_lite":
-        import efficientdet_lite
+    with tempfile.TemporaryDirectory() as scratch:  # the detector's SavedModel, converted from there
+        if ctor == "efficientdet_lite":
+            import efficientdet_lite
 
-        converter = efficientdet_lite.converter(name, Path(scratch.name) / "saved_model")
-    elif ctor == "efficientnet_lite":
-        import efficientnet_lite
+            converter = efficientdet_lite.converter(name, Path(scratch) / "saved_model")
+        elif ctor == "efficientnet_lite":
+            import efficientnet_lite
 
-        converter = tf.lite.TFLiteConverter.from_keras_model(efficientnet_lite.build(name, side))
-    else:
-        model = getattr(tf.keras.applications, ctor)(input_shape=(side, side, 3), weights=None, **kwargs)
-        converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    if precision == "int8":
-        rng = np.random.default_rng(0)
-        # Random calibration data: the scales it picks do not change which kernels run or how long they take.
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = lambda: ([rng.random((1, side, side, 3), dtype=np.float32)] for _ in range(4))
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        if ctor == "efficientdet_lite":  # as published: uint8 image in, float detections out of the post-process
-            converter.inference_input_type = tf.uint8
+            converter = tf.lite.TFLiteConverter.from_keras_model(efficientnet_lite.build(name, side))
         else:
-            converter.inference_input_type = tf.int8
-            converter.inference_output_type = tf.int8
-    data = converter.convert()
-    scratch.cleanup()
+            model = getattr(tf.keras.applications, ctor)(input_shape=(side, side, 3), weights=None, **kwargs)
+            converter = tf.lite.TFLiteConverter.from_keras_model(model)
+        if precision == "int8":
+            rng = np.random.default_rng(0)
+            # Random calibration data: the scales it picks do not change which kernels run or how long they take.
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+            converter.representative_dataset = lambda: (
+                [rng.random((1, side, side, 3), dtype=np.float32)] for _ in range(4))
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+            if ctor == "efficientdet_lite":  # as published: uint8 image in, float detections out of the post-process
+                converter.inference_input_type = tf.uint8
+            else:
+                converter.inference_input_type = tf.int8
+                converter.inference_output_type = tf.int8
+        data = converter.convert()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_bytes(data)
