@@ -172,6 +172,7 @@ def count_key(model: str, precision: str, profile, kernels: str) -> str:
 def measure(args) -> None:
     from edgequant.devices.arm.install import ensure_arm_environment
     from edgequant.devices.arm.runner import run_on_device
+    from edgequant.devices.layers import serial_instructions
     from edgequant.tflite_file import read_tflite
 
     env = ensure_arm_environment(progress=print)
@@ -200,6 +201,7 @@ def measure(args) -> None:
             "litert": env.litert_version,
             "mix": run.instruction_mix,
             "top_kernels": [[k.symbol, round(k.share, 3)] for k in run.kernel_shares[:4]],
+            "serial_instructions": serial_instructions([layer.to_dict() for layer in run.layers]),
         }
         print(f"{key:70s} {run.instructions_per_invoke:>14,d} insns  ({time.monotonic() - start:.0f} s emulated)",
               flush=True)
@@ -282,7 +284,8 @@ def workload_for(row: dict, counts: dict) -> latency_model.Workload | None:
     if entry is None or model is None:
         return None
     return latency_model.Workload(entry["instructions"], entry["mix"], model["weight_bytes"],
-                                  model["activation_bytes"], row["kernels"])
+                                  model["activation_bytes"], row["kernels"],
+                                  serial_instructions=entry.get("serial_instructions", 0))
 
 
 def unpack(x) -> latency_model.CostParams:

@@ -20,7 +20,7 @@ from edgequant.devices import latency_model
 from edgequant.cache import cache_dir
 from edgequant.devices.arm.install import GUEST_RUNNER, PLUGIN_SOURCE
 from edgequant.devices.arm.symbols import KernelShare
-from edgequant.devices.layers import LayerEstimate, price_layers
+from edgequant.devices.layers import LayerEstimate, price_layers, serial_instructions
 from edgequant.devices.profiles import DeviceProfile, load_profile
 from edgequant.errors import InputError
 
@@ -184,7 +184,8 @@ def estimate_latency(model_path: str | Path, profile: str | Path | DeviceProfile
     info = read_tflite(model_path)
     counts = counts or count_instructions(model_path, prof, kernels=kernels, sha256=info.sha256)
     workload = latency_model.Workload(counts["instructions"], counts["mix"], info.weight_bytes,
-                                      info.activation_bytes, kernels)
+                                      info.activation_bytes, kernels,
+                                      serial_instructions=serial_instructions(counts.get("layers", [])))
 
     def ms(n: int) -> float:
         return round(latency_model.estimate_ms(workload, prof, n), 2)

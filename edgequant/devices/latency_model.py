@@ -5,13 +5,18 @@ One invoke of a model on a device is estimated as
     cycles(core) = Σ_class  price[class] * I[class] / per_cycle[core][class]   (+ issue: all I / decode width)
                    * in_order_factor (in-order cores) * builtin_factor (TFLite's builtin kernels)
     compute(1)   = cycles(big core) / clock   (* delegate_factor for XNNPACK through the TFLite interpreter)
-    compute(n)   = compute(1) / speed(n),   speed(n) = Σ_{first n cores} relative speed / (1 + contention (n - 1))
+    compute(n)   = compute(1) * (serial + (1 - serial) / speed(n))                                  (Amdahl)
+                   speed(n) = Σ_{first n cores} relative speed / (1 + contention (n - 1))
     memory       = (weight bytes + 2 * activation bytes) / (DRAM bandwidth * memory_efficiency)
     latency(n)   = (compute(n)^3 + memory^3)^(1/3)       (a smoothed roofline: the slower one sets the pace)
 
 I[class] are the instructions of one invoke by class (dot product, FP and
 integer multiply-accumulate, other SIMD, loads, stores, scalar), counted on the
-emulated core with the kernels the runtime picks for that core.
+emulated core with the kernels the runtime picks for that core. `serial` is the
+share of them in nodes that run on one thread whatever the thread count (builtin
+nodes other than convolutions and matrix products, such as a detector's
+post-processing, and the interpreter itself: layers.serial_instructions); it is
+counted, not fitted.
 per_cycle[core] are the core's published throughputs (core_timings.py): an SDOT
 does four times the work of an FMLA per lane, and the counts already show that
 (about 3x fewer instructions for int8 on a dot-product core); its price says how
@@ -54,6 +59,7 @@ class Workload:
     weight_bytes: int
     activation_bytes: int
     kernels: str = "xnnpack"
+    serial_instructions: int = 0  # of `instructions`, those that run on one thread whatever the thread count
 
 
 @dataclass(frozen=True)
@@ -134,7 +140,8 @@ def estimate_ms(workload: Workload, profile, threads: int, params: CostParams | 
     compute_ms = core_cycles(workload.mix, profile.core, workload.kernels, params) / (profile.clock_ghz * 1e6)
     if workload.kernels == "xnnpack" and not end2end_bench:
         compute_ms *= params.delegate_factor
-    compute_ms /= thread_speed(workload, profile, params, threads)
+    serial = min(1.0, workload.serial_instructions / workload.instructions) if workload.instructions else 0.0
+    compute_ms *= serial + (1 - serial) / thread_speed(workload, profile, params, threads)
     bandwidth = profile.memory_bandwidth_gbs * params.memory_efficiency
     memory_ms = (workload.weight_bytes + 2 * workload.activation_bytes) / (bandwidth * 1e6)
     return (compute_ms ** ROOFLINE_P + memory_ms ** ROOFLINE_P) ** (1 / ROOFLINE_P)

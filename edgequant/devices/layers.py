@@ -316,6 +316,23 @@ def shown_rows(layers: list[dict]) -> list[tuple[str, str, float, float, str]]:
     return rows
 
 
+# TFLite's builtin kernels that split their work over the interpreter's threads (through ruy or the CPU
+# backend's thread pool). XNNPACK parallelizes all of its operators; every other builtin node, and the
+# interpreter itself, runs on one thread whatever the thread count.
+MULTITHREADED_BUILTINS = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "BATCH_MATMUL", "TRANSPOSE_CONV"})
+
+
+def single_threaded(layer: dict) -> bool:
+    """Whether a layer (a LayerCount dict) runs on one thread whatever the thread count."""
+    return layer["runtime"] != "xnnpack" and layer["op"] not in MULTITHREADED_BUILTINS
+
+
+def serial_instructions(layers: list[dict]) -> int:
+    """The instructions of one invoke that run on one thread (a detector's post-processing, a Flatten's shape
+    bookkeeping, the interpreter between nodes): more threads do not shorten them."""
+    return sum(layer["instructions"] for layer in layers if single_threaded(layer))
+
+
 def price_layers(layers: list[dict], latency_ms: float, profile, kernels: str, threads: int) -> list[LayerEstimate]:
     """Split the whole-model estimate over the layers (LayerCount dicts) in proportion to each one's priced compute.
 
@@ -327,8 +344,10 @@ def price_layers(layers: list[dict], latency_ms: float, profile, kernels: str, t
     """
     from edgequant.devices import latency_model
 
-    costs = [latency_model.estimate_ms(latency_model.Workload(layer["instructions"], layer["mix"], 0, 0, kernels),
-                                       profile, threads) if layer["instructions"] > 0 else 0.0 for layer in layers]
+    costs = [latency_model.estimate_ms(
+        latency_model.Workload(layer["instructions"], layer["mix"], 0, 0, kernels,
+                               serial_instructions=layer["instructions"] if single_threaded(layer) else 0),
+        profile, threads) if layer["instructions"] > 0 else 0.0 for layer in layers]
     total = sum(costs)
     out = []
     for layer, cost in zip(layers, costs):
