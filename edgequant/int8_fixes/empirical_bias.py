@@ -21,6 +21,8 @@ activation's rounding and clipping. The float reference is measured once: its bi
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,7 +42,8 @@ class EmpiricalCorrection:
     max_shift: float  # the largest per-channel correction, in output units
 
 
-def correct_calibrated(calibrated: bytes, samples: np.ndarray, quantize) -> tuple[bytes, EmpiricalCorrection]:
+def correct_calibrated(calibrated: bytes, samples: np.ndarray, quantize: Callable[[bytes], bytes]
+                       ) -> tuple[bytes, EmpiricalCorrection]:
     """`calibrated` (a calibrate-only model) with each linear layer's float bias corrected for the mean error of
     the int8 model `quantize(model)` makes of it, on `samples`."""
     from tensorflow.lite.tools import flatbuffer_utils
@@ -89,7 +92,9 @@ def _output_means(model: bytes, samples: np.ndarray, tensors: list[str]) -> dict
     """Per-channel mean over `samples` (and positions) of each named tensor of `model`, dequantized."""
     from edgequant.runtime import _interpreter_module
 
-    interp = _interpreter_module().Interpreter(model_content=model, experimental_preserve_all_tensors=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # LiteRT warns that preserving every tensor is meant for debugging: it is
+        interp = _interpreter_module().Interpreter(model_content=model, experimental_preserve_all_tensors=True)
     interp.allocate_tensors()
     found = {d["name"]: d for d in interp.get_tensor_details()}
     detail = interp.get_input_details()[0]
