@@ -66,7 +66,7 @@ def _calibration_editor(variant, samples: np.ndarray, details: dict) -> Callable
 
     # measured on int8 I/O: the layers' output tensors then keep their names and there is no I/O op to skip
     measured_as = variant.model_copy(update={"input_type": "int8", "output_type": "int8"})
-    edited: dict[bytes, bytes] = {}  # the per-layer analysis calibrates again, usually to the same model
+    edited: dict[bytes, bytes] = {}  # the per-layer analysis calibrates again: not twice the same work
 
     def edit(calibrated: bytes) -> bytes:
         if calibrated in edited:
@@ -126,7 +126,8 @@ def _transformed(model, samples: np.ndarray, variant, details: dict):
 
     if model is None or not is_keras3(model):
         raise InputError(f"variant {variant.name!r}: equalize, adaround and bias_correction transform a Keras 3 "
-                         "model's weights; this model is not one (ranges and bias_correction: empirical work on any model)")
+                         "model's weights; this model is not one "
+                         "(ranges and bias_correction: empirical work on any model)")
     copy = keras.models.clone_model(model, recursive=True)
     copy.set_weights(model.get_weights())
     before = _predict(model, samples)
