@@ -56,8 +56,7 @@ def variants(gate: dict) -> list[dict]:
         {"name": "bias_correction_empirical", **quiet, "bias_correction": "empirical"},
         {"name": "all_fixes", "mode": "int8", "equalize": True, "adaround": True, "bias_correction": True,
          "ranges": "mse"},
-        {"name": "float_layers_auto", "mode": "int8", "bias_correction": True, "ranges": "percentile",
-         "float_layers": "auto",
+        {"name": "float_layers_auto", "mode": "int8", "bias_correction": "empirical", "float_layers": "auto",
          "max_float_layers": 8, "gates": gate},
     ]
 
