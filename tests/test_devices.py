@@ -142,14 +142,15 @@ def test_devices_new_writes_a_validated_profile_with_a_wider_interval(tmp_path, 
 def _counted_workload(model: str, precision: str, profile: str, kernels: str = "xnnpack") -> latency_model.Workload:
     """A workload from benchmarks/device_counts.json: real counts, measured under qemu by the fit script."""
     import json
+    import sys
 
-    counts = json.loads(COUNTS.read_text())
-    prof = load_profile(profile)
-    key = f"{model}|{precision}|{prof.qemu_cpu}|{prof.cpu_implementer:#x}:{prof.cpu_part:#x}|{kernels}"
-    m = counts["models"][f"{model}|{precision}"]
-    entry = counts["counts"][key]
-    return latency_model.Workload(entry["instructions"], entry["mix"], m["weight_bytes"], m["activation_bytes"], kernels,
-                                  serial_instructions=entry.get("serial_instructions", 0))
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import fit_device_profiles as fit
+
+    row = {"model": model, "precision": precision, "profile": profile, "kernels": kernels}
+    work = fit.workload_for(row, json.loads(COUNTS.read_text()))
+    assert work is not None, f"no counts for {row}"
+    return work
 
 
 def test_counted_mix_covers_every_instruction():
