@@ -91,7 +91,7 @@ def _shift_bias(model, tensor: int, shift: np.ndarray) -> None:
 
 def _output_means(model: bytes, samples: np.ndarray, tensors: list[str]) -> dict[str, np.ndarray]:
     """Per-channel mean over `samples` (and positions) of each named tensor of `model`, dequantized."""
-    from edgequant.runtime import _interpreter_module
+    from edgequant.runtime import _interpreter_module, dequantize_output, quantize_input
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # LiteRT warns that preserving every tensor is meant for debugging: it is
@@ -99,20 +99,11 @@ def _output_means(model: bytes, samples: np.ndarray, tensors: list[str]) -> dict
     interp.allocate_tensors()
     found = {d["name"]: d for d in interp.get_tensor_details()}
     detail = interp.get_input_details()[0]
-    scale, zero_point = detail["quantization"]
     sums = {name: 0.0 for name in tensors if name in found}  # a name the int8 model lacks is not measured
     for x in samples:
-        x = np.asarray(x, dtype=np.float32)[None]
-        if detail["dtype"] != np.float32:
-            info = np.iinfo(detail["dtype"])
-            x = np.clip(np.round(x / scale + zero_point), info.min, info.max).astype(detail["dtype"])
-        interp.set_tensor(detail["index"], x)
+        interp.set_tensor(detail["index"], quantize_input(np.asarray(x, dtype=np.float32)[None], detail))
         interp.invoke()
         for name in sums:
-            t = found[name]
-            value = interp.get_tensor(t["index"]).astype(np.float64)
-            s, z = t["quantization"]
-            if t["dtype"] != np.float32:
-                value = (value - z) * s
+            value = dequantize_output(interp.get_tensor(found[name]["index"]), found[name]).astype(np.float64)
             sums[name] = sums[name] + value.reshape(-1, value.shape[-1]).mean(axis=0)
     return {name: total / len(samples) for name, total in sums.items()}
