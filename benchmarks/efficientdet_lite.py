@@ -4,8 +4,10 @@ The published EfficientDet-Lite .tflite files (TF Model Garden / MediaPipe / the
 benchmarks/device_calibration.csv) come from google/automl efficientdet. Weights do not change
 speed, so this builds the same graph with random weights: what the emulator counts is the work
 of the published architecture. The configuration, from automl's `hparams_config.py` lite
-entries and `efficientdet_arch`/`efficientdet_keras.py` as I know them (written from memory,
-not from a copy of the file; the points I was unsure of are marked "unsure"):
+entries and `efficientdet_keras.py` (first written from memory; since checked against automl's
+own code by benchmarks/efficientdet_automl_check.py: the same parameter counts, 3,290,606 and
+5,324,894, and the same type and output shape for every convolution, add, pool and resize; the
+post-process is not compared, and its points marked "unsure" below remain so):
 
     efficientdet_lite0: backbone efficientnet-lite0, image 320, fpn_num_filters 64,
                         fpn_cell_repeats 3, box_class_repeats 3
@@ -39,9 +41,8 @@ not from a copy of the file; the points I was unsure of are marked "unsure"):
   float outputs) the converter runs the sigmoid in int8 and dequantizes the scores and box codes into
   the float post-process; whether the published int8 files feed the op quantized inputs instead I
   do not know (the post-process is ~4% of the int8 Lite0 instructions either way).
-- Checks against published sizes (figures as I remember them, not looked up): 3.29M and 5.32M
-  parameters (automl's table: 3.2M, 5.3M); int8 files of 4.34 and 7.04 MB (Model Maker's
-  EfficientDet-Lite table: 4.4 and 7.2 MB).
+- Sizes: int8 files of 4.34 and 7.04 MB (Model Maker's EfficientDet-Lite table, as remembered and
+  not looked up: 4.4 and 7.2 MB).
 """
 
 from __future__ import annotations
