@@ -49,7 +49,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 from edgequant.devices import latency_model  # noqa: E402
 from edgequant.devices.core_timings import PRICED  # noqa: E402
-from edgequant.devices.profiles import PROFILE_DIR, load_profile  # noqa: E402
+from edgequant.devices.profiles import DERIVED_INTERVAL_WIDENING, PROFILE_DIR, load_profile  # noqa: E402
 
 COUNTS_FILE = REPO / "benchmarks" / "device_counts.json"
 DEFAULT_CSV = REPO / "benchmarks" / "device_calibration.csv"
@@ -556,7 +556,8 @@ def write_cost(name: str, lodo_pct: list[float], rows: list[dict]) -> None:
         source = (f"{len(fitted)} published rows in benchmarks/device_calibration.csv; "
                   f"{statistics.median(lodo_pct):.0f}% median error when left out of the fit")
     else:
-        source = "no calibration rows of its own: estimated from its core's published timings and the shared fit"
+        source = ("no calibration rows of its own: estimated from its core's published timings and the shared fit, "
+                  f"interval widened x{DERIVED_INTERVAL_WIDENING} (as for a profile made with `devices new`)")
     notes = [f"{n} {what}" for n, what in (
         (sum(r["ratio_only"] and not r["skip"] for r in own) // 2, "int8/fp32 ratio pair(s) fitted"),
         (sum(r["uncited"] for r in own), "uncited rows not used"),
@@ -571,6 +572,8 @@ def write_cost(name: str, lodo_pct: list[float], rows: list[dict]) -> None:
         f"  calibration_rows: {len(fitted)}\n"
         f"  lodo_error_pct: {lodo}\n"
     )
+    if not fitted:
+        block += f"  interval_widening: {DERIVED_INTERVAL_WIDENING}\n"
     text = path.read_text()
     text, n = re.subn(r"(?m)^cost:.*\n(?:[ \t]+.*\n?)*", block, text)
     if n != 1:

@@ -16,12 +16,12 @@ import pytest
 
 from edgequant.devices import latency_model
 from edgequant.devices.core_timings import CORES, INSTRUCTION_CLASSES, PRICED
-from edgequant.devices.profiles import QEMU_CPU_FEATURES, list_profiles, load_profile
+from edgequant.devices.profiles import DERIVED_INTERVAL_WIDENING, QEMU_CPU_FEATURES, list_profiles, load_profile
 from edgequant.errors import InputError
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-REQUIRED = {"rpi3", "rpi4", "rpi5", "pixel3", "pixel4", "pixel6", "cortex-a55", "host"}
+REQUIRED = {"rpi3", "rpi4", "rpi5", "pixel3", "pixel4", "pixel6", "cortex-a55", "jetson-nano", "host"}
 REPO = Path(__file__).resolve().parents[1]
 RPI4 = REPO / "edgequant" / "devices" / "profiles" / "rpi4.yaml"
 COUNTS = REPO / "benchmarks" / "device_counts.json"
@@ -49,6 +49,10 @@ def test_shipped_profiles_load_and_are_consistent():
     # calibrated devices carry their leave-one-device-out error; the others say they have no rows
     assert profiles["rpi4"].calibration_error_pct is not None and profiles["rpi4"].cost.calibration_rows >= 4
     assert profiles["pixel6"].calibration_error_pct is None and profiles["pixel6"].cost.calibration_rows == 0
+    # a device without rows of its own gets the wider interval of a profile made with `devices new`
+    for p in profiles.values():
+        if p.emulated:
+            assert p.cost.interval_widening == (1.0 if p.cost.calibration_rows else DERIVED_INTERVAL_WIDENING), p.name
 
 
 def test_profile_clocks_are_the_published_ones():
@@ -60,6 +64,7 @@ def test_profile_clocks_are_the_published_ones():
     assert clocks["pixel3a"] == (2.0, 2.0, 2)  # Snapdragon 670: 2x Kryo 360 Gold 2.0 GHz
     assert clocks["pixel4"] == (2.84, 2.42, 4)  # Snapdragon 855: 1x 2.84 + 3x 2.42 GHz A76
     assert clocks["rpi3"] == (1.4, 1.4, 4) and clocks["rpi4"] == (1.5, 1.5, 4) and clocks["rpi5"] == (2.4, 2.4, 4)
+    assert clocks["jetson-nano"] == (1.43, 1.43, 4)  # NVIDIA's Jetson Nano spec: 4x A57 @ 1.43 GHz
     # big.LITTLE: threads beyond the big cores run on the little ones
     assert [(c.cores, c.core) for c in load_profile("pixel4").clusters()] == [
         (1, "Cortex-A76"), (3, "Cortex-A76"), (4, "Cortex-A55")]
