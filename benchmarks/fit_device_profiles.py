@@ -557,7 +557,7 @@ def write_cost(name: str, lodo_pct: list[float], rows: list[dict]) -> None:
                   f"{statistics.median(lodo_pct):.0f}% median error when left out of the fit")
     else:
         source = ("no calibration rows of its own: estimated from its core's published timings and the shared fit, "
-                  f"interval widened x{DERIVED_INTERVAL_WIDENING} (as for a profile made with `devices new`)")
+                  f"interval widened x{DERIVED_INTERVAL_WIDENING} as for a profile made with `devices new`")
     notes = [f"{n} {what}" for n, what in (
         (sum(r["ratio_only"] and not r["skip"] for r in own) // 2, "int8/fp32 ratio pair(s) fitted"),
         (sum(r["uncited"] for r in own), "uncited rows not used"),
