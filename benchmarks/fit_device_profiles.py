@@ -553,7 +553,7 @@ def write_cost(name: str, lodo_pct: list[float], rows: list[dict]) -> None:
     own = [r for r in rows if r["profile"] == name]
     fitted = [r for r in own if not r["skip"] and not r["ratio_only"]]
     if fitted:
-        source = (f"{len(fitted)} published rows in benchmarks/device_calibration.csv; "
+        source = (f"{len(fitted)} published row{'s' * (len(fitted) != 1)} in benchmarks/device_calibration.csv; "
                   f"{statistics.median(lodo_pct):.0f}% median error when left out of the fit")
     else:
         source = ("no calibration rows of its own: estimated from its core's published timings and the shared fit, "
