@@ -70,7 +70,7 @@ def list_devices(as_json: JsonOpt = False) -> None:
         clock = f"{p.clock_ghz:g}" + (f"/{p.multi_thread_clock_ghz:g}" if p.multi_thread_clock_ghz else "")
         cores = str(p.cores) + "".join(f"+{c.cores}" for c in p.other_cores)
         err, rows = p.calibration_error_pct, p.cost.calibration_rows
-        cal = (f"{rows} row{'s' * (rows != 1)}, LODO {err:.0f}%" if rows and err is not None else "no rows of its own") + (
+        cal = (f"{rows} row{'s' * (rows != 1)}, LODO {err:.0f}%" if rows and err is not None else "no rows") + (
                f", interval x{p.cost.interval_widening:g}" if p.cost.interval_widening > 1 else "")
         table.add_row(p.name, p.device, p.core, f"{p.qemu_cpu} ({p.cpu_part:#x})", clock, cores,
                       f"{p.memory_mb / 1024:g} GB", cal)
