@@ -177,8 +177,9 @@ def measure(args) -> None:
 
     env = ensure_arm_environment(progress=print)
     counts = json.loads(COUNTS_FILE.read_text()) if COUNTS_FILE.is_file() else {"counts": {}, "models": {}}
+    # the uncited rows too: the fit prints their estimates beside them
     jobs = [(r["model"], r["precision"], r["profile"], r["kernels"]) for r in read_rows(Path(args.csv))
-            if not r["skip"]]
+            if not r["skip"] or r["uncited"]]
     jobs = [(j, True) for j in jobs] + [(j, False) for j in TABLE_JOBS if j not in jobs]
     jobs = [j for j, calibration in sorted(jobs, key=lambda jc: _priority(*jc))]
     for model, precision, profile_name, kernels in dict.fromkeys(jobs):
