@@ -48,10 +48,6 @@ print(json.dumps(out))
 """.format(automl=AUTOML)
 
 
-def op_counts(path: Path) -> dict[str, int]:
-    return dict(Counter(op for op, _ in compute_ops(path).elements()))
-
-
 def compute_ops(path: Path) -> Counter:
     """(operator type, output shape) of every compute operator: equal for two files, they do the same work."""
     from edgequant.tflite_file import read_tflite
@@ -61,7 +57,11 @@ def compute_ops(path: Path) -> Counter:
                    for op in info.operators if op.op_type in COMPUTE_OPS)
 
 
-def ours(name: str, folder: Path) -> dict:
+def by_type(ops: Counter) -> dict[str, int]:
+    return dict(Counter(op for op, _ in ops.elements()))
+
+
+def ours(name: str, folder: Path) -> tuple[int, Counter]:
     import tensorflow as tf
 
     import efficientdet_lite
@@ -69,7 +69,7 @@ def ours(name: str, folder: Path) -> dict:
     model = efficientdet_lite.build(name)
     path = folder / f"{name}.tflite"
     path.write_bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
-    return {"params": int(model.count_params()), "ops": op_counts(path), "shapes": compute_ops(path)}
+    return int(model.count_params()), compute_ops(path)
 
 
 def main() -> int:
@@ -85,12 +85,11 @@ def main() -> int:
         automl = json.loads(built.stdout.strip().splitlines()[-1])
         same = True
         for name in ("efficientdet_lite0", "efficientdet_lite2"):
-            theirs = automl[name.replace("_", "-")]
-            path = Path(theirs["tflite"])
-            theirs = {"params": theirs["params"], "ops": op_counts(path), "shapes": compute_ops(path)}
+            model = automl[name.replace("_", "-")]
+            theirs = model["params"], compute_ops(Path(model["tflite"]))
             mine = ours(name, scratch)
-            print(f"{name}: automl {theirs['params']:,} parameters {theirs['ops']}\n"
-                  f"{' ' * len(name)}  ours   {mine['params']:,} parameters {mine['ops']}")
+            for who, (params, ops) in (("automl", theirs), ("ours  ", mine)):
+                print(f"{name:18s} {who} {params:,} parameters {by_type(ops)}")
             same &= theirs == mine
     print("same architecture" if same else "DIFFERENT")
     return 0 if same else 1
