@@ -52,7 +52,7 @@ def quantize(
     `edgequant build`: evaluated, timed on the host, estimated on the simulated devices.
     `report=True` returns `(bytes, report)`, the build's `Report`; `output_dir` keeps its files
     (artifacts, report.json, report.md, report.html).
-    A model file with Lambda layers (whose loading runs Python) needs `trust_code=True`.
+    A model file with Lambda layers (whose loading runs Python) needs `trust_code=True` (or EDGEQUANT_TRUST_CODE=1).
     """
     from edgequant.convert import convert_variant
     from edgequant.source_model import export_keras_model, export_model

@@ -48,6 +48,7 @@ from edgequant.report.schema import (
 from edgequant.shared_work import SharedWork
 from edgequant.source_model import ExportedModel, export_model
 from edgequant.tflite_file import read_tflite
+from edgequant.trust import trusted
 
 INTERNAL_REFERENCE = ".float32-reference"  # variant names cannot start with '.': it never clashes with one
 DEBUG_SAMPLES = 32  # samples the per-layer error analysis compares float and int8 activations on
@@ -122,7 +123,7 @@ def build_recipe(
 ) -> BuildResult:
     """Build a recipe (a Recipe or the path of a recipe file). Raises EdgequantError on bad input.
 
-    `trust_code` (or the recipe's `trust_code: true`) allows callable data sources and models
+    `trust_code` (or EDGEQUANT_TRUST_CODE=1; never the recipe) allows callable data sources and models
     whose loading runs Python (Lambda layers); see edgequant.trust.
 
     Gate failures do not raise: the result's `passed` is False and its report names them.
@@ -142,7 +143,7 @@ def build_recipe(
         recipe = load_recipe(recipe)
     variants = _selected(recipe, only)
     out = Path(output_dir) if output_dir is not None else recipe.output_path()
-    trust_code = trust_code or recipe.trust_code
+    trust_code = trusted(trust_code)
     declared = check_recipe(recipe, recipe_path=recipe_path, trust_code=trust_code, output_dir=out)
     calibrated = recipe.calibration is not None and any(v.mode in CALIBRATED_MODES for v in variants)
 

@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from edgequant.data.stream import InputSpec
 from edgequant.errors import ModelFileError
-from edgequant.trust import untrusted
+from edgequant.trust import trusted, untrusted
 
 SourceKind = Literal["keras", "h5-keras3", "h5-tf_keras", "saved_model", "onnx", "in-memory"]
 
@@ -166,9 +166,10 @@ def _config_inputs(config: dict | None) -> tuple[InputSpec, ...]:
 def load_keras_model(path: Path, kind: SourceKind, *, trust_code: bool = False):
     """Load a Keras 3 or tf_keras model file (weights and architecture, not the optimizer).
 
-    Without `trust_code`, a file whose loading would run Python (Lambda layers) is refused,
-    and Keras 3 loads in safe mode.
+    Without `trust_code` (or EDGEQUANT_TRUST_CODE=1), a file whose loading would run Python
+    (Lambda layers) is refused, and Keras 3 loads in safe mode.
     """
+    trust_code = trusted(trust_code)
     if not trust_code:
         refuse_unsafe_layers(path, kind)
     try:

@@ -1,16 +1,31 @@
 """What a recipe may execute, and the one opt-in that allows more.
 
-By default a recipe runs no code of its author's: models load in Keras safe mode and
-files whose loading would run Python (Lambda layers) are refused, and so are `callable`
-data sources. `--trust-code`, `trust_code: true` in the recipe or `trust_code=True` in
-Python allow both, as Keras's `safe_mode=False` and Hugging Face's `trust_remote_code` do.
+By default edgequant runs no code that came with its input: models load in Keras safe mode,
+files whose loading would run Python (Lambda layers) are refused, and so are `callable` data
+sources. The opt-in comes only from the person running edgequant, never from the file being
+judged (as Hugging Face's `trust_remote_code` is an argument, not a field of the model's
+config): `--trust-code` on the command line, `trust_code=True` in Python, or the environment
+variable EDGEQUANT_TRUST_CODE=1. A recipe has no way to ask for it. `edgequant recipe check`
+runs no user code even with the opt-in: it reads model configs and checks a callable's
+`module:function` form without importing it.
 """
 
 from __future__ import annotations
 
+import os
+
 from edgequant.errors import InputError
 
-OPT_IN = "allow it with --trust-code (or `trust_code: true` in the recipe, trust_code=True in Python) if you trust it"
+ENV = "EDGEQUANT_TRUST_CODE"
+OPT_IN = f"allow it with --trust-code (or {ENV}=1, trust_code=True in Python) if you trust it"
+# What a recipe that still carries the old key is told.
+RECIPE_KEY_GONE = (f"a recipe cannot grant itself trust: remove `trust_code`; the person running edgequant "
+                   f"opts in with --trust-code, {ENV}=1 or trust_code=True in Python")
+
+
+def trusted(opt_in: bool = False) -> bool:
+    """Whether user code may run: the caller's explicit opt-in, or EDGEQUANT_TRUST_CODE=1 in the environment."""
+    return bool(opt_in) or os.environ.get(ENV, "").strip().lower() in ("1", "true", "yes")
 
 
 def untrusted(what: str) -> InputError:

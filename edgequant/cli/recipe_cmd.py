@@ -25,13 +25,17 @@ def schema() -> None:
 
 TrustCodeOpt = Annotated[
     bool,
-    typer.Option("--trust-code", help="allow callable data sources and models with Lambda layers (they run Python)"),
+    typer.Option("--trust-code", help="allow callable data sources and models with Lambda layers (they run Python); "
+                 "EDGEQUANT_TRUST_CODE=1 does the same. A recipe cannot ask for it"),
 ]
 
 
 @app.command("check")
 def check(recipe: Annotated[Path, typer.Argument(help="recipe YAML file")], trust_code: TrustCodeOpt = False) -> None:
     """Validate a recipe and the files it names, as the build would, before any work.
+
+    It runs no code of the recipe's, even with --trust-code (which then accepts callable sources and
+    Lambda layers, unrun).
 
     Exit 0 if it is valid, 2 with every problem (file:line:col, field, what was expected), one per line.
     """

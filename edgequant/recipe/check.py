@@ -1,4 +1,4 @@
-"""The recipe checked against the files it names, before any work.
+"""The recipe checked against the files it names, before any work, without running any code of the recipe's.
 
 `load_recipe` checks what the recipe says; this checks what it can know from its files:
 code it would run without the opt-in, device profiles, the output directory, the model's
@@ -21,7 +21,7 @@ from edgequant.errors import InputError, RecipeError
 from edgequant.recipe.loader import RecipeErrors, load_recipe, locate, parse_yaml, read_text, sorted_errors
 from edgequant.recipe.schema import CALIBRATED_MODES, CallableSource, DataSpec, Location, Recipe, dotted_path
 from edgequant.source_model import declared_input, refuse_unsafe_layers, source_kind
-from edgequant.trust import untrusted
+from edgequant.trust import trusted as trust_granted, untrusted
 
 _NAME_MAX = 255  # bytes in one file name on every common file system
 
@@ -35,16 +35,17 @@ def check_recipe(
 ) -> InputSpec | None:
     """Raise RecipeErrors with every problem found; return the model's declared input (None: unknown before export)."""
     problems: list[tuple[Location, str]] = []
-    trusted = trust_code or recipe.trust_code
+    trusted = trust_granted(trust_code)
     base = Path(recipe_path).parent if recipe_path else Path.cwd()
     model_input = _check_model(recipe, trusted, problems)
     for j, entry in enumerate(recipe.device_names):
         problems += _problem(["devices", j], _check_device, entry, base)
     problems += _problem(["output_dir"], _check_output_dir, output_dir or recipe.output_path())
     for loc, spec, role, needs_labels in _data_sections(recipe):
-        if isinstance(spec.source, CallableSource) and not trusted:
-            problems.append(([*loc, "source", "type"], str(untrusted(
-                f"a callable data source runs {spec.source.target} from the recipe"))))
+        if isinstance(spec.source, CallableSource):  # never run here, trusted or not: its form is checked by the schema
+            if not trusted:
+                problems.append(([*loc, "source", "type"], str(untrusted(
+                    f"a callable data source runs {spec.source.target} from the recipe"))))
             continue
         problems += _problem(loc, _probe, spec, model_input, role, needs_labels)
     if problems:

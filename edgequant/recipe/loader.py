@@ -15,6 +15,7 @@ from pydantic import BaseModel, ValidationError
 
 from edgequant.errors import RecipeError
 from edgequant.recipe.schema import Recipe, dotted_path
+from edgequant.trust import RECIPE_KEY_GONE
 
 MAX_DEPTH = 50  # recipes nest 5 levels; a deeper document is an attack on the parser, not a recipe
 
@@ -265,6 +266,8 @@ def _message(err: dict, loc: list, models: list[type[BaseModel]]) -> str:
     kind = err["type"]
     if kind == "extra_forbidden":
         key = str(loc[-1]) if loc else "?"
+        if key == "trust_code":  # the key older recipes used to grant themselves trust
+            return RECIPE_KEY_GONE
         allowed = sorted({f for m in models for f in m.model_fields})
         hint = difflib.get_close_matches(key, allowed, n=1)
         if hint:

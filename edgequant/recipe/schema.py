@@ -358,12 +358,6 @@ class Recipe(StrictModel):
         None, description="MLflow tracking URI to log and register the build in, e.g. sqlite:///mlruns.db"
     )
 
-    trust_code: bool = Field(
-        False,
-        description="allow what runs the recipe author's Python: `callable` data sources and models with Lambda "
-        "layers (unsafe deserialization). Off by default: a recipe from an untrusted source cannot run code",
-    )
-
     @model_validator(mode="before")
     @classmethod
     def _model_is_a_spec(cls, data: Any) -> Any:
