@@ -19,8 +19,9 @@ import numpy as np
 
 from edgequant.errors import BuildError, EdgequantError
 
-RepresentativeData = Callable[[], Iterator[np.ndarray]]
-"""Calls give a fresh stream of float32 input samples, without the batch dimension."""
+RepresentativeData = Callable[[], Iterator["np.ndarray | dict[str, np.ndarray]"]]
+"""Calls give a fresh stream of float32 input samples, without the batch dimension (for a model with several
+inputs, a dict {input name: sample})."""
 
 
 def make_converter(saved_model_dir: Path):
@@ -143,10 +144,15 @@ def configure(converter, variant, representative: RepresentativeData | None) -> 
         raise BuildError(f"variant {variant.name!r}: mode {mode!r} is not converted here")
 
 
-def as_converter_dataset(representative: RepresentativeData) -> Callable[[], Iterable[list[np.ndarray]]]:
+def as_converter_dataset(representative: RepresentativeData) -> Callable[[], Iterable]:
+    """The converter's representative dataset: a one-sample batch per sample, as a list for a one-input model,
+    and keyed by signature input name for a model with several (samples are then dicts)."""
     def gen():
         for x in representative():
-            yield [np.asarray(x, dtype=np.float32)[None]]
+            if isinstance(x, dict):
+                yield {name: np.asarray(v, dtype=np.float32)[None] for name, v in x.items()}
+            else:
+                yield [np.asarray(x, dtype=np.float32)[None]]
 
     return gen
 

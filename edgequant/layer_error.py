@@ -83,13 +83,14 @@ class QuantizationAnalysis:
                   representative)
         # Layers kept in float need the float builtin kernels beside the int8 ones.
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
-        samples = [np.asarray(x, dtype=np.float32) for x in debug_samples]
+        samples = [{k: np.asarray(v, dtype=np.float32) for k, v in x.items()} if isinstance(x, dict)
+                   else np.asarray(x, dtype=np.float32) for x in debug_samples]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the debugger runs tf.lite.Interpreter, which warns it is deprecated
             try:
                 self._debugger = tf.lite.experimental.QuantizationDebugger(
                     converter=converter,
-                    debug_dataset=as_converter_dataset(lambda: iter(samples)),
+                    debug_dataset=self._in_input_order(as_converter_dataset(lambda: iter(samples))),
                     debug_options=self._options((), ()),
                 )
             except (ValueError, RuntimeError) as exc:
@@ -99,6 +100,18 @@ class QuantizationAnalysis:
                 self._debugger.options = self._options((), ())  # quantizes again from the edited ranges
         self._layers: list[LayerError] | None = None
         self._plain = None
+
+    def _in_input_order(self, dataset):
+        """The debug dataset with a several-input sample (a dict by input name) as the list of arrays the debugger
+        feeds in its interpreter's input order (it takes lists only)."""
+        def gen():
+            for sample in dataset():
+                if isinstance(sample, dict):
+                    details = self._debugger._quant_interpreter.get_input_details()
+                    sample = [_by_tensor_name(sample, d["name"]) for d in details]
+                yield sample
+
+        return gen
 
     @property
     def on_twin(self) -> bool:
@@ -235,6 +248,16 @@ class QuantizationAnalysis:
                     f"use {side}_type: float32, or keep that layer in int8"
                 )
         return typed
+
+
+def _by_tensor_name(sample: dict, tensor: str) -> np.ndarray:
+    """The array of `sample` for the input tensor `tensor` (a SavedModel input 'x' becomes 'serving_default_x:0')."""
+    base = tensor.split(":")[0]
+    for name, array in sample.items():
+        if base in (name, f"serving_default_{name}"):
+            return array
+    raise BuildError(f"per-layer analysis: no data for the model's input tensor {tensor!r} "
+                     f"(the data's inputs are {', '.join(sample)})")
 
 
 def _edge_quantization(model, index: int, side: str) -> tuple[float, int] | None:

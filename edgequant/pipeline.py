@@ -162,7 +162,7 @@ def build_recipe(
         fault_points.reached("exported")
         if calibrated and declared is None:
             with _field_context(recipe_path, ["calibration"]):
-                _check_calibration(recipe, exported.input, progress)
+                _check_calibration(recipe, exported.data_inputs, progress)
 
         stages = _Stages(recipe, recipe_path, exported, progress, work, _reference_name(variants),
                          devices=devices, host_benchmark=host_benchmark, jobs=jobs or default_jobs(), ray=ray,
@@ -184,7 +184,8 @@ def build_recipe(
             staging.path(b.artifact.file).write_bytes(b.data)
         for a in onnx_out:
             staging.path(a.file).write_bytes(a.data)
-        _write_manifest(recipe, recipe_path, exported, built, staging, [a.manifest_entry() for a in onnx_out])
+        _write_manifest(recipe, recipe_path, exported, built, staging, [a.manifest_entry() for a in onnx_out],
+                        stages.calibration_used)
         render_report(report, staging.dir)
         staging.commit()
     result = BuildResult(recipe=recipe, output_dir=out, artifacts=[b.artifact for b in built], report=report)
@@ -209,6 +210,7 @@ class _Stages:
         self.work_dir = work_dir
         self.reference = reference
         self.parity: dict[str, list[dict]] = {}
+        self.calibration_used: dict[str, int] = {}  # variant name: calibration samples its conversion read
         self.notes: list[str] = []
         self.eval_spec = recipe.evaluation_data()
         self._reference: bytes | None = None
@@ -240,9 +242,12 @@ class _Stages:
         count = _calibration_count(self.recipe, variant)
 
         def samples():
-            for sample in iter_samples(self.recipe.calibration, self.exported.input, limit=count, role="calibration"):
+            for used, sample in enumerate(
+                    iter_samples(self.recipe.calibration, self.exported.data_inputs, limit=count, role="calibration"), 1):
                 if task is not None:
                     task.advance()
+                # what the manifest states: the samples read, not the count asked for (the file may hold fewer)
+                self.calibration_used[variant.name] = max(self.calibration_used.get(variant.name, 0), used)
                 yield sample.x
 
         return samples
@@ -252,7 +257,7 @@ class _Stages:
         from edgequant.layer_error import QuantizationAnalysis
 
         spec = self.eval_spec or self.recipe.calibration
-        samples = iter_samples(spec, self.exported.input, role="analysis")
+        samples = iter_samples(spec, self.exported.data_inputs, role="analysis")
         if self.reported_samples is not None:  # the layer errors choose candidates: keep them off reported data
             samples = (s for s in samples if not self.reported_samples(s.index))
         debug = [s.x for s in islice(samples, DEBUG_SAMPLES)]
@@ -311,6 +316,11 @@ class _Stages:
     def _fix_int8(self, variant, plain: bytes):
         from edgequant.int8_fixes import build_fixed_int8, requested
 
+        if len(self.exported.inputs) > 1:
+            self.notes.append(f"{variant.name}: int8 fixes ({', '.join(requested(variant))}) not applied: they feed "
+                              f"a model with one input, and this one has {len(self.exported.inputs)}; the artifact "
+                              "is plain int8")
+            return None
         with self.progress.task(f"int8 fixes for {variant.name}: {', '.join(requested(variant))}") as task:
             fixed = build_fixed_int8(self.exported, variant, self._representative(variant), plain=plain,
                                      reference=self.reference_model(), work_dir=self.work_dir)
@@ -372,12 +382,12 @@ class _Stages:
                   keep=None) -> dict[str, Evaluation]:
         """Every model on the evaluation data: the samples `keep` accepts, by default the reported ones."""
         spec = self.eval_spec
-        batches = iter_batches(spec, self.exported.input, spec.batch_size, limit=limit, role="evaluation",
+        batches = iter_batches(spec, self.exported.data_inputs, spec.batch_size, limit=limit, role="evaluation",
                                keep=keep or self.reported_samples)
         with _field_context(self.recipe_path, ["evaluation"]):
             return evaluate(
                 {self.reference: self.reference_model(), **models}, batches, reference=self.reference, top_k=spec.top_k,
-                on_batch=on_batch,
+                on_batch=on_batch, outputs=spec.outputs, output_kinds=spec.output_kinds,
             )
 
     @property
@@ -423,7 +433,7 @@ class _Stages:
 
         update: dict[str, Any] = {}
         spec = self.eval_spec or self.recipe.calibration
-        samples = [s.x for s in iter_samples(spec, self.exported.input, limit=32, role="onnx")] if spec else []
+        samples = [s.x for s in iter_samples(spec, self.exported.data_inputs, limit=32, role="onnx")] if spec else []
         if self.exported.onnx is not None and samples:
             from edgequant.onnx_import import check_against_onnxruntime
 
@@ -578,7 +588,7 @@ class _Stages:
         spec = self.eval_spec or self.recipe.calibration
         if spec is None:
             return []
-        return [s.x for s in islice(iter_samples(spec, self.exported.input, role="parity"), 8)]
+        return [s.x for s in islice(iter_samples(spec, self.exported.data_inputs, role="parity"), 8)]
 
 
 def _reference_name(variants: list) -> str:
@@ -726,7 +736,8 @@ def _calibration_count(recipe: Recipe, variant) -> int | None:
 
 
 def _write_manifest(
-    recipe, recipe_path, exported, built: list[_Built], staging: Staging, onnx: list[dict]
+    recipe, recipe_path, exported, built: list[_Built], staging: Staging, onnx: list[dict],
+    calibration_used: dict[str, int] | None = None,
 ) -> None:
     created = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     build = {"edgequant_version": __version__, "tensorflow_version": _tf_version()}
@@ -734,7 +745,8 @@ def _write_manifest(
     source = {"path": str(recipe.model.path), "kind": exported.source_kind, "sha256": exported.source_sha256}
     entries = [
         dict(b.artifact.manifest_entry(), provenance={
-            "built": created, **build, "recipe": recipe_info, "source_model": source, **_data_provenance(recipe, b.variant),
+            "built": created, **build, "recipe": recipe_info, "source_model": source,
+            **_data_provenance(recipe, b.variant, (calibration_used or {}).get(b.variant.name)),
         })
         for b in built
     ]
@@ -753,12 +765,13 @@ def _write_manifest(
     staging.path(MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
 
 
-def _data_provenance(recipe: Recipe, variant) -> dict[str, Any]:
-    """The data an artifact expects (preprocessing, class names) and the data it was calibrated or trained on."""
+def _data_provenance(recipe: Recipe, variant, calibration_used: int | None = None) -> dict[str, Any]:
+    """The data an artifact expects (preprocessing, class names) and the data it was calibrated or trained on
+    (`calibration_used`: the samples its conversion read, which the file may make fewer than asked for)."""
     data = recipe.evaluation_data() or recipe.calibration
     calibration = None
     if variant.mode in CALIBRATED_MODES and recipe.calibration is not None:
-        count = _calibration_count(recipe, variant)
+        count = calibration_used or _calibration_count(recipe, variant)
         calibration = f"{describe(recipe.calibration.source)}, {count or 'all'} samples"
     elif variant.mode == "qat":
         training = variant.training or recipe.calibration

@@ -175,6 +175,37 @@ def execution_plan(interp) -> ExecutionPlan:
                          tensors=len(interp.get_tensor_details()))
 
 
+def natural_key(name: str) -> list:
+    """Sort key that orders 'output_2' before 'output_10'."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+
+
+def named_inputs(interp) -> list[tuple[str, dict]]:
+    """(name, detail) of every input, in the interpreter's input order; names from the model's one signature
+    (what a SavedModel export calls them), else the tensors' own names."""
+    return _named(interp, "input", interp.get_input_details())
+
+
+def named_outputs(interp) -> list[tuple[str, dict]]:
+    """(name, detail) of every output, ordered by name (naturally: output_2 before output_10), so that every
+    variant of a model lists its outputs alike whatever order the converter gave them."""
+    return sorted(_named(interp, "output", interp.get_output_details()), key=lambda item: natural_key(item[0]))
+
+
+def _named(interp, side: str, details: list[dict]) -> list[tuple[str, dict]]:
+    signatures = interp.get_signature_list()
+    if len(signatures) == 1:
+        key = next(iter(signatures))
+        named = signatures[key].get(f"{side}s", [])
+        if len(named) == len(details):
+            runner = interp.get_signature_runner(key)
+            by_index = {int(d["index"]): name for name, d in
+                        (runner.get_input_details() if side == "input" else runner.get_output_details()).items()}
+            if all(int(d["index"]) in by_index for d in details):
+                return [(by_index[int(d["index"])], d) for d in details]
+    return [(d["name"], d) for d in details]
+
+
 def quantize_input(x: np.ndarray, detail: dict) -> np.ndarray:
     """Float data into the dtype an input tensor expects, with its scale and zero point."""
     dtype = np.dtype(detail["dtype"])

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import zipfile
 from dataclasses import dataclass
 from functools import lru_cache
@@ -36,6 +37,11 @@ class ExportedModel:
     @property
     def input(self) -> InputSpec:
         return self.inputs[0]
+
+    @property
+    def data_inputs(self) -> InputSpec | tuple[InputSpec, ...]:
+        """What data must match (edgequant.data.stream): the one input, or every input of a model with several."""
+        return self.inputs if len(self.inputs) > 1 else self.inputs[0]
 
 
 def source_kind(path: Path) -> SourceKind:
@@ -126,8 +132,9 @@ def refuse_unsafe_layers(path: Path, kind: SourceKind) -> None:
                         "when the model loads")
 
 
-def declared_input(path: Path, input_shape: list[int] | None = None) -> InputSpec | None:
-    """The model's one input as its file declares it, without exporting; None where only the export can tell."""
+def declared_input(path: Path, input_shape: list[int] | None = None) -> InputSpec | tuple[InputSpec, ...] | None:
+    """The model's input as its file declares it (a tuple for a model with several), without exporting; None
+    where only the export can tell."""
     if input_shape is not None:
         return InputSpec("input", tuple(input_shape))
     kind = source_kind(path)
@@ -136,8 +143,7 @@ def declared_input(path: Path, input_shape: list[int] | None = None) -> InputSpe
     else:
         inputs = _config_inputs(model_config(path, kind))
     if len(inputs) > 1:
-        names = ", ".join(i.name for i in inputs)
-        raise ModelFileError(f"{path}: the model has {len(inputs)} inputs ({names}); edgequant supports one input")
+        return inputs
     return inputs[0] if inputs else None
 
 
@@ -206,27 +212,60 @@ def export_model(
 def export_keras_model(
     model, workdir: Path, *, input_shape: list[int] | None = None, kind: SourceKind = "in-memory", sha256: str = ""
 ) -> ExportedModel:
-    """Export an in-memory Keras 3 or tf_keras model to `workdir/saved_model`."""
+    """Export an in-memory Keras 3 or tf_keras model to `workdir/saved_model`.
+
+    A one-input model's input is named "input". A model with several inputs keeps its inputs' names (what its
+    data is keyed by), and one with several outputs its output layers' names (what the report calls them).
+    """
     import tensorflow as tf
 
-    if len(model.inputs) != 1:
-        names = ", ".join(t.name for t in model.inputs)
-        raise ModelFileError(f"the model has {len(model.inputs)} inputs ({names}); edgequant supports one input")
-    spec_in = model.inputs[0]
-    dtype = tf.as_dtype(spec_in.dtype)
-    shape = list(input_shape) if input_shape is not None else [d if d is not None else -1 for d in spec_in.shape[1:]]
-    signature = tf.TensorSpec([None, *[None if d == -1 else d for d in shape]], dtype, name="input")
+    several = len(model.inputs) > 1
+    if several and input_shape is not None:
+        raise ModelFileError(f"input_shape sets the input shape of a model with one input; this model has "
+                             f"{len(model.inputs)} inputs ({', '.join(_tensor_names(model.inputs))})")
+    specs, inputs = [], []
+    for name, tensor in zip(_tensor_names(model.inputs) if several else ["input"], model.inputs):
+        dtype = tf.as_dtype(tensor.dtype)
+        shape = list(input_shape) if input_shape is not None else [d if d is not None else -1 for d in tensor.shape[1:]]
+        specs.append(tf.TensorSpec([None, *[None if d == -1 else d for d in shape]], dtype, name=name))
+        inputs.append(InputSpec(name, tuple(shape), dtype.name))
+    output_names = _tensor_names(model.outputs, getattr(model, "output_names", None)) if len(model.outputs) > 1 else None
     target = workdir / "saved_model"
     try:
-        if _is_keras3(model):
-            model.export(str(target), format="tf_saved_model", input_signature=[signature], verbose=False)
+        if not several and output_names is None and _is_keras3(model):
+            model.export(str(target), format="tf_saved_model", input_signature=specs, verbose=False)
         else:
-            serve = tf.function(lambda x: model(x, training=False), input_signature=[signature])
-            tf.saved_model.save(model, str(target), signatures={"serving_default": serve.get_concrete_function()})
+            def serve(*xs):
+                y = model(list(xs) if several else xs[0], training=False)
+                return dict(zip(output_names, y)) if output_names else y
+
+            if _is_keras3(model):
+                import keras
+
+                archive = keras.export.ExportArchive()
+                archive.track(model)
+                archive.add_endpoint("serve", serve, input_signature=specs)
+                archive.write_out(str(target), verbose=False)
+            else:
+                function = tf.function(serve, input_signature=specs)
+                tf.saved_model.save(model, str(target), signatures={"serving_default": function.get_concrete_function()})
     except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelFileError(f"cannot export the model to a SavedModel ({first[:300]})") from None
-    return ExportedModel(target, (InputSpec("input", tuple(shape), dtype.name),), kind, sha256, model)
+    return ExportedModel(target, tuple(inputs), kind, sha256, model)
+
+
+def _tensor_names(tensors, names=None) -> list[str]:
+    """Unique signature-safe names for a model's input or output tensors (their layers' names where known)."""
+    out: list[str] = []
+    for i, tensor in enumerate(tensors):
+        raw = names[i] if names and i < len(names) else getattr(tensor, "name", "") or f"tensor_{i}"
+        name = re.sub(r"\W", "_", str(raw).split(":")[0]) or f"tensor_{i}"
+        name = name if not name[0].isdigit() else f"t_{name}"
+        while name in out:
+            name += f"_{i}"
+        out.append(name)
+    return out
 
 
 def _is_keras3(model) -> bool:

@@ -15,7 +15,7 @@ import importlib
 import warnings
 from contextlib import contextmanager
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from itertools import repeat
 from pathlib import Path
 
@@ -56,11 +56,18 @@ def class_names(source) -> list[str] | None:
     return None
 
 
-def iter_raw(source) -> Iterator[RawSample]:
+def iter_raw(source, input_names: Sequence[str] | None = None) -> Iterator[RawSample]:
+    """Raw samples of `source`. For a model with several inputs (`input_names`), each sample is a dict
+    {input name: array}: an .npz holds one array per input, or a callable yields such dicts."""
+    several = input_names is not None and len(input_names) > 1
+    if several and not isinstance(source, (NpzSource, CallableSource)):
+        raise DataError(f"{describe(source)}: the model has {len(input_names)} inputs ({', '.join(input_names)}); "
+                        "give its data as an .npz with one array per input (named after the inputs, or arr_0, "
+                        "arr_1, ... in input order)")
     if isinstance(source, NpySource):
         return _iter_npy(source)
     if isinstance(source, NpzSource):
-        return _iter_npz(source)
+        return _iter_npz_inputs(source, list(input_names)) if several else _iter_npz(source)
     if isinstance(source, ImageFolderSource):
         return _iter_images(source)
     if isinstance(source, FashionMnistSource):
@@ -118,6 +125,37 @@ def _iter_npz(source: NpzSource) -> Iterator[RawSample]:
     labels = y if y is not None else repeat(None)
     for sample, label in zip(x, labels):
         yield sample, label, None
+
+
+def _iter_npz_inputs(source: NpzSource, names: list[str]) -> Iterator[RawSample]:
+    """One dict {input name: sample} per row of an .npz holding an array per input, by name or by position."""
+    if not source.path.is_file():
+        raise DataError(f"{source.path}: no such file")
+    try:
+        archive = np.load(source.path, allow_pickle=False)
+    except (ValueError, OSError, zipfile.BadZipFile) as exc:
+        raise DataError(f"{source.path}: cannot read as a .npz archive ({exc})") from None
+    with archive:
+        positional = [f"arr_{i}" for i in range(len(names))]
+        keys = names if set(names) <= set(archive.files) else positional if set(positional) <= set(archive.files) \
+            else None
+        if keys is None:
+            raise DataError(f"{source.path}: the model's inputs are {', '.join(names)}: the .npz needs one array per "
+                            f"input, named so (or {', '.join(positional)} in that order); it holds "
+                            f"{', '.join(archive.files) or 'nothing'}")
+        if source.labels_key and source.labels_key not in archive.files:
+            raise DataError(f"{source.path}: no array {source.labels_key!r} (it holds {', '.join(archive.files)})")
+        arrays = {name: _npz_member(archive, source.path, key) for name, key in zip(names, keys)}
+        y = _npz_member(archive, source.path, source.labels_key) if source.labels_key else None
+    lengths = {name: len(a) for name, a in arrays.items()}
+    if len(set(lengths.values())) > 1:
+        raise DataError(f"{source.path}: the inputs' arrays hold different numbers of samples: "
+                        + ", ".join(f"{k} {n}" for k, n in zip(keys, lengths.values())))
+    n = next(iter(lengths.values()))
+    if y is not None and len(y) != n:
+        raise DataError(f"{source.path}: {len(y)} labels in {source.labels_key!r} for {n} samples")
+    for i in range(n):
+        yield {name: a[i] for name, a in arrays.items()}, (y[i] if y is not None else None), None
 
 
 def _npz_member(archive, path: Path, key: str) -> np.ndarray:
@@ -199,10 +237,11 @@ def _iter_callable(source: CallableSource) -> Iterator[RawSample]:
                 item = next(items)
             except StopIteration:
                 return
-        if isinstance(item, tuple) and len(item) == 2:
-            yield _as_array(item[0], target, index), item[1], None
+        sample, label = item if isinstance(item, tuple) and len(item) == 2 else (item, None)
+        if isinstance(sample, dict):  # one array per input of a model with several
+            yield {str(k): _as_array(v, f"{target}: input {k!r}", index) for k, v in sample.items()}, label, None
         else:
-            yield _as_array(item, target, index), None, None
+            yield _as_array(sample, target, index), label, None
         index += 1
 
 

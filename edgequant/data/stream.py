@@ -8,7 +8,7 @@ yields no sample at all is an error too: nothing calibrated or evaluated on noth
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import islice
 
@@ -32,33 +32,64 @@ class InputSpec:
         return len(sample_shape) == len(self.shape) and all(d in (-1, s) for d, s in zip(self.shape, sample_shape))
 
 
+ModelInputs = InputSpec | Sequence[InputSpec] | None
+"""One input, the inputs of a model with several (in order), or None (nothing to check against)."""
+
+
 @dataclass(frozen=True)
 class Sample:
     index: int
-    x: np.ndarray  # preprocessed, float32, without batch dimension
+    # preprocessed, float32, without batch dimension; for a model with several inputs, a dict by input name
+    x: np.ndarray | dict[str, np.ndarray]
     label: int | np.ndarray | None
 
 
+def input_list(model_input: ModelInputs) -> list[InputSpec]:
+    if model_input is None:
+        return []
+    return [model_input] if isinstance(model_input, InputSpec) else list(model_input)
+
+
 def iter_samples(
-    spec: DataSpec, model_input: InputSpec | None = None, *, limit: int | None = None, role: str = "data"
+    spec: DataSpec, model_input: ModelInputs = None, *, limit: int | None = None, role: str = "data"
 ) -> Iterator[Sample]:
-    """Yield up to `limit` (default: spec.samples, else all) checked samples."""
+    """Yield up to `limit` (default: spec.samples, else all) checked samples.
+
+    With several model inputs, each sample is a dict {input name: array} (see data.sources.iter_raw).
+    """
     limit = limit if limit is not None else spec.samples
     name = describe(spec.source)
+    inputs = input_list(model_input)
+    several = len(inputs) > 1
     index = -1
-    for index, (raw, label, origin) in enumerate(islice(iter_raw(spec.source), limit)):
+    raws = iter_raw(spec.source, [i.name for i in inputs] if several else None)
+    for index, (raw, label, origin) in enumerate(islice(raws, limit)):
         sample = f"{role} sample {index}" + (f" ({origin})" if origin else "")
-        raw = np.asarray(raw)
-        if raw.dtype.kind not in "biuf":
-            raise DataError(f"{sample} from {name} holds {raw.dtype} values, not integer or real numbers")
-        try:
-            x = preprocess(raw, spec.preprocess)
-        except (ValueError, TypeError) as exc:
-            raise DataError(f"{sample} from {name}: cannot preprocess ({exc})") from None
-        check_sample(x, index, model_input, source=name, role=role, origin=origin)
+        if several:
+            if not isinstance(raw, dict) or set(raw) != {i.name for i in inputs}:
+                got = ", ".join(raw) if isinstance(raw, dict) else "one array"
+                raise DataError(f"{sample} from {name} gives {got}; the model's inputs are "
+                                f"{', '.join(i.name for i in inputs)}")
+            x = {i.name: _prepared(raw[i.name], spec, i, index, f"{sample} input '{i.name}'", name, role, origin)
+                 for i in inputs}
+        else:
+            x = _prepared(raw, spec, inputs[0] if inputs else None, index, sample, name, role, origin)
         yield Sample(index, x, _checked_label(label, f"{sample} from {name}"))
     if index < 0:
         raise DataError(f"{role} data from {name} holds no samples")
+
+
+def _prepared(raw, spec: DataSpec, model_input: InputSpec | None, index: int, sample: str, name: str, role: str,
+              origin: str | None) -> np.ndarray:
+    raw = np.asarray(raw)
+    if raw.dtype.kind not in "biuf":
+        raise DataError(f"{sample} from {name} holds {raw.dtype} values, not integer or real numbers")
+    try:
+        x = preprocess(raw, spec.preprocess)
+    except (ValueError, TypeError) as exc:
+        raise DataError(f"{sample} from {name}: cannot preprocess ({exc})") from None
+    check_sample(x, index, model_input, source=name, role=role, origin=origin)
+    return x
 
 
 def _checked_label(label, sample: str):
@@ -94,16 +125,37 @@ def check_sample(
 
 
 def iter_batches(
-    spec: DataSpec, model_input: InputSpec | None, batch_size: int, *, limit: int | None = None, role: str = "data",
+    spec: DataSpec, model_input: ModelInputs, batch_size: int, *, limit: int | None = None, role: str = "data",
     keep: Callable[[int], bool] | None = None,
 ) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
     """Stacked batches of checked samples (the last one may be smaller); labels None if the source has none.
 
+    A batch is an array, or a dict {input name: array} for a model with several inputs. Samples of
+    different shapes (a dynamic axis) go into different batches.
+
     keep: take only the samples whose index it accepts (`limit` counts every sample read).
     """
     stream = (s for s in iter_samples(spec, model_input, limit=limit, role=role) if keep is None or keep(s.index))
-    while chunk := list(islice(stream, batch_size)):
+    chunk: list[Sample] = []
+    for s in stream:
+        if chunk and (len(chunk) == batch_size or _shapes(s.x) != _shapes(chunk[0].x)):
+            yield _stacked(chunk)  # a dynamic axis (a sequence length) changed: samples of one shape per batch
+            chunk = []
+        chunk.append(s)
+    if chunk:
+        yield _stacked(chunk)
+
+
+def _shapes(x) -> tuple:
+    return tuple(v.shape for v in x.values()) if isinstance(x, dict) else x.shape
+
+
+def _stacked(chunk: list[Sample]) -> tuple[np.ndarray | dict[str, np.ndarray], np.ndarray | None]:
+    first = chunk[0].x
+    if isinstance(first, dict):
+        xs = {name: np.stack([s.x[name] for s in chunk]) for name in first}
+    else:
         xs = np.stack([s.x for s in chunk])
-        labels = [s.label for s in chunk]
-        ys = None if any(y is None for y in labels) else np.asarray(labels)
-        yield xs, ys
+    labels = [s.label for s in chunk]
+    ys = None if any(y is None for y in labels) else np.asarray(labels)
+    return xs, ys

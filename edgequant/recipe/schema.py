@@ -145,6 +145,13 @@ class EvaluationSpec(DataSpec):
     allow_degenerate_reference: bool = Field(
         False, description="check the gates even when the float32 reference's outputs do not depend on its input"
     )
+    outputs: list[str | int] | None = Field(
+        None, description="the outputs the gates and the verdict use, by name or index (default: all; the headline "
+        "figures are the worst over them). Every output is measured and reported either way")
+    output_kinds: dict[str | int, Literal["classes", "values"]] = Field(
+        {}, description="override how an output (by name or index) is measured: classes (agreement, accuracy) or "
+        "values (cosine, relative error); default: classes for probability outputs and a single [batch, classes] "
+        "output, values otherwise")
 
 
 class BenchmarkSpec(StrictModel):

@@ -1,7 +1,7 @@
 """The report's PNG plots, and the data behind each one (testable without reading pixels).
 
-Every plot names the metric it shows. A model with several outputs is measured on one
-output; the plots say which.
+Every plot names the metric it shows. For a model with several outputs, the figures are the
+worst over the judged outputs (`evaluation.outputs`); the plots say which.
 """
 
 from __future__ import annotations
@@ -41,9 +41,13 @@ def quality_metric(evaluated: list[VariantReport]) -> Metric:
 
 
 def output_note(evaluated: list[VariantReport]) -> str:
-    """Which output the figures are computed on, for a model with several ('' for one output)."""
+    """Which outputs the headline figures are the worst of, for a model with several ('' for one output)."""
     e = evaluated[0].evaluation
-    return f"computed on output '{e.output}' ({e.outputs} outputs; the first by name)" if e.outputs > 1 else ""
+    if e.outputs <= 1:
+        return ""
+    judged = [n for n in e.output.split(", ") if n]
+    which = f"output '{judged[0]}'" if len(judged) == 1 else f"outputs {', '.join(repr(n) for n in judged)}"
+    return f"the worst over {which}; each output's own figures are listed under Outputs"
 
 
 @dataclass(frozen=True)

@@ -99,6 +99,8 @@ def markdown(report: Report, plot_names: list[str]) -> str:
     lines.append("")
     if evaluated:
         lines += [f"Plots show {quality_metric(evaluated).axis}.", ""]
+        lines += _per_output_lines(evaluated)
+    lines += _input_lines(report)
     lines += _device_sections(report)
     if report.failed_gates:
         lines += ["## Failed gates", ""] + [f"- {g}" for g in report.failed_gates] + [""]
@@ -114,6 +116,40 @@ def markdown(report: Report, plot_names: list[str]) -> str:
     if plot_names:
         lines += ["## Plots", ""] + [f"![{n}]({n})" for n in plot_names] + [""]
     return "\n".join(lines)
+
+
+def _per_output_lines(evaluated) -> list[str]:
+    """Every output of every variant, by its kind: agreement and accuracy for classes, cosine and error for values."""
+    if evaluated[0].evaluation.outputs <= 1 or not evaluated[0].evaluation.per_output:
+        return []
+    lines = ["## Outputs", "",
+             "Each output measured against the reference's: `classes` (class probabilities) by top-1 agreement and "
+             "accuracy, `values` by cosine similarity and relative error (RMS error / RMS of the reference). "
+             "Judged: used by the gates and the verdict (`evaluation.outputs`).", "",
+             "| variant | output | kind | judged | shape | agreement | top-1 | cosine | rel. error | MSE |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for v in evaluated:
+        for o in v.evaluation.per_output:
+            lines.append(f"| `{v.name}` | {o.index}: `{o.name}` | {o.kind} | {'yes' if o.judged else 'no'} | "
+                         f"{list(o.shape)} | {_pct(o.agreement)} | {_pct(o.top1)} | {o.cosine:.5f} | "
+                         f"{o.relative_error:.3g} | {o.mse:.3g} |")
+    return lines + [""]
+
+
+def _input_lines(report: Report) -> list[str]:
+    """The inputs of a model with several (a one-input model's input is in the variant details)."""
+    first = report.variants[0] if report.variants else None
+    if first is None or len(first.inputs) <= 1:
+        return []
+    lines = ["## Inputs", "", "| variant | input | shape | dtype | quantization |", "|---|---|---|---|---|"]
+    for v in report.variants:
+        for t in v.inputs:
+            q = t.get("quantization")
+            quant = f"scale {q['scale'][0]:.4g}, zero point {q['zero_point'][0]}" if isinstance(q, dict) and \
+                q.get("scale") else "none"
+            lines.append(f"| `{v.name}` | `{t.get('name')}` | {t.get('shape_signature') or t.get('shape')} | "
+                         f"{t.get('dtype')} | {quant} |")
+    return lines + [""]
 
 
 def _reference_words(report: Report) -> str:

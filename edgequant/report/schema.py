@@ -28,7 +28,8 @@ class EvaluationReport(_Model):
     cosine: float = Field(..., description="mean cosine similarity of outputs against the reference")
     throughput: float = Field(..., description="samples per second, batched evaluation on the host")
     batch_size: int
-    output: str = Field("", description="the output these figures are computed on (the first by signature name)")
+    output: str = Field("", description="the outputs these figures are the worst of: the judged ones "
+                        "(evaluation.outputs, default all), comma-separated")
     outputs: int = Field(1, description="how many outputs the model has")
     output_spread: float | None = Field(
         None, description="std of the outputs across samples relative to their RMS; near 0: input-independent"
@@ -36,6 +37,30 @@ class EvaluationReport(_Model):
     distinct_top1: int | None = Field(None, description="how many classes occur as top-1 (classifiers)")
     chance_top1: float | None = Field(None, description="share of the most frequent label (labelled data)")
     accuracy_drop_points: float | None = Field(None, description="reference top-1 minus this top-1, in points")
+    relative_error: float | None = Field(
+        None, description="RMS error of the outputs / RMS of the reference's (the worst judged output)")
+    per_output: list[OutputEvaluationReport] = Field(
+        [], description="every output of the model, ordered by name, measured by its kind")
+
+
+class OutputEvaluationReport(_Model):
+    """One output against the reference's same output. Kinds: `classes` (class probabilities: agreement,
+    accuracy with labels) and `values` (regression and the rest: cosine, relative error, MSE)."""
+
+    name: str
+    index: int = Field(..., description="position among the outputs ordered by name: what evaluation.outputs takes")
+    shape: list[int] = Field(..., description="per sample, without the batch dimension")
+    kind: str = Field(..., description="'classes' or 'values'")
+    judged: bool = Field(..., description="used by the gates and the verdict (evaluation.outputs)")
+    mse: float
+    cosine: float = Field(..., description="mean cosine similarity; an all-zero output against a non-zero one is 0")
+    relative_error: float = Field(..., description="RMS error / RMS of the reference's values")
+    agreement: float | None = Field(None, description="classes: share of top-1 (per position) matching the reference")
+    top1: float | None = None
+    topk: float | None = None
+    output_spread: float | None = None
+    distinct_top1: int | None = None
+    chance_top1: float | None = None
 
 
 class LatencyReport(_Model):
