@@ -13,7 +13,11 @@ post-process is not compared, and its points marked "unsure" below remain so):
                         fpn_cell_repeats 3, box_class_repeats 3
     efficientdet_lite2: backbone efficientnet-lite2, image 448, fpn_num_filters 112,
                         fpn_cell_repeats 5, box_class_repeats 3
-    both: min_level 3, max_level 7, num_scales 3, aspect_ratios (1, 2, 0.5) -> 9 anchors,
+    efficientdet_lite4: backbone efficientnet-lite4, image 640, fpn_num_filters 224,
+                        fpn_cell_repeats 7, box_class_repeats 4 (read from automl's hparams_config.py in that wheel;
+                        not built by the check; its anchor_scale is automl's default 4, which moves
+                        the anchors' sizes only, not the work)
+    all: min_level 3, max_level 7, num_scales 3, aspect_ratios (1, 2, 0.5) -> 9 anchors,
           anchor_scale 3, num_classes 90, act relu6, fpn_weight_method sum,
           separable_conv, conv_bn_act_pattern False, apply_bn_for_resampling,
           conv_after_downsample False, max-pool downsampling, nearest upsampling,
@@ -53,7 +57,8 @@ import efficientnet_lite
 
 # name -> (backbone, input side, fpn_num_filters, fpn_cell_repeats, box_class_repeats)
 VARIANTS = {"efficientdet_lite0": ("efficientnet_lite0", 320, 64, 3, 3),
-            "efficientdet_lite2": ("efficientnet_lite2", 448, 112, 5, 3)}
+            "efficientdet_lite2": ("efficientnet_lite2", 448, 112, 5, 3),
+            "efficientdet_lite4": ("efficientnet_lite4", 640, 224, 7, 4)}
 LEVELS = (3, 4, 5, 6, 7)
 NUM_CLASSES = 90
 ASPECT_RATIOS = (1.0, 2.0, 0.5)

@@ -1,8 +1,9 @@
 """Count instructions on emulated ARM cores and fit the shared cost parameters of the device estimates.
 
     python benchmarks/fit_device_profiles.py measure   # build the models, count instructions (~1 h)
-    python benchmarks/fit_device_profiles.py fit       # fit; print every row's error, LOO-row and LODO
+    python benchmarks/fit_device_profiles.py fit       # fit; print every row's held-out errors, validation
     python benchmarks/fit_device_profiles.py fit --write-profiles   # also write cost_params.json, profiles
+    python benchmarks/fit_device_profiles.py fit --write-docs       # also write docs/results/device_fit.md
 
 `measure` builds keras.applications models (weights=None: weights do not
 change speed) as fp32 and int8 .tflite files in ~/.cache/edgequant/calibration_models,
@@ -17,14 +18,17 @@ neither the models nor qemu.
 with its device profile, model, kernel family, threads, OS and use: `fit`, `ratio
 only` for int8/fp32 pairs whose absolute times cannot be compared, `uncited, not
 used` for figures no reachable source has), fits the few
-parameters every device shares (latency_model.CostParams) and prints, for every
-row, the error of the full fit, of a fit without that row (leave-one-row-out)
-and of a fit without every row of that device (leave-one-device-out: how a
-device the model has never seen fares), then the errors by core type,
-precision, thread count and kernel family, the int8/fp32 and 1->4-thread
-speed-ups and builtin-kernel estimates. The intervals estimates quote come from
-the leave-one-device-out errors; the coverage printed here uses, for each
-device, intervals computed without that device.
+parameters every device shares (latency_model.CostParams) and validates them the
+way the estimates are used: each row is predicted by fits that never saw its
+device (device out), its model family (family out: MobileNet, EfficientNet/Det,
+Inception/ResNet, NASNet, detectors) or both at once. It prints every row's
+errors, each validation's median |error|, share within ±25%, median signed
+error and interval coverage, overall and by core type, precision, threads,
+kernels, family and device, then the int8/fp32 and 1->4-thread speed-ups and
+builtin-kernel estimates. The intervals estimates quote come from the family-out
+errors; the coverage printed for a row uses intervals built without the rows its
+own fit left out. `--write-docs` writes the same tables to
+docs/results/device_fit.md.
 
 After measuring a real device, add its rows to the CSV (same columns) and re-run both.
 """
@@ -33,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import json
 import os
 import re
@@ -57,6 +62,7 @@ DEFAULT_CSV = REPO / "benchmarks" / "device_calibration.csv"
 # name -> (keras.applications constructor, kwargs, input side)
 MODELS = {
     "mobilenet_v1": ("MobileNet", {"alpha": 1.0}, 224),
+    "mobilenet_v1_025": ("MobileNet", {"alpha": 0.25}, 224),
     "mobilenet_v2": ("MobileNetV2", {"alpha": 1.0}, 224),
     "mobilenet_v3_large": ("MobileNetV3Large", {"include_preprocessing": False}, 224),
     "mobilenet_v3_small": ("MobileNetV3Small", {"include_preprocessing": False}, 224),
@@ -69,6 +75,7 @@ MODELS = {
     # detectors ending in TFLite_Detection_PostProcess, built by benchmarks/efficientdet_lite.py
     "efficientdet_lite0": ("efficientdet_lite", {}, 320),
     "efficientdet_lite2": ("efficientdet_lite", {}, 448),
+    "efficientdet_lite4": ("efficientdet_lite", {}, 640),
 }
 PRECISIONS = ("fp32", "int8")
 FAMILIES = ("xnnpack", "builtin")
@@ -78,7 +85,7 @@ TABLE_JOBS = [(m, p, d, k) for k in FAMILIES for m in ("mobilenet_v1", "mobilene
               for d in ("pixel4", "rpi3", "rpi4", "pixel3")]
 # The speed-up tables' models: those of TABLE_JOBS and the detector the Raspberry Pi 4/5 rows measured.
 TABLE_MODELS = ("mobilenet_v1", "mobilenet_v2", "efficientdet_lite0")
-BIG_MODELS = ("inception_resnet_v2", "inception_v3")  # tens of minutes each under emulation on a busy machine
+BIG_MODELS = ("inception_resnet_v2", "inception_v3", "efficientdet_lite4")  # tens of minutes each emulated on a busy machine
 
 
 def _priority(job: tuple, calibration: bool) -> int:
@@ -292,32 +299,63 @@ def workload_for(row: dict, counts: dict) -> latency_model.Workload | None:
                                   serial_instructions=entry.get("serial_instructions", 0))
 
 
-def unpack(x) -> latency_model.CostParams:
+# A cost-model variant: the structural choices the fit tries. `fixed` holds CostParams fields at a value instead
+# of fitting them. MODEL is the one shipped; `fit --sensitivity` validates every variant the same way and
+# writes what each does to the three validation figures.
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    label: str
+    fixed: dict = dataclasses.field(default_factory=dict)
+
+
+VARIANTS = (
+    Variant("smoothed roofline (p 3), XNNPACK delegate factor fitted: before issue 26", {"roofline_p": 3.0}),
+    Variant("compute and memory added (p 1), delegate factor fitted", {"roofline_p": 1.0}),
+    Variant("compute and memory added (p 1), no delegate factor", {"roofline_p": 1.0, "delegate_factor": 1.0}),
+    Variant("p fitted, delegate factor fitted", {}),
+    Variant("p fitted, no delegate factor", {"delegate_factor": 1.0}),
+)
+MODEL = VARIANTS[0]
+
+# Every fitted parameter: (CostParams field, fitted in log space, start, lower, upper bound, prior mean, prior sigma)
+# in the fitted space. Log-space parameters are multipliers with their prior at 1 (as published).
+ROOFLINE_PRIOR = (2.0, 2.0)  # p between adding (1) and taking the slower (large): nothing published, a weak prior
+PARAMETERS = (
+    [(f"price.{c}", True, 0.0, -4.0, 4.0, 0.0, PRIOR_SIGMA[c]) for c in CLASSES]
+    + [(f, True, 0.0, -4.0, 4.0, 0.0, PRIOR_SIGMA[f]) for f in FACTORS]
+    + [("contention", False, CONTENTION_PRIOR[0], 0.0, 0.5, *CONTENTION_PRIOR),
+       ("roofline_p", False, ROOFLINE_PRIOR[0], 1.0, 8.0, *ROOFLINE_PRIOR)]
+)
+
+
+def unpack(x, variant: Variant) -> latency_model.CostParams:
     import math
 
-    price = {c: math.exp(v) for c, v in zip(CLASSES, x[:len(CLASSES)])}
-    io, builtin, mem, delegate = (math.exp(v) for v in x[len(CLASSES):len(CLASSES) + len(FACTORS)])
-    return latency_model.CostParams(price, io, builtin, mem, float(x[-1]), delegate_factor=delegate)
+    values = dict(variant.fixed)
+    free = [p for p in PARAMETERS if p[0] not in variant.fixed]
+    for (name, log, *_), v in zip(free, x):
+        values[name] = math.exp(v) if log else float(v)
+    price = {c: values.pop(f"price.{c}") for c in CLASSES}
+    return latency_model.CostParams(price=price, **values)
 
 
-def fit_params(data: list[tuple[dict, latency_model.Workload]], ratios: list[tuple] = ()) -> latency_model.CostParams:
+def fit_params(data: list[tuple[dict, latency_model.Workload]], ratios: list[tuple] = (),
+               variant: Variant = MODEL) -> latency_model.CostParams:
     import numpy as np
     from scipy.optimize import least_squares
 
-    names = list(CLASSES) + list(FACTORS)
-    x0 = np.array([0.0] * len(names) + [CONTENTION_PRIOR[0]])
-    lo = np.array([-4.0] * len(names) + [0.0])
-    hi = np.array([4.0] * len(names) + [0.5])
+    free = [p for p in PARAMETERS if p[0] not in variant.fixed]
+    x0 = np.array([p[2] for p in free])
+    bounds = (np.array([p[3] for p in free]), np.array([p[4] for p in free]))
 
     def residuals(x):
-        p = unpack(x)
+        p = unpack(x, variant)
         res = [np.log(predict(r, w, p) / r["published_ms"]) for r, w in data]
         res += [ratio_log_error(pair, p) for pair in ratios]
-        res += [v / PRIOR_SIGMA[n] for n, v in zip(names, x)]
-        res.append((x[-1] - CONTENTION_PRIOR[0]) / CONTENTION_PRIOR[1])
+        res += [(v - spec[5]) / spec[6] for spec, v in zip(free, x)]
         return res
 
-    return unpack(least_squares(residuals, x0, bounds=(lo, hi), method="trf").x)
+    return unpack(least_squares(residuals, x0, bounds=bounds, method="trf").x, variant)
 
 
 def predict(row: dict, workload: latency_model.Workload, params: latency_model.CostParams) -> float:
@@ -325,22 +363,53 @@ def predict(row: dict, workload: latency_model.Workload, params: latency_model.C
                                      end2end_bench=row.get("end2end_bench", False))
 
 
-def held_out(data, ratios, key) -> tuple[list[float], list[float]]:
+# Model families. Leave-one-family-out fits without every row of a family and predicts them: the estimate of a
+# model the fit has never seen, which is what a user's model is. The Pixel 6 ratio pairs belong to their model's
+# family like any row.
+MODEL_FAMILIES = {"MobileNet": ("mobilenet",), "EfficientNet/Det": ("efficientnet", "efficientdet"),
+                  "Inception/ResNet": ("inception", "resnet"), "NASNet": ("nasnet",), "detectors": ("ssd",)}
+
+
+def model_family(model: str) -> str:
+    return next(f for f, prefixes in MODEL_FAMILIES.items() if model.startswith(prefixes))
+
+
+# How the estimates are validated: the group (device, model family; None for any) a row is predicted with.
+# The fit for a group leaves out every row of its device and every row of its family ("both out": a model
+# family on a device the fit has seen neither of).
+VALIDATIONS = {
+    "device out": lambda r: (r["profile"], None),
+    "family out": lambda r: (None, model_family(r["model"])),
+    "both out": lambda r: (r["profile"], model_family(r["model"])),
+}
+# The errors the shipped intervals are built from: a user's model is, as a rule, of a family the fit never saw,
+# on a shipped device (a device made with `devices new` widens the interval further).
+INTERVAL_VALIDATION = "family out"
+NOMINAL_COVERAGE = 0.90  # the 5th-95th percentile band (latency_model.interval_from_errors)
+
+
+def leaves_out(group: tuple, row: dict) -> bool:
+    """Whether the fit that predicts `group` leaves `row` out."""
+    device, family = group
+    return row["profile"] == device or (family is not None and model_family(row["model"]) == family)
+
+
+def held_out(data, ratios, validation: str, variant: Variant = MODEL) -> tuple[list[float], list[float]]:
     """log(estimate / published) of every row and log error of every ratio pair, each predicted by a fit
-    without the rows (and pairs) sharing its key."""
+    without the rows (and pairs) `validation` leaves out for it."""
     import math
 
+    group_of = VALIDATIONS[validation]
     out, ratio_out = [0.0] * len(data), [0.0] * len(ratios)
-    for k in dict.fromkeys([key(r) for r, _ in data] + [key(pair[0]) for pair in ratios]):
-        idx = [i for i, (r, _) in enumerate(data) if key(r) == k]
-        ridx = [j for j, pair in enumerate(ratios) if key(pair[0]) == k]
-        params = fit_params([d for i, d in enumerate(data) if i not in idx],
-                            [pair for j, pair in enumerate(ratios) if j not in ridx])
-        for i in idx:
-            r, w = data[i]
-            out[i] = math.log(predict(r, w, params) / r["published_ms"])
-        for j in ridx:
-            ratio_out[j] = ratio_log_error(ratios[j], params)
+    for g in dict.fromkeys([group_of(r) for r, _ in data] + [group_of(pair[0]) for pair in ratios]):
+        params = fit_params([d for d in data if not leaves_out(g, d[0])],
+                            [pair for pair in ratios if not leaves_out(g, pair[0])], variant)
+        for i, (r, w) in enumerate(data):
+            if group_of(r) == g:
+                out[i] = math.log(predict(r, w, params) / r["published_ms"])
+        for j, pair in enumerate(ratios):
+            if group_of(pair[0]) == g:
+                ratio_out[j] = ratio_log_error(pair, params)
     return out, ratio_out
 
 
@@ -349,20 +418,18 @@ def group_keys(row: dict) -> list[str]:
     return latency_model.interval_group(core, row["precision"], row["kernels"])
 
 
-def interval_table(data, log_errors, ratios=(), ratio_errors=(), exclude_profile: str | None = None) -> dict:
-    """Interval bands by group from leave-one-device-out errors. int8 on dot-product cores has few absolute
-    rows: its band adds to them the fp32 rows' errors on those cores plus each left-out int8/fp32 ratio error,
-    widened for the number of absolute rows and ratio pairs (not for the fp32 rows)."""
+def interval_table(data, log_errors, ratios=(), ratio_errors=(), keep=lambda r: True) -> dict:
+    """Interval bands by group from held-out errors of the rows `keep` accepts. int8 on dot-product cores has
+    few absolute rows: its band adds to them the fp32 rows' errors on those cores plus each held-out int8/fp32
+    ratio error, widened for the number of absolute rows and ratio pairs (not for the fp32 rows)."""
     groups: dict[str, list[float]] = {}
     for (r, _), e in zip(data, log_errors):
-        if r["profile"] == exclude_profile:
-            continue
-        for g in group_keys(r):
-            groups.setdefault(g, []).append(e)
+        if keep(r):
+            for g in group_keys(r):
+                groups.setdefault(g, []).append(e)
     table = {g: latency_model.interval_from_errors(v) for g, v in sorted(groups.items())}
     for kernels in latency_model.KERNEL_FAMILIES:
-        ratio_errs = [e for pair, e in zip(ratios, ratio_errors)
-                      if pair[0]["profile"] != exclude_profile and pair[0]["kernels"] == kernels]
+        ratio_errs = [e for pair, e in zip(ratios, ratio_errors) if keep(pair[0]) and pair[0]["kernels"] == kernels]
         fp32, absolute = groups.get(f"dot|fp32|{kernels}", []), groups.get(f"dot|int8|{kernels}", [])
         if len(absolute) < latency_model.MIN_INTERVAL_ROWS and fp32 and ratio_errs:
             table[f"dot|int8|{kernels}"] = latency_model.interval_from_errors(
@@ -370,15 +437,62 @@ def interval_table(data, log_errors, ratios=(), ratio_errors=(), exclude_profile
     return table
 
 
-def summarize(errors_pct: list[float]) -> str:
+def coverage(data, log_errors, ratios, ratio_errors, validation: str, params) -> list[bool]:
+    """Whether each row's held-out interval holds its published figure; the interval comes from the same
+    validation's errors on the rows the row's own fit left in (none of its device or family, as it applies)."""
+    import dataclasses
+    import math
+
+    group_of = VALIDATIONS[validation]
+    tables: dict[tuple, dict] = {}
+    out = []
+    for (r, _), e in zip(data, log_errors):
+        g = group_of(r)
+        if g not in tables:
+            tables[g] = interval_table(data, log_errors, ratios, ratio_errors, keep=lambda x: not leaves_out(g, x))
+        trial = dataclasses.replace(params, intervals=tables[g])
+        low, high, _ = latency_model.interval_ms(math.exp(e) * r["published_ms"], load_profile(r["profile"]).core,
+                                                 r["precision"], r["kernels"], params=trial)
+        out.append(low <= r["published_ms"] <= high)
+    return out
+
+
+def summary(errors_pct: list[float], covered: list[bool] | None = None) -> dict:
     import statistics
 
     if not errors_pct:
+        return {"rows": 0}
+    return {"rows": len(errors_pct), "median_abs": statistics.median(abs(e) for e in errors_pct),
+            "within25": sum(abs(e) <= 25 for e in errors_pct) / len(errors_pct),
+            "signed": statistics.median(errors_pct),
+            "coverage": sum(covered) / len(covered) if covered else None}
+
+
+def summary_text(s: dict) -> str:
+    if not s["rows"]:
         return "-"
-    med_abs = statistics.median(abs(e) for e in errors_pct)
-    within = sum(abs(e) <= 25 for e in errors_pct) / len(errors_pct)
-    return (f"{len(errors_pct):>3d} rows  median |err| {med_abs:5.1f}%  within ±25% {within:4.0%}  "
-            f"median signed {statistics.median(errors_pct):+6.1f}%")
+    cov = f" / {s['coverage']:.0%}" if s.get("coverage") is not None else ""
+    return f"{s['median_abs']:.1f}% / {s['within25']:.0%} / {s['signed']:+.1f}%{cov}"
+
+
+# Targets of leave-one-model-family-out (issue 26): median |error|, share within ±25%, |median signed|, coverage.
+TARGETS = {"median_abs": 15.0, "within25": 0.80, "signed": 10.0, "coverage": 0.85}
+
+
+def meets(s: dict) -> dict[str, bool]:
+    return {"median_abs": s["median_abs"] <= TARGETS["median_abs"], "within25": s["within25"] >= TARGETS["within25"],
+            "signed": abs(s["signed"]) <= TARGETS["signed"], "coverage": (s["coverage"] or 0) >= TARGETS["coverage"]}
+
+
+def validate(data, ratios, variant: Variant = MODEL) -> dict:
+    """The three validations: per validation, held-out log errors of rows and ratio pairs, and coverage."""
+    params = fit_params(data, ratios, variant)
+    out = {"params": params}
+    for v in VALIDATIONS:
+        errs, ratio_errs = held_out(data, ratios, v, variant)
+        out[v] = {"errors": errs, "ratio_errors": ratio_errs,
+                  "covered": coverage(data, errs, ratios, ratio_errs, v, params)}
+    return out
 
 
 def fit(args) -> None:
@@ -388,85 +502,205 @@ def fit(args) -> None:
     rows = read_rows(Path(args.csv))
     data = usable_rows(rows, counts)
     ratios = ratio_pairs(rows, counts)
-    params = fit_params(data, ratios)
-    loo_row, loo_ratio = held_out(data, ratios, key=lambda r: r["line"])
-    lodo, lodo_ratio = held_out(data, ratios, key=lambda r: r["profile"])
-    covered = []
-    for i, (r, _) in enumerate(data):  # each device's interval comes from the other devices' errors only
-        table = interval_table(data, lodo, ratios, lodo_ratio, exclude_profile=r["profile"])
-        trial = latency_model.CostParams(**{**params.to_dict(), "intervals": table})
-        est = math.exp(lodo[i]) * r["published_ms"]
-        low, high, _ = latency_model.interval_ms(est, load_profile(r["profile"]).core, r["precision"], r["kernels"],
-                                                 params=trial)
-        covered.append(low <= r["published_ms"] <= high)
-    params = latency_model.CostParams(**{**params.to_dict(), "intervals": interval_table(data, lodo, ratios, lodo_ratio),
-                                         "source": f"fitted on {len(data)} rows and {len(ratios)} int8/fp32 "
-                                                   f"ratio pairs of {args.csv_name}"})
+    result = validate(data, ratios)
+    chosen = result[INTERVAL_VALIDATION]
+    params = latency_model.CostParams(**{
+        **result["params"].to_dict(),
+        "intervals": interval_table(data, chosen["errors"], ratios, chosen["ratio_errors"]),
+        "source": f"fitted on {len(data)} rows and {len(ratios)} int8/fp32 ratio pairs of {args.csv_name}; "
+                  f"intervals from the {INTERVAL_VALIDATION} errors"})
+    pct = {v: [math.expm1(e) * 100 for e in result[v]["errors"]] for v in VALIDATIONS}
+    ratio_pct = {v: [math.expm1(e) * 100 for e in result[v]["ratio_errors"]] for v in VALIDATIONS}
+    overall = {v: summary(pct[v], result[v]["covered"]) for v in VALIDATIONS}
 
     print("Shared parameters (all rows):")
-    print("  price per class: " + ", ".join(f"{c} {v:.2f}" for c, v in params.price.items()))
-    print(f"  in-order factor {params.in_order_factor:.2f}, builtin factor {params.builtin_factor:.2f}, "
-          f"memory efficiency {params.memory_efficiency:.2f}, contention {params.contention:.3f}, "
-          f"XNNPACK delegate factor {params.delegate_factor:.2f}\n")
-    print(f"{'line':>4s} {'profile':8s} {'model':20s} {'prec':4s} {'k':8s} {'thr':>3s} {'published':>9s} {'fit':>8s} "
-          f"{'LOO-row':>8s} {'LODO':>8s}  {'LODO interval':>17s}")
+    print("  " + parameters_text(params) + "\n")
+    print(f"{'line':>4s} {'profile':10s} {'model':20s} {'prec':4s} {'k':8s} {'thr':>3s} {'published':>9s} {'fit':>8s} "
+          + " ".join(f"{v:>11s}" for v in VALIDATIONS))
     for i, (r, w) in enumerate(data):
         est = predict(r, w, params)
-        pct = [(est / r["published_ms"] - 1) * 100, math.expm1(loo_row[i]) * 100, math.expm1(lodo[i]) * 100]
-        print(f"{r['line']:>4d} {r['profile']:8s} {r['model'][:20]:20s} {r['precision']:4s} {r['kernels']:8s} "
-              f"{r['threads']:>3d} {r['published_ms']:>9.1f} {pct[0]:>+7.1f}% {pct[1]:>+7.1f}% {pct[2]:>+7.1f}%  "
-              f"{'covers' if covered[i] else 'MISSES':>17s}")
+        cells = " ".join(f"{pct[v][i]:>+8.1f}%{' ' if result[v]['covered'][i] else '!'} " for v in VALIDATIONS)
+        print(f"{r['line']:>4d} {r['profile']:10s} {r['model'][:20]:20s} {r['precision']:4s} {r['kernels']:8s} "
+              f"{r['threads']:>3d} {r['published_ms']:>9.1f} {(est / r['published_ms'] - 1) * 100:>+7.1f}% {cells}")
+    print("  (! : the held-out interval misses the published figure)")
     for j, (f, wf, i, wi) in enumerate(ratios):
         est = predict(i, wi, params) / predict(f, wf, params)
         four = [{**r, "threads": 4} for r in (f, i)]
         est4 = predict(four[1], wi, params) / predict(four[0], wf, params)
-        print(f"{f['line']:>4d} {f['profile']:8s} {f['model'][:20]:20s} int8/fp32 ratio only ({RATIO_THREADS}t assumed): "
-              f"published {i['published_ms'] / f['published_ms']:.2f}, fit {est:.2f} (4t {est4:.2f}), "
-              f"LOO {math.expm1(loo_ratio[j]) * 100:+.1f}%, LODO {math.expm1(lodo_ratio[j]) * 100:+.1f}%; "
-              f"absolute, not fitted: fp32 {predict(f, wf, params):.1f} ms, int8 {predict(i, wi, params):.1f} ms "
-              f"at {RATIO_THREADS}t against {f['published_ms']:.1f} and {i['published_ms']:.1f} ms (whole pipeline)")
+        print(f"{f['line']:>4d} {f['profile']:10s} {f['model'][:20]:20s} int8/fp32 ratio only ({RATIO_THREADS}t assumed): "
+              f"published {i['published_ms'] / f['published_ms']:.2f}, fit {est:.2f} (4t {est4:.2f}), held out "
+              + ", ".join(f"{v} {ratio_pct[v][j]:+.1f}%" for v in VALIDATIONS))
     for r in rows:
         if r["uncited"]:
             w = workload_for(r, counts)
             est = f"estimate {predict(r, w, params):.1f} ms" if w else "no counts"
-            print(f"{r['line']:>4d} {r['profile']:8s} {r['model'][:20]:20s} {r['precision']:4s} {r['kernels']:8s} "
+            print(f"{r['line']:>4d} {r['profile']:10s} {r['model'][:20]:20s} {r['precision']:4s} {r['kernels']:8s} "
                   f"{r['threads']:>3d} {r['published_ms']:>9.1f}  {est} (uncited, not used)")
         elif r["skip"]:
-            print(f"{r['line']:>4d} {(r['profile'] or '-'):8s} {r['label'][:20]:20s} not estimated: {r['skip']}")
+            print(f"{r['line']:>4d} {(r['profile'] or '-'):10s} {r['label'][:20]:20s} not estimated: {r['skip']}")
 
-    def by(label, key):
-        print(f"\n{label}:")
-        for k in sorted(dict.fromkeys(key(r) for r, _ in data), key=str):
-            idx = [i for i, (r, _) in enumerate(data) if key(r) == k]
-            print(f"  {str(k):22s} LOO-row  {summarize([math.expm1(loo_row[i]) * 100 for i in idx])}")
-            print(f"  {'':22s} LODO     {summarize([math.expm1(lodo[i]) * 100 for i in idx])}")
-
-    print("\nAll rows:")
-    print(f"  {'':22s} LOO-row  {summarize([math.expm1(e) * 100 for e in loo_row])}")
-    print(f"  {'':22s} LODO     {summarize([math.expm1(e) * 100 for e in lodo])}")
-    print(f"  LODO intervals cover the published figure for {sum(covered)}/{len(covered)} rows "
-          f"({sum(covered) / len(covered):.0%})")
-    by("By core type", lambda r: load_profile(r["profile"]).core)
-    by("By precision", lambda r: r["precision"])
-    by("By thread count", lambda r: r["threads"])
-    by("By kernel family", lambda r: r["kernels"])
-    by("int8 on dot-product cores vs the rest",
-       lambda r: "int8 dot-product" if r["precision"] == "int8" and
-       latency_model.timings(load_profile(r["profile"]).core).dot_product else "the rest")
+    groups = breakdown(data, pct, result)
+    tried = sensitivity(data, ratios) if args.sensitivity else []
+    print("\nValidation (median |error| / within ±25% / median signed / interval coverage, "
+          f"nominal {NOMINAL_COVERAGE:.0%}):")
+    for v in VALIDATIONS:
+        print(f"  {v:12s} {overall[v]['rows']:>3d} rows  {summary_text(overall[v])}")
     if ratios:
-        print(f"  {'int8/fp32 ratio pairs':22s} LOO-row  {summarize([math.expm1(e) * 100 for e in loo_ratio])}")
-        print(f"  {'(dot-product cores)':22s} LODO     {summarize([math.expm1(e) * 100 for e in lodo_ratio])}")
+        print("  int8/fp32 ratio pairs (median |error| / within ±25% / median signed): "
+              + "; ".join(f"{v} {summary_text(summary(ratio_pct[v]))}" for v in VALIDATIONS))
+    for label, rows_by in groups.items():
+        print(f"\n{label}:")
+        for key, by_v in rows_by.items():
+            print(f"  {key:26s} " + "  ".join(f"{v}: {summary_text(s)} ({s['rows']})" for v, s in by_v.items()))
+    if tried:
+        print("\nCost-model variants (validation: median |error| / within ±25% / median signed / coverage):")
+        for variant, fitted, by_v in tried:
+            print(f"  {variant.label}{' (shipped)' if variant == MODEL else ''}\n    " + "\n    ".join(
+                f"{v:12s} {summary_text(s)}" for v, s in by_v.items()) + f"\n    fitted: {parameters_text(fitted)}")
     print_tables(counts, rows, params, ratios)
 
+    if args.write_docs:
+        write_results(Path(args.write_docs), data, rows, params, pct, ratio_pct, result, overall, groups, ratios,
+                      tried)
+        print(f"\nwrote {args.write_docs}")
     if args.write_profiles:
         latency_model.PARAMS_FILE.write_text(json.dumps(params.to_dict(), indent=1) + "\n")
         lodo_pct = {}
-        for (r, _), e in zip(data, lodo):
-            lodo_pct.setdefault(r["profile"], []).append(abs(math.expm1(e)) * 100)
+        for (r, _), e in zip(data, pct["device out"]):
+            lodo_pct.setdefault(r["profile"], []).append(abs(e))
         for name in sorted(p.stem for p in PROFILE_DIR.glob("*.yaml")):
             if load_profile(name).emulated:
                 write_cost(name, lodo_pct.get(name, []), rows)
         print(f"\nwrote {latency_model.PARAMS_FILE} and the cost: block of the profiles in {PROFILE_DIR}")
+
+
+def sensitivity(data, ratios) -> list[tuple]:
+    """(variant, its fit on every row, its summary per validation) for every cost-model variant."""
+    import math
+
+    out = []
+    for variant in VARIANTS:
+        result = validate(data, ratios, variant)
+        out.append((variant, result["params"], {
+            v: summary([math.expm1(e) * 100 for e in result[v]["errors"]], result[v]["covered"]) for v in VALIDATIONS}))
+    return out
+
+
+def parameters_text(params) -> str:
+    return ("price per class: " + ", ".join(f"{c} {v:.2f}" for c, v in params.price.items())
+            + f"; in-order factor {params.in_order_factor:.2f}, builtin factor {params.builtin_factor:.2f}, "
+              f"memory efficiency {params.memory_efficiency:.2f}, contention {params.contention:.3f}, "
+              f"XNNPACK delegate factor {params.delegate_factor:.2f}, roofline p {params.roofline_p:.2f}")
+
+
+def breakdown(data, pct, result) -> dict[str, dict[str, dict]]:
+    """Per grouping (core type, precision, threads, kernels, model family, device), each group's summary in
+    each validation."""
+    keys = {
+        "By core type": lambda r: load_profile(r["profile"]).core,
+        "By precision": lambda r: r["precision"] + (
+            " (dot-product core)" if latency_model.timings(load_profile(r["profile"]).core).dot_product else ""),
+        "By thread count": lambda r: f"{r['threads']} thread{'s' * (r['threads'] > 1)}",
+        "By kernel family": lambda r: r["kernels"],
+        "By model family": lambda r: model_family(r["model"]),
+        "By device": lambda r: r["profile"],
+    }
+    out = {}
+    for label, key in keys.items():
+        out[label] = {}
+        for k in sorted(dict.fromkeys(key(r) for r, _ in data), key=str):
+            idx = [i for i, (r, _) in enumerate(data) if key(r) == k]
+            out[label][k] = {v: summary([pct[v][i] for i in idx], [result[v]["covered"][i] for i in idx])
+                             for v in VALIDATIONS}
+    return out
+
+
+RESULTS_MD = REPO / "docs" / "results" / "device_fit.md"
+
+
+def provenance() -> str:
+    """Date, commit and machine of a generated results file."""
+    import datetime
+    import platform
+    import subprocess
+
+    def git(*a):
+        return subprocess.run(["git", "-C", str(REPO), *a], capture_output=True, text=True).stdout.strip()
+
+    commit = git("rev-parse", "--short", "HEAD") or "unknown"
+    if git("status", "--porcelain", "--untracked-files=no"):
+        commit += " with uncommitted changes"
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
+    when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return (f"Generated by `python benchmarks/fit_device_profiles.py fit --write-docs` on {when}, commit {commit}, "
+            f"on {platform.machine()} ({cpu}, {os.cpu_count()} cores). The fit is a pure function of "
+            f"benchmarks/device_calibration.csv and benchmarks/device_counts.json: the machine does not change it.")
+
+
+def write_results(path: Path, data, rows, params, pct, ratio_pct, result, overall, groups, ratios, tried) -> None:
+    """docs/results/device_fit.md: the validation tables, every row's held-out errors, the parameters."""
+    vs = list(VALIDATIONS)
+    cell = "median \\|error\\| / within ±25% / median signed / interval coverage"
+    lines = ["# Device estimates: fit and validation", "", provenance(), "",
+             f"{len(data)} published rows and {len(ratios)} int8/fp32 ratio pairs are fitted "
+             f"(benchmarks/device_calibration.csv, use `fit` and `ratio only`). Each validation refits the shared "
+             "parameters without the rows it holds out and predicts them: **device out** holds out every row of the "
+             "predicted row's device, **family out** every row of its model family "
+             f"({', '.join(MODEL_FAMILIES)}), **both out** both at once. Errors are estimate / published − 1 "
+             "(negative: the estimate is too fast). Coverage: the share of rows whose published figure lies in the "
+             "interval built from the same validation's errors on the rows that fit kept (the intervals are "
+             f"5th–95th percentile bands, nominal {NOMINAL_COVERAGE:.0%}); the shipped intervals are built from the "
+             f"**{INTERVAL_VALIDATION}** errors of every row.", "",
+             "## Validation", "",
+             "| validation | rows | median \\|error\\| | within ±25% | median signed | interval coverage |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for v in vs:
+        s = overall[v]
+        lines.append(f"| {v} | {s['rows']} | {s['median_abs']:.1f}% | {s['within25']:.0%} | {s['signed']:+.1f}% | "
+                     f"{s['coverage']:.0%} |")
+    ok = meets(overall["family out"])
+    lines += ["", "Targets for family out: median |error| ≤ 15% ("
+              + ("met" if ok["median_abs"] else "not met") + "), at least 80% within ±25% ("
+              + ("met" if ok["within25"] else "not met") + "), median signed within ±10% ("
+              + ("met" if ok["signed"] else "not met") + "), coverage at least 85% ("
+              + ("met" if ok["coverage"] else "not met") + ")."]
+    if ratios:
+        lines += ["", "int8/fp32 ratio pairs (" + ", ".join(f"{f['profile']} {f['model']}" for f, *_ in ratios)
+                  + "), " + "; ".join(f"{v}: {summary_text(summary(ratio_pct[v]))}" for v in vs)
+                  + " (median |error| / within ±25% / median signed)."]
+    for label, by_key in groups.items():
+        lines += ["", f"## {label}", "", f"Each cell: {cell}.", "",
+                  "| group | rows | " + " | ".join(vs) + " |", "|---|---:|" + "---|" * len(vs)]
+        for key, by_v in by_key.items():
+            lines.append(f"| {key} | {by_v[vs[0]]['rows']} | " + " | ".join(summary_text(by_v[v]) for v in vs) + " |")
+    lines += ["", "## Every row", "",
+              "Held-out errors; ✗ marks a held-out interval that misses the published figure.", "",
+              "| line | device | model | precision | kernels | threads | published ms | estimate ms (all rows) | "
+              + " | ".join(vs) + " |", "|---:|---|---|---|---|---:|---:|---:|" + "---:|" * len(vs)]
+    for i, (r, w) in enumerate(data):
+        lines.append(f"| {r['line']} | {r['profile']} | {r['model']} | {r['precision']} | {r['kernels']} | "
+                     f"{r['threads']} | {r['published_ms']:g} | {predict(r, w, params):.1f} | "
+                     + " | ".join(f"{pct[v][i]:+.1f}%{'' if result[v]['covered'][i] else ' ✗'}" for v in vs) + " |")
+    left_out = [r for r in rows if r["skip"]]
+    if left_out:
+        lines += ["", "## Rows not estimated", "", "| line | device | model | why |", "|---:|---|---|---|"]
+        lines += [f"| {r['line']} | {r['profile'] or '-'} | {r['label']} | {r['skip']} |" for r in left_out]
+    lines += ["", "## Shared parameters", "", parameters_text(params) + "."]
+    if tried:
+        lines += ["", "## Cost-model variants tried", "",
+                  "Each variant fitted and validated as above (`fit --sensitivity`); the shipped one is marked. "
+                  f"Cells: {cell}.", "", "| variant | " + " | ".join(vs) + " | fitted on every row |",
+                  "|---|" + "---|" * len(vs) + "---|"]
+        for variant, fitted, by_v in tried:
+            lines.append(f"| {variant.label}{' **(shipped)**' if variant == MODEL else ''} | "
+                         + " | ".join(summary_text(by_v[v]) for v in vs) + f" | {parameters_text(fitted)} |")
+    text = "\n".join(lines) + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
 
 
 def print_tables(counts: dict, rows: list[dict], params, ratios: list[tuple]) -> None:
@@ -592,6 +826,10 @@ def main() -> None:
     parser.add_argument("--force", action="store_true", help="measure again counts already in the file")
     parser.add_argument("--only", default="", help="with --force: only the counts whose key matches this regex")
     parser.add_argument("--skip", default="", help="with measure: skip the models matching this regex")
+    parser.add_argument("--write-docs", nargs="?", const=str(RESULTS_MD), default=None, metavar="PATH",
+                        help=f"with fit: write the validation tables to PATH (default {RESULTS_MD.relative_to(REPO)})")
+    parser.add_argument("--sensitivity", action="store_true",
+                        help="with fit: validate every cost-model variant (VARIANTS) too; several minutes")
     parser.add_argument("--write-profiles", action="store_true",
                         help="write the fitted parameters (cost_params.json) and the profiles' cost: blocks")
     args = parser.parse_args()

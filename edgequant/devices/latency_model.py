@@ -74,6 +74,9 @@ class CostParams:
     # XNNPACK run by the TFLite interpreter's delegate (what LiteRT users run, and benchmark_model measures) against
     # the same kernels run by XNNPACK's own end2end_bench (which measured most calibration rows)
     delegate_factor: float = 1.0
+    # How compute and DRAM traffic combine: (compute^p + memory^p)^(1/p). p = 1 adds them (the cores wait for
+    # every byte), a large p takes the slower of the two (a roofline: traffic hidden behind arithmetic).
+    roofline_p: float = 3.0
     intervals: dict[str, dict] = field(default_factory=dict)  # group -> leave-one-device-out error quantiles
     source: str = ""
 
@@ -144,11 +147,8 @@ def estimate_ms(workload: Workload, profile, threads: int, params: CostParams | 
     compute_ms *= serial + (1 - serial) / thread_speed(workload, profile, params, threads)
     bandwidth = profile.memory_bandwidth_gbs * params.memory_efficiency
     memory_ms = (workload.weight_bytes + 2 * workload.activation_bytes) / (bandwidth * 1e6)
-    return (compute_ms ** ROOFLINE_P + memory_ms ** ROOFLINE_P) ** (1 / ROOFLINE_P)
-
-
-# Compute and DRAM traffic overlap: the slower of the two sets the pace (a smoothed roofline).
-ROOFLINE_P = 3.0
+    p = params.roofline_p
+    return (compute_ms ** p + memory_ms ** p) ** (1 / p)
 
 
 def interval_group(core: str, precision: str, kernels: str) -> list[str]:
@@ -159,15 +159,21 @@ def interval_group(core: str, precision: str, kernels: str) -> list[str]:
 
 
 MIN_INTERVAL_ROWS = 5
+# Each side of an interval reaches at least this far (log) beyond the estimate: the interval is for the quantity
+# estimated, so the estimate always lies inside it.
+INTERVAL_FLOOR = math.log(1.10)
 
 
 def interval_from_errors(log_errors: list[float], evidence: int | None = None) -> dict:
     """The 5th-95th percentile band of log(estimate / published), widened where rows are few.
 
-    A published figure then lies in [estimate / exp(hi), estimate / exp(lo)] for most devices like
-    the ones left out (the target is 80%; the wider percentiles allow for devices unlike them).
-    With n rows the band is widened by 1 + 2/sqrt(n) around its median and is never narrower than ±10%.
-    `evidence` replaces n in that widening when the errors are combined from fewer independent figures.
+    A published figure then lies in [estimate / exp(hi), estimate / exp(lo)] for most models and devices
+    like the ones left out (nominal 90%). With n rows the band is widened by 1 + 2/sqrt(n) around its
+    median. It is built around the estimate: each side reaches at least 10% beyond the estimate (and
+    beyond the median error), so the estimate always lies inside its own interval even where the errors
+    lean one way (a band of errors that are all negative still holds the estimate: the interval is for
+    the quantity estimated). `evidence` replaces n in that widening when the errors are combined from
+    fewer independent figures.
     """
     xs = sorted(log_errors)
     n = len(xs)
@@ -179,9 +185,9 @@ def interval_from_errors(log_errors: list[float], evidence: int | None = None) -
 
     mid, lo, hi = quantile(0.5), quantile(0.05), quantile(0.95)
     widen = 1 + 2 / math.sqrt(evidence or n)
-    floor = math.log(1.10)
-    return {"lo": round(mid - max(floor, (mid - lo) * widen), 4), "hi": round(mid + max(floor, (hi - mid) * widen), 4),
-            "rows": n}
+    floor = INTERVAL_FLOOR
+    low, high = mid - max(floor, (mid - lo) * widen), mid + max(floor, (hi - mid) * widen)
+    return {"lo": round(min(low, -floor), 4), "hi": round(max(high, floor), 4), "rows": n}
 
 
 def interval_ms(estimate: float, core: str, precision: str, kernels: str, *, widening: float = 1.0,
@@ -192,6 +198,6 @@ def interval_ms(estimate: float, core: str, precision: str, kernels: str, *, wid
                   if params.intervals.get(g, {}).get("rows", 0) >= MIN_INTERVAL_ROWS), "*|*|*")
     band = params.intervals.get(group) or {"lo": -math.log(1.5), "hi": math.log(1.5), "rows": 0}
     mid = (band["lo"] + band["hi"]) / 2
-    lo = mid + (band["lo"] - mid) * widening
-    hi = mid + (band["hi"] - mid) * widening
+    lo = min(mid + (band["lo"] - mid) * widening, -INTERVAL_FLOOR)  # around the estimate, whatever file the band
+    hi = max(mid + (band["hi"] - mid) * widening, INTERVAL_FLOOR)  # came from
     return estimate / math.exp(hi), estimate / math.exp(lo), group
