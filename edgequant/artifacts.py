@@ -19,12 +19,12 @@ MANIFEST_VERSION = 2  # 2: provenance per artifact; 1 recorded it once per build
 
 
 def write_atomic(path: Path, data: bytes | str) -> None:
-    """Write `path` through a temporary file in the same directory and an atomic rename.
+    """Write `path` through a new temporary file in the same directory and an atomic rename.
 
-    A `path` that is a link (a file of an output directory, see `edgequant.output_dir`) is
-    written where it leads, so it stays a link.
+    An existing `path` is never opened: a link there is replaced by the file, and whatever
+    it led to is left as it was.
     """
-    path = path.resolve() if path.is_symlink() else path
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:

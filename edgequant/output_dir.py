@@ -28,7 +28,9 @@ import datetime as dt
 import errno
 import fcntl
 import os
+import re
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 from edgequant import fault_points
@@ -42,6 +44,7 @@ STATE_DIR = ".edgequant"
 CURRENT, PREVIOUS, BUILDS, LOCK = "current", "previous", "builds", "lock"
 PARTIAL = ".partial"
 _TMP_LINK = ".edgequant-tmp-"  # a link being made, replaced into place under its real name
+_BUILD_NAME = re.compile(r"\d{8}T\d{6}\.\d{6}Z-\d+(-adopted)?(\.partial)?")  # what _new_build_folder names
 
 
 class OutputLockedError(InputError):
@@ -62,15 +65,20 @@ class Staging:
         self.state = self.output_dir / STATE_DIR
         self.builds = self.state / BUILDS
         self.committed = False
+        check_owned(self.output_dir)
         try:
             self.builds.mkdir(parents=True, exist_ok=True)
+            self._lock = _lock(self.state / LOCK, self.output_dir, wait)
         except OSError as exc:
-            raise InputError(f"{self.output_dir}: cannot create the output directory ({exc.strerror or exc})") from None
-        self._lock = _lock(self.state / LOCK, self.output_dir, wait)
+            raise _cannot_write(self.output_dir, exc) from None
         try:
+            check_owned(self.output_dir)  # again, under the lock: what tidy() deletes must be edgequant's
             tidy(self.output_dir)
             self.previous = current_build(self.output_dir)
             self.dir = _new_build_folder(self.builds)
+        except OSError as exc:
+            os.close(self._lock)
+            raise _cannot_write(self.output_dir, exc) from None
         except BaseException:
             os.close(self._lock)
             raise
@@ -148,6 +156,78 @@ class Staging:
             raise _write_error("cannot write the build", exc, self.output_dir) from None
 
 
+def check_owned(output_dir: Path) -> None:
+    """Raise InputError unless everything in `output_dir/.edgequant` is what edgequant makes there.
+
+    edgequant owns that folder and deletes old builds from it: a link in it (to a folder of yours)
+    or something of another kind must stop the build before anything is deleted, not be followed.
+    """
+    if Path(output_dir).resolve() == Path("/"):
+        raise InputError(f"{output_dir}: the root folder cannot be an output directory; name a folder of its own")
+    state = Path(output_dir) / STATE_DIR
+    if not _present(state):
+        return
+    _expect(state, "folder")
+    for name in (BUILDS, LOCK):
+        if _present(state / name):
+            _expect(state / name, "folder" if name == BUILDS else "file")
+    for name in (CURRENT, PREVIOUS):
+        link = state / name
+        if not _present(link):
+            continue
+        if not link.is_symlink():
+            _refuse(link, f"a {_kind(link)}, not the link to a build that edgequant makes")
+        target = Path(os.readlink(link))
+        if len(target.parts) != 2 or target.parts[0] != BUILDS or not _BUILD_NAME.fullmatch(target.name):
+            _refuse(link, f"links to {target}, not to a build in {BUILDS}/")
+    if _present(state / BUILDS):
+        for entry in (state / BUILDS).iterdir():
+            if not _BUILD_NAME.fullmatch(entry.name):
+                _refuse(entry, "not a build edgequant made")
+            _expect(entry, "folder")
+
+
+def _present(path: Path) -> bool:
+    return path.is_symlink() or path.exists()
+
+
+def _kind(path: Path) -> str:
+    return "link" if path.is_symlink() else "folder" if path.is_dir() else "file"
+
+
+def _expect(path: Path, kind: str) -> None:
+    found = _kind(path)
+    if found == "link":
+        _refuse(path, f"a link (to {os.readlink(path)}), not the {kind} edgequant makes")
+    if found != kind:
+        _refuse(path, f"a {found}, not the {kind} edgequant makes")
+
+
+def _refuse(path: Path, what: str) -> None:
+    raise InputError(f"{path}: {what}; edgequant owns {STATE_DIR}/ and builds nothing here until you move it away "
+                     "(it deletes nothing it did not create)")
+
+
+def _cannot_write(output_dir: Path, exc: OSError) -> InputError:
+    file = f" at {exc.filename}" if exc.filename else ""
+    return InputError(f"{output_dir}: cannot write the output directory ({exc.strerror or exc}{file})")
+
+
+def rebuild_from_current(output_dir: str | Path, change: Callable[[Path], None], *, wait: bool = False) -> Path:
+    """Commit, as any build is, a new build holding the current build's files as `change(folder)` leaves them.
+
+    The committed build's files are never rewritten in place: a reader on it keeps what it read.
+    Returns the new build's folder.
+    """
+    with Staging(output_dir, wait=wait) as staging:
+        for source in sorted(staging.previous.rglob("*")):
+            if source.is_file() and not source.is_symlink():
+                _link_or_copy(source, staging.path(str(source.relative_to(staging.previous))))
+        change(staging.dir)
+        staging.commit()
+        return staging.dir
+
+
 def _write_error(what: str, exc: OSError, output_dir: Path) -> BuildError:
     file = f" at {exc.filename}" if exc.filename else ""
     return BuildError(f"{output_dir}: {what} ({exc.strerror or exc}{file}); it still holds its previous build")
@@ -166,12 +246,13 @@ def tidy(output_dir: Path) -> None:
     state = output_dir / STATE_DIR
     keep = {os.path.basename(os.readlink(state / n)) for n in (CURRENT, PREVIOUS) if (state / n).is_symlink()}
     for folder in (state / BUILDS).iterdir():
-        if folder.name not in keep:
+        if folder.name not in keep and _BUILD_NAME.fullmatch(folder.name) and _kind(folder) == "folder":
             shutil.rmtree(folder, ignore_errors=True)
     current = state / CURRENT
     for path in [*state.iterdir(), *output_dir.iterdir()]:
         if path.name.startswith(_TMP_LINK):
-            path.unlink(missing_ok=True)
+            if path.is_symlink():
+                path.unlink()
         elif path.parent == output_dir and path.is_symlink():
             if os.readlink(path) == f"{STATE_DIR}/{CURRENT}/{path.name}" and not path.exists():
                 path.unlink()  # made for a build that never became current, or a file the current one lacks
@@ -210,7 +291,7 @@ def _new_build_folder(builds: Path, tag: str = "") -> Path:
 
 def _lock(path: Path, output_dir: Path, wait: bool) -> int:
     """An exclusive flock on `path`, holding this process's pid; released when the descriptor closes."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)  # a link there is refused, never truncated
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -105,6 +105,34 @@ class DataChoice:
     reasons: list[str] = field(default_factory=list)
 
 
+def check_quick_arguments(model: Path, *, calib: str | None = None, evaluation: str | None = None,
+                          scale: float | None = None) -> None:
+    """What `quantize` and `init` can tell from their arguments alone, said before the model loads (seconds)."""
+    import math
+
+    from edgequant.compare import data_spec
+
+    if scale is not None and not math.isfinite(scale):
+        raise InputError(f"--scale {scale}: expected a finite number, e.g. 0.00392 (1/255)")
+    source_kind(Path(model))  # exists and is a model format
+    for option, word in (("--calib", calib), ("--eval", evaluation)):
+        if word is not None:
+            data_spec(word, option=option)  # the file or folder exists, the words parse
+
+
+def refuse_overwrite(path: Path, force: bool, *, same_text: str | None = None) -> None:
+    """Refuse to replace a file the user may have edited, unless --force (or it already holds `same_text`)."""
+    if force or not (path.exists() or path.is_symlink()):
+        return
+    if same_text is not None and path.is_file() and not path.is_symlink():
+        try:
+            if path.read_text(encoding="utf-8") == same_text:
+                return
+        except (OSError, UnicodeDecodeError):
+            pass
+    raise InputError(f"{path}: already exists (use --force to overwrite it)")
+
+
 def choose_data(word: str, facts: ModelFacts, *, option: str, default_split: str,
                 samples: int | None = None, scale: float | None = None) -> DataChoice:
     """A DataSpec for `word` (fashion-mnist[:split], a .npy/.npz file or an image folder) fitted to the model."""

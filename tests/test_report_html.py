@@ -112,7 +112,7 @@ def test_the_console_check_sees_a_refused_load(build_dir, tmp_path):
 @pytest.mark.slow
 def test_report_command_rerenders_html_and_opens_it(build_dir, tmp_path, capsys):
     copy = tmp_path / "build"
-    shutil.copytree(build_dir, copy)
+    shutil.copytree(build_dir, copy, symlinks=True)
     (copy / REPORT_HTML).unlink()
     assert main(["report", str(copy)]) == 0
     assert (copy / REPORT_HTML).read_text() == (build_dir / REPORT_HTML).read_text()

@@ -7,8 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from edgequant.errors import InputError
-from edgequant.quick import CALIBRATION_SAMPLES
+from edgequant.quick import CALIBRATION_SAMPLES, check_quick_arguments, refuse_overwrite
 
 Devices = Annotated[Optional[list[str]], typer.Option("--device", "-d", help="simulated device profile (repeatable)")]
 Calib = Annotated[Optional[str], typer.Option(
@@ -29,6 +28,7 @@ def quantize(
     samples: Annotated[int, typer.Option(min=1, help="calibration samples")] = CALIBRATION_SAMPLES,
     scale: Annotated[Optional[float], typer.Option(help="preprocess scale (default: 1/255 for uint8 data, "
                                                         "unless the model has a Rescaling layer)")] = None,
+    force: Annotated[bool, typer.Option("--force", help="overwrite an existing recipe.yaml in the output directory")] = False,
 ) -> None:
     """Build MODEL's float32 reference and the chosen variants in one command, and write the recipe.yaml that repeats it.
 
@@ -42,6 +42,7 @@ def quantize(
 
     modes = [m for m, on in (("float16", float16), ("dynamic", dynamic), ("int8", int8), ("int16x8", int16x8)) if on]
     modes = modes or (["int8"] if calib else ["dynamic"])
+    check_quick_arguments(model, calib=calib, evaluation=evaluation, scale=scale)
     facts = read_model_facts(model)
     calibration = choose_data(calib, facts, option="--calib", default_split="train", samples=samples, scale=scale) \
         if calib else None
@@ -49,10 +50,11 @@ def quantize(
         if evaluation else None
     recipe, text = quick_recipe(facts, modes, output_dir=output_dir, calibration=calibration, evaluation=held_out,
                                 devices=device or [])
-    result = run_build(recipe)
-    write_atomic(result.output_dir / RECIPE_FILE, text)
-    typer.echo(f"recipe: {result.output_dir / RECIPE_FILE} (repeat or edit it: edgequant build "
-               f"{result.output_dir / RECIPE_FILE})")
+    recipe_file = recipe.output_path() / RECIPE_FILE
+    refuse_overwrite(recipe_file, force, same_text=text)
+    write_atomic(recipe_file, text)  # before the build: a build that fails still leaves the recipe to fix and repeat
+    typer.echo(f"recipe: {recipe_file} (repeat or edit it: edgequant build {recipe_file})")
+    run_build(recipe)
 
 
 def init(
@@ -67,8 +69,8 @@ def init(
     from edgequant.artifacts import write_atomic
     from edgequant.quick import choose_data, read_model_facts, starter_recipe
 
-    if output.exists() and not force:
-        raise InputError(f"{output}: already exists (use --force to overwrite it)")
+    refuse_overwrite(output, force)
+    check_quick_arguments(model, calib=calib, evaluation=evaluation)
     facts = read_model_facts(model)
     calibration = choose_data(calib, facts, option="--calib", default_split="train",
                               samples=CALIBRATION_SAMPLES) if calib else None

@@ -16,8 +16,12 @@ def report(
     schema: Annotated[bool, typer.Option("--schema", help="print the JSON Schema of report.json and exit")] = False,
     open_html: Annotated[bool, typer.Option("--open", help="open report.html in the web browser")] = False,
 ) -> None:
-    """Re-render report.md, report.html and the plots of a build from its report.json."""
-    from edgequant.report.render import load_report, render_report
+    """Re-render report.md, report.html and the plots of a build from its report.json.
+
+    In an output directory edgequant manages, the re-rendered report is committed as a new build
+    (the artifacts hard-linked from the current one): the committed build is never rewritten in place.
+    """
+    from edgequant.report.render import load_report
     from edgequant.report.schema import Report
 
     if schema:
@@ -27,10 +31,43 @@ def report(
         raise typer.BadParameter("give a build directory, or --schema")
     if build_dir.is_file():
         build_dir = build_dir.parent
-    for path in render_report(load_report(build_dir), build_dir):
+    from edgequant.output_dir import check_owned, current_build
+
+    build_dir = _output_dir_of(build_dir)
+    check_owned(build_dir)
+    load_report(current_build(build_dir))  # a folder with no valid report: said before anything is written
+    for path in _rerender(build_dir):
         typer.echo(f"wrote {path}")
     if open_html:
         _open_in_browser(build_dir)
+
+
+def _output_dir_of(folder: Path) -> Path:
+    """The output directory a build folder (OUT/.edgequant/builds/ID) belongs to; `folder` itself otherwise."""
+    from edgequant.output_dir import BUILDS, STATE_DIR
+
+    resolved = folder.resolve()
+    if resolved.parent.name == BUILDS and resolved.parent.parent.name == STATE_DIR:
+        return resolved.parent.parent.parent
+    return folder
+
+
+def _rerender(out: Path) -> list[Path]:
+    """Render the report again: as a new build in an output directory edgequant manages, else in place
+    (each file through a new file renamed into place, replacing any link there)."""
+    from edgequant.errors import InputError
+    from edgequant.output_dir import CURRENT, STATE_DIR, rebuild_from_current
+    from edgequant.report.render import load_report, render_report
+
+    if (out / STATE_DIR / CURRENT).is_symlink():
+        written: list[Path] = []
+        rebuild_from_current(out, lambda folder: written.extend(
+            p.relative_to(folder) for p in render_report(load_report(folder), folder)))
+        return [out / p for p in written]
+    try:
+        return render_report(load_report(out), out)
+    except OSError as exc:
+        raise InputError(f"{out}: cannot write the report ({exc.strerror or exc})") from None
 
 
 def _open_in_browser(build_dir: Path) -> None:

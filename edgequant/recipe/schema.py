@@ -48,7 +48,7 @@ class Preprocess(StrictModel):
         None, description="(height, width) to resize images to"
     )
     color: Literal["keep", "rgb", "grayscale"] = "keep"
-    scale: float = Field(1.0, description="multiply raw values, e.g. 1/255 to map 0..255 to 0..1")
+    scale: float = Field(1.0, allow_inf_nan=False, description="multiply raw values, e.g. 1/255 to map 0..255 to 0..1")
     mean: float | list[float] = 0.0
     std: float | list[float] = 1.0
     layout: Literal["nhwc", "nchw"] = Field("nhwc", description="layout the model expects; sources are NHWC")
