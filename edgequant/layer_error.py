@@ -14,6 +14,13 @@ of I/O types (uint8, or int8 on one side only) is analysed on the variant's floa
 twin: the same int8 quantization inside, with QUANTIZE and DEQUANTIZE ops at the
 edges. The variant's own types are then set on every model it hands out, the way
 TFLiteConverter sets them after its own quantization.
+
+The debug samples are handed to the debugger already quantized for an int8 input: TF 2.21's
+debugger quantizes float samples itself only when `if scales and zero_points` holds, which is
+false for the array [0] (an input calibrated on [-1, 1] data has zero point 0), and then feeds
+the float samples to the int8 input ("Cannot set tensor: Got value of type FLOAT32 but
+expected type INT8"). It also casts without clipping, so a sample outside the calibrated range
+wrapped around; `runtime.quantize_input` clips.
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgequant.convert import RepresentativeData, as_converter_dataset, configure, make_converter
+from edgequant.convert import RepresentativeData, configure, make_converter
 from edgequant.errors import BuildError, InputError
 from edgequant.tflite_io import add_integer_edges
 
@@ -90,7 +97,7 @@ class QuantizationAnalysis:
             try:
                 self._debugger = tf.lite.experimental.QuantizationDebugger(
                     converter=converter,
-                    debug_dataset=self._in_input_order(as_converter_dataset(lambda: iter(samples))),
+                    debug_dataset=lambda: self._debug_inputs(samples),
                     debug_options=self._options((), ()),
                 )
             except (ValueError, RuntimeError) as exc:
@@ -101,17 +108,18 @@ class QuantizationAnalysis:
         self._layers: list[LayerError] | None = None
         self._plain = None
 
-    def _in_input_order(self, dataset):
-        """The debug dataset with a several-input sample (a dict by input name) as the list of arrays the debugger
-        feeds in its interpreter's input order (it takes lists only)."""
-        def gen():
-            for sample in dataset():
-                if isinstance(sample, dict):
-                    details = self._debugger._quant_interpreter.get_input_details()
-                    sample = [_by_tensor_name(sample, d["name"]) for d in details]
-                yield sample
+    def _debug_inputs(self, samples: Sequence):
+        """Each debug sample as the list of one-sample batches the debugger feeds, in its model's input order (a
+        several-input sample is a dict by input name), each already in the input's dtype (see the module)."""
+        from edgequant.runtime import quantize_input
+        from edgequant.tflite_file import read_tflite
 
-        return gen
+        inputs = read_tflite(bytes(self._debugger.quant_model)).inputs
+        details = [{"dtype": t.dtype, "quantization": (t.quantization.scale[0], t.quantization.zero_point[0])
+                    if t.quantization is not None else (0.0, 0)} for t in inputs]
+        for x in samples:
+            arrays = [_by_tensor_name(x, t.name) for t in inputs] if isinstance(x, dict) else [x]
+            yield [quantize_input(np.asarray(a)[None], d) for a, d in zip(arrays, details)]
 
     @property
     def on_twin(self) -> bool:

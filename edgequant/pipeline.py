@@ -18,6 +18,8 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from edgequant import __version__, fault_points
 from edgequant.artifacts import MANIFEST, MANIFEST_VERSION
 from edgequant.convert import convert_variant
@@ -726,9 +728,21 @@ def _selected(recipe: Recipe, only: list[str] | None) -> list:
 def _check_calibration(recipe: Recipe, model_input: InputSpec, progress: Progress) -> None:
     """Read the calibration stream once before converting, so bad data fails fast and says which sample."""
     limit = max(_calibration_count(recipe, v) or 0 for v in recipe.variants if v.mode in CALIBRATED_MODES) or None
+    low, high, count = float("inf"), float("-inf"), 0
     with progress.task("check calibration data", total=limit) as task:
-        for _ in iter_samples(recipe.calibration, model_input, limit=limit, role="calibration"):
+        for sample in iter_samples(recipe.calibration, model_input, limit=limit, role="calibration"):
+            arrays = sample.x.values() if isinstance(sample.x, dict) else (
+                sample.x if isinstance(sample.x, (list, tuple)) else [sample.x])
+            for array in arrays:
+                array = np.asarray(array)
+                if array.size:
+                    low, high = min(low, float(array.min())), max(high, float(array.max()))
+            count += 1
             task.advance()
+    if count and low == high:  # calibration would give every activation a zero range: int8 ignores the input
+        raise DataError(f"all {plural(count, 'calibration sample')} hold the same value ({low:g}) everywhere, "
+                        "after preprocessing: int8 calibration needs real, varied inputs like those the model will "
+                        "see (check the source and its preprocess)")
 
 
 def _calibration_count(recipe: Recipe, variant) -> int | None:

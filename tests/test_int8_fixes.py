@@ -87,7 +87,7 @@ def test_adaround_levels_are_the_converters_levels(train_images):
     from edgequant.int8_fixes.weight_grid import weight_grid
 
     model = _load(DWSEP_MODEL)
-    roundings = adaround(model, train_images[:64], per_channel=True)
+    roundings, _ = adaround(model, train_images[:64], per_channel=True)
     assert sum(r.flipped for r in roundings) > 0
     assert all(r.error_after <= r.error_before for r in roundings)
     assert sum(r.error_after for r in roundings) < 0.9 * sum(r.error_before for r in roundings)

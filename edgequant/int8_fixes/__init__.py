@@ -31,6 +31,7 @@ import numpy as np
 
 from edgequant.convert import RepresentativeData, calibrate_only, convert_variant, quantize_calibrated
 from edgequant.errors import BuildError, InputError
+from edgequant.int8_fixes.budget import memory_budget
 from edgequant.report.schema import Int8FixesReport
 
 FIT_SAMPLES = 256  # calibration samples the transforms are fitted on (held in memory)
@@ -89,7 +90,7 @@ def _calibration_editor(variant, samples: np.ndarray, details: dict) -> Callable
 def build_fixed_int8(exported, variant, representative: RepresentativeData, *, plain: bytes, reference: bytes,
                      work_dir: Path) -> FixedInt8:
     """Apply `variant`'s fixes to the exported model and quantize it; keep plain int8 if that is better."""
-    drawn = [np.asarray(x, dtype=np.float32) for _, x in zip(range(FIT_SAMPLES + JUDGE_SAMPLES), representative())]
+    drawn = _draw(representative, FIT_SAMPLES + JUDGE_SAMPLES, memory_budget() // 2)
     if len(drawn) < 3:
         raise InputError(f"variant {variant.name!r}: the all-integer fixes need at least 3 calibration samples "
                          f"(fitted on two thirds, judged on the rest); got {len(drawn)}")
@@ -110,13 +111,24 @@ def build_fixed_int8(exported, variant, representative: RepresentativeData, *, p
     else:
         data = convert_variant(saved_model, variant, representative)
 
-    plain_judged, fixed_judged, kept = judge(plain, data, reference, held_out)
+    plain_judged, fixed_judged, kept, significance = judge(plain, data, reference, held_out)
     report = Int8FixesReport(
-        requested=requested(variant), kept=kept,
+        requested=requested(variant), kept=kept, significance=significance,
         decided_on=f"{len(held_out)} held-out calibration samples (the fixes were fitted on {len(samples)} others)",
         plain=plain_judged, fixed=fixed_judged, **details,
     )
     return FixedInt8(data if kept else plain, report, saved_model, edit)
+
+
+def _draw(representative: RepresentativeData, most: int, budget: int) -> list[np.ndarray]:
+    """Up to `most` calibration samples, as many as fit in `budget` bytes (at least 3: fit two, judge one)."""
+    drawn: list[np.ndarray] = []
+    for x in representative():
+        x = np.asarray(x, dtype=np.float32)
+        if len(drawn) >= most or (len(drawn) >= 3 and (len(drawn) + 1) * x.nbytes > budget):
+            break
+        drawn.append(x)
+    return drawn
 
 
 def _transformed(model, samples: np.ndarray, variant, details: dict):
@@ -135,6 +147,7 @@ def _transformed(model, samples: np.ndarray, variant, details: dict):
         from edgequant.int8_fixes.equalize import equalize, with_clipped_relus
 
         result = equalize(copy, samples)
+        details.setdefault("skipped_layers", []).extend(s.to_dict() for s in result.skipped)
         copy = with_clipped_relus(copy, result.clipped)
         change = float(np.abs(_predict(copy, samples) - before).max())
         tolerance = FLOAT_RTOL * float(np.abs(before).max()) + FLOAT_ATOL
@@ -147,7 +160,8 @@ def _transformed(model, samples: np.ndarray, variant, details: dict):
         from edgequant.int8_fixes.adaround import adaround
 
         rounded = _predict(copy, samples)
-        roundings = adaround(copy, samples, variant.per_channel)
+        roundings, skipped = adaround(copy, samples, variant.per_channel)
+        details.setdefault("skipped_layers", []).extend(s.to_dict() for s in skipped)
         details["adaround"] = {
             "layers": float(len(roundings)),
             "flipped_weights": float(sum(r.flipped for r in roundings)),
@@ -158,7 +172,8 @@ def _transformed(model, samples: np.ndarray, variant, details: dict):
         from edgequant.int8_fixes.bias_correction import correct_biases
 
         corrected = _predict(copy, samples)
-        corrections = correct_biases(copy, samples, variant.per_channel)
+        corrections, skipped = correct_biases(copy, samples, variant.per_channel)
+        details.setdefault("skipped_layers", []).extend(s.to_dict() for s in skipped)
         details["bias_shift"] = {
             "layers": float(len(corrections)),
             "max_correction": max((c.max_shift for c in corrections), default=0.0),
@@ -174,12 +189,20 @@ def _error_ratio(roundings) -> float:
 
 
 def _predict(model, samples: np.ndarray) -> np.ndarray:
-    return np.asarray(model.predict(samples, batch_size=32, verbose=0))
+    """The model's outputs on `samples`, one row per sample: several outputs (a list or a dict of arrays of
+    different shapes) are flattened and put side by side, so that any output's change counts."""
+    outputs = model.predict(samples, batch_size=32, verbose=0)
+    if isinstance(outputs, dict):
+        outputs = [outputs[k] for k in sorted(outputs)]
+    if not isinstance(outputs, (list, tuple)):
+        outputs = [outputs]
+    return np.concatenate([np.asarray(o, dtype=np.float64).reshape(len(samples), -1) for o in outputs], axis=1)
 
 
 def judge(plain: bytes, fixed: bytes, reference: bytes, samples: np.ndarray
-          ) -> tuple[dict[str, float], dict[str, float], bool]:
-    """Plain and fixed int8 against float32 on `samples`, and whether the fixed one is significantly better."""
+          ) -> tuple[dict[str, float], dict[str, float], bool, dict[str, float]]:
+    """Plain and fixed int8 against float32 on `samples`, whether the fixed one is significantly better, and its
+    gains in standard errors (agreement, mse) with the threshold (sigmas)."""
     from edgequant.evaluate import BatchRunner
 
     ref = _run(BatchRunner(reference), samples)
@@ -189,7 +212,10 @@ def judge(plain: bytes, fixed: bytes, reference: bytes, samples: np.ndarray
     agreement_gain, error_gain = _significance(agrees[1] - agrees[0]), _significance(errors[0] - errors[1])
     kept = agreement_gain > JUDGE_SIGMAS or (error_gain > JUDGE_SIGMAS and agreement_gain >= -JUDGE_SIGMAS)
     summaries = [{"agreement": float(a.mean()), "mse": float(e.mean())} for a, e in zip(agrees, errors)]
-    return summaries[0], summaries[1], bool(kept)
+    # an infinite gain (every sample moved one way) is stored as a large finite one: JSON has no infinity
+    significance = {"agreement": float(np.clip(agreement_gain, -1e6, 1e6)), "mse": float(np.clip(error_gain, -1e6, 1e6)),
+                    "sigmas": JUDGE_SIGMAS}
+    return summaries[0], summaries[1], bool(kept), significance
 
 
 def _significance(gains: np.ndarray) -> float:

@@ -19,8 +19,13 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 
+from edgequant.int8_fixes.budget import SkippedLayer, too_big
+from edgequant.int8_fixes.budget import memory_budget as default_budget
 from edgequant.int8_fixes.graph import MODEL_INPUT, layer_outputs, linear_kind, model_graphs
 from edgequant.int8_fixes.weight_grid import following_bn, unflatten, weight_grid
+
+GRID_ARRAYS = 5  # float64 arrays of a layer's weight count while its rounding error is computed (weight_grid)
+
 
 @dataclass(frozen=True)
 class Correction:
@@ -31,10 +36,15 @@ class Correction:
         return {"layer": self.layer, "max_shift": self.max_shift}
 
 
-def correct_biases(model, samples: np.ndarray, per_channel: bool) -> list[Correction]:
-    """Correct `model`'s biases in place for the weight rounding int8 will do; returns the corrections."""
+def correct_biases(model, samples: np.ndarray, per_channel: bool, memory_budget: int | None = None
+                   ) -> tuple[list[Correction], list[SkippedLayer]]:
+    """Correct `model`'s biases in place for the weight rounding int8 will do; returns the corrections, and the
+    layers left alone because their rounding errors (held for every layer at once, float32) and one layer's
+    float64 weight grid would exceed `memory_budget` bytes (default: budget.memory_budget())."""
+    budget = memory_budget if memory_budget is not None else default_budget()
     graphs = model_graphs(model)
     targets = []  # (graph index, layer, where the bias lives, input name)
+    skipped, held = [], 0
     for index, graph in enumerate(graphs):
         for name, layer in graph.layers.items():
             kind = linear_kind(layer)
@@ -46,6 +56,12 @@ def correct_biases(model, samples: np.ndarray, per_channel: bool) -> list[Correc
             producers = graph.producers.get(name, [])
             if len(producers) > 1:
                 continue
+            weights = int(np.prod(layer.kernel.shape))
+            over = too_big("bias_correction", layer.name, held + 4 * weights + GRID_ARRAYS * 8 * weights, budget)
+            if over is not None:
+                skipped.append(over)
+                continue
+            held += 4 * weights
             targets.append((index, layer, bn, producers[0] if producers else MODEL_INPUT))
     names: dict[int, list[str]] = {}
     for index, _, _, source in targets:
@@ -68,7 +84,7 @@ def correct_biases(model, samples: np.ndarray, per_channel: bool) -> list[Correc
         else:
             layer.bias.assign(np.asarray(layer.bias) - shift.astype(np.float32))
         corrections.append(Correction(layer.name, float(np.abs(shift).max())))
-    return corrections
+    return corrections, skipped
 
 
 def _rounding_error(layer, bn, per_channel: bool) -> np.ndarray:

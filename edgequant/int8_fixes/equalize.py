@@ -32,8 +32,11 @@ from dataclasses import dataclass, field
 import keras
 import numpy as np
 
+from edgequant.int8_fixes.budget import SkippedLayer, too_big
+from edgequant.int8_fixes.budget import memory_budget as default_budget
 from edgequant.int8_fixes.graph import LayerGraph, layer_outputs, linear_kind, model_graphs
 
+SCALE_ARRAYS = 3  # float32 copies of a pair's kernels alive at once while they are rescaled (_scale_output/input)
 ROUNDS = 20  # Nagel et al. iterate over all pairs until the scales settle; this many rounds is plenty here
 SETTLED = 1e-3  # stop when no scale moved by more than this fraction in a round
 RELU6 = 6.0
@@ -60,6 +63,7 @@ class Pair:
 class Equalization:
     pairs: list[Pair] = field(default_factory=list)
     clipped: dict[str, np.ndarray] = field(default_factory=dict)  # ReLU6 layer name -> per-channel bound
+    skipped: list[SkippedLayer] = field(default_factory=list)  # pairs over the memory budget, by their first layer
 
 
 def find_pairs(model) -> list[Pair]:
@@ -75,12 +79,22 @@ def find_pairs(model) -> list[Pair]:
     return graphs, pairs
 
 
-def equalize(model, samples: np.ndarray) -> Equalization:
+def equalize(model, samples: np.ndarray, memory_budget: int | None = None) -> Equalization:
     """Equalize `model` in place (its weights); returns the pairs and the ReLU6 layers to replace.
 
-    `samples` (model inputs) measure each pair's activation range per channel.
+    `samples` (model inputs) measure each pair's activation range per channel. A pair whose rescaling needs
+    more than `memory_budget` bytes (default: budget.memory_budget()) is left alone, and listed as skipped.
     """
-    graphs, pairs = find_pairs(model)
+    budget = memory_budget if memory_budget is not None else default_budget()
+    graphs, found = find_pairs(model)
+    pairs, skipped = [], []
+    for pair in found:
+        weights = sum(int(np.prod(pair.graph.layers[n].kernel.shape)) for n in (pair.first, pair.second))
+        over = too_big("equalize", f"{pair.first} -> {pair.second}", SCALE_ARRAYS * 4 * weights, budget)
+        if over is None:
+            pairs.append(pair)
+        else:
+            skipped.append(over)
     ranges = _activation_ranges(graphs, pairs, samples)
     for pair in pairs:
         pair.scales = np.ones(_out_channels(pair.graph.layers[pair.first]), dtype=np.float64)
@@ -103,7 +117,7 @@ def equalize(model, samples: np.ndarray) -> Equalization:
             moved = max(moved, float(np.abs(s - 1).max()))
         if moved < SETTLED:
             break
-    result = Equalization(pairs=pairs)
+    result = Equalization(pairs=pairs, skipped=skipped)
     for pair in pairs:
         if pair.relu6 is not None:
             result.clipped[pair.relu6] = (RELU6 / pair.scales).astype(np.float32)
@@ -224,12 +238,12 @@ def _out_channels(layer) -> int:
 
 
 def _input_ranges(layer, flatten_channels: int | None) -> np.ndarray:
-    k = np.abs(np.asarray(layer.kernel, dtype=np.float64))
+    k = np.abs(np.asarray(layer.kernel))  # float32: a float64 copy would double what the largest kernel costs
     if linear_kind(layer) == "dense":
         if flatten_channels:
-            return k.reshape(-1, flatten_channels, k.shape[-1]).max(axis=(0, 2))
-        return k.max(axis=1)
-    return k.max(axis=(0, 1, 3))
+            return k.reshape(-1, flatten_channels, k.shape[-1]).max(axis=(0, 2)).astype(np.float64)
+        return k.max(axis=1).astype(np.float64)
+    return k.max(axis=(0, 1, 3)).astype(np.float64)
 
 
 def _scale_output(layer, bn, factor: np.ndarray) -> None:

@@ -23,7 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-VALUES_PER_SAMPLE = 2048  # values kept per tensor and sample: enough for a 99.99th percentile over hundreds
+VALUES_PER_SAMPLE = 2048  # values kept per tensor and sample (fewer if over the memory budget, budget.py): enough
+# for a 99.99th percentile over hundreds
 SHRINK_GRID = np.linspace(0.2, 1.0, 41)  # candidate fractions of the min/max range for `mse`
 LEVELS = 255
 
@@ -86,17 +87,22 @@ def _activation_samples(model: bytes, samples: Callable[[], Iterator[np.ndarray]
                         ) -> dict[int, np.ndarray]:
     from edgequant.runtime import _interpreter_module
 
+    from edgequant.int8_fixes.budget import memory_budget
+
     interp = _interpreter_module().Interpreter(model_content=model, experimental_preserve_all_tensors=True)
     interp.allocate_tensors()
     detail = interp.get_input_details()[0]
     rng = np.random.default_rng(0)
+    count = sum(1 for _ in samples())
+    # every tensor's values of every sample are held at once: within the fixes' memory budget (float32)
+    per_sample = max(1, min(VALUES_PER_SAMPLE, memory_budget() // (4 * max(len(tensors), 1) * max(count, 1))))
     kept: dict[int, list[np.ndarray]] = {i: [] for i in tensors}
     for x in samples():
         interp.set_tensor(detail["index"], np.asarray(x, dtype=np.float32)[None])
         interp.invoke()
         for i in tensors:
             flat = interp.get_tensor(i).ravel()
-            if flat.size > VALUES_PER_SAMPLE:
-                flat = flat[rng.integers(0, flat.size, VALUES_PER_SAMPLE)]
+            if flat.size > per_sample:
+                flat = flat[rng.integers(0, flat.size, per_sample)]
             kept[i].append(flat.astype(np.float32))
     return {i: np.concatenate(v) for i, v in kept.items()}

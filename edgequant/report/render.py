@@ -266,7 +266,7 @@ def _int8_fixes(v) -> list[str]:
     f = v.int8_fixes
     if f is None:
         return []
-    verdict = "kept" if f.kept else "not kept (no better than plain int8 on that data): the artifact is plain int8"
+    verdict = "kept" if f.kept else f"not kept ({_int8_fixes_not_kept(f)}): the artifact is plain int8"
     lines = [f"### `{v.name}`: all-integer fixes", "",
              f"Asked for: {', '.join(f.requested)}; {verdict}. Decided on {f.decided_on}: agreement with float32 "
              f"{_pct(f.plain['agreement'])} plain, {_pct(f.fixed['agreement'])} fixed; output MSE "
@@ -284,11 +284,31 @@ def _int8_fixes(v) -> list[str]:
                      f"{f.bias_shift['max_correction']:.3g}")
     if f.range_changes is not None:
         lines.append(f"- activation ranges: {f.range_changes} tensors clipped")
-    if f.layer_errors_plain:
+    for skipped in f.skipped_layers:
+        lines.append(f"- {skipped['fix']} left `{skipped['layer']}` alone: {skipped['reason']}")
+    if f.layer_errors_plain and f.kept:
         lines += ["", "Per-layer error of plain int8, before the fixes (RMSE in steps, worst first): "
                   + ", ".join(f"`{e.layer}` {e.rmse_steps:.2f}" for e in f.layer_errors_plain[:5])
                   + ". The table below is after them."]
+    elif f.layer_errors_plain:
+        lines += ["", "The per-layer table below is of plain int8, the artifact: the fixes were not kept."]
     return lines + [""]
+
+
+def _int8_fixes_not_kept(f) -> str:
+    """Why the fixed model was not kept: worse, equal, or better by less than the noise of the samples judged."""
+    sig = f.significance
+    better = f.fixed["agreement"] > f.plain["agreement"] or (
+        f.fixed["agreement"] == f.plain["agreement"] and f.fixed["mse"] < f.plain["mse"])
+    if sig is None or not better:
+        return "no better than plain int8 on that data"
+    if f.fixed["agreement"] > f.plain["agreement"]:
+        gain = (f"it agreed with float32 more often, {_pct(f.fixed['agreement'])} against {_pct(f.plain['agreement'])}, "
+                f"but by {sig['agreement']:.1f} standard errors of the paired per-sample differences")
+    else:
+        gain = f"its output MSE was lower, but by {sig['mse']:.1f} standard errors of the paired per-sample differences"
+    return (f"{gain}, and {sig['sigmas']:g} are needed: on this few samples the gain is not significant; "
+            "more calibration samples would decide it")
 
 
 def _variant_details(v) -> list[str]:

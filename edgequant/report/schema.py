@@ -177,6 +177,14 @@ class Int8FixesReport(_Model):
     equalized_pairs: list[dict[str, Any]] = []
     range_changes: int | None = Field(None, description="activation tensors whose range was clipped")
     layer_errors_plain: list[LayerErrorReport] = Field([], description="per-layer error of plain int8 (before)")
+    skipped_layers: list[dict[str, str]] = Field(
+        [], description="layers a fix left alone, each {fix, layer, reason}: more working memory than its budget, "
+        "or too little calibration data"
+    )
+    significance: dict[str, float] | None = Field(
+        None, description="the fixed model's gains over plain int8 on the held-out samples, in standard errors of "
+        "the paired per-sample differences (agreement, mse), and the threshold the keep decision used (sigmas)"
+    )
 
 
 class VariantReport(_Model):
