@@ -237,7 +237,8 @@ def export_keras_model(
         else:
             def serve(*xs):
                 y = model(list(xs) if several else xs[0], training=False)
-                return dict(zip(output_names, y)) if output_names else y
+                # a dict of outputs (flattened in sorted key order, as model.outputs is) or a list
+                return dict(zip(output_names, tf.nest.flatten(y))) if output_names else y
 
             if _is_keras3(model):
                 import keras
