@@ -162,8 +162,7 @@ def check_owned(output_dir: Path) -> None:
     edgequant owns that folder and deletes old builds from it: a link in it (to a folder of yours)
     or something of another kind must stop the build before anything is deleted, not be followed.
     """
-    if Path(output_dir).resolve() == Path("/"):
-        raise InputError(f"{output_dir}: the root folder cannot be an output directory; name a folder of its own")
+    refuse_root(Path(output_dir))
     state = Path(output_dir) / STATE_DIR
     if not _present(state):
         return
@@ -185,6 +184,11 @@ def check_owned(output_dir: Path) -> None:
             if not _BUILD_NAME.fullmatch(entry.name):
                 _refuse(entry, "not a build edgequant made")
             _expect(entry, "folder")
+
+
+def refuse_root(output_dir: Path) -> None:
+    if output_dir.resolve() == Path("/"):
+        raise InputError(f"{output_dir}: the root folder cannot be an output directory; name a folder of its own")
 
 
 def _present(path: Path) -> bool:

@@ -147,6 +147,10 @@ def build_recipe(
     out = Path(output_dir) if output_dir is not None else recipe.output_path()
     trust_code = trusted(trust_code)
     declared = check_recipe(recipe, recipe_path=recipe_path, trust_code=trust_code, output_dir=out)
+    if registry or recipe.registry:  # a registry that cannot take the build is said before the build, not after
+        from edgequant.registry import check_registry
+
+        check_registry(registry or recipe.registry)
     calibrated = recipe.calibration is not None and any(v.mode in CALIBRATED_MODES for v in variants)
 
     with stop_on_signals(), temporary_dir("build") as work, Staging(out, wait=wait) as staging:

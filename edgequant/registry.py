@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgequant.errors import BuildError, InputError
+from edgequant.errors import BuildError, EdgequantError, InputError
 from edgequant.extras import require
 
 DEFAULT_URI = "sqlite:///mlruns.db"
@@ -46,6 +46,63 @@ def _client(uri: str):
     from mlflow import MlflowClient
 
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+CHECK_TIMEOUT_S = 5  # a registry server that does not answer in this time is not there
+
+
+def check_registry(uri: str) -> None:
+    """Open the store at `uri` and make sure a build can write to it, before the build starts.
+
+    A URI MLflow does not know, a store that cannot be written (a read-only SQLite file or folder)
+    or a server that does not answer within CHECK_TIMEOUT_S is an InputError, exit 2.
+    """
+    require("mlflow", "mlflow", "the model registry (--registry, registry:, promote, rollback, models:/)")
+    if uri.startswith("sqlite:///"):
+        _check_sqlite_writable(Path(uri[len("sqlite:///"):]), uri)
+    from mlflow.environment_variables import MLFLOW_HTTP_REQUEST_MAX_RETRIES, MLFLOW_HTTP_REQUEST_TIMEOUT
+
+    saved = {v.name: os.environ.get(v.name) for v in (MLFLOW_HTTP_REQUEST_MAX_RETRIES, MLFLOW_HTTP_REQUEST_TIMEOUT)}
+    os.environ.update({MLFLOW_HTTP_REQUEST_MAX_RETRIES.name: "0", MLFLOW_HTTP_REQUEST_TIMEOUT.name: str(CHECK_TIMEOUT_S)})
+    try:
+        _client(uri).search_experiments(max_results=1)
+    except EdgequantError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - MLflow raises anything from MlflowException to requests' errors
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"--registry {uri}: cannot open the model registry ({first[:200]})") from None
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _check_sqlite_writable(db: Path, uri: str) -> None:
+    """The SQLite file (or, for a new one, its folder) takes a write, tried inside a transaction rolled back."""
+    import sqlite3
+    import tempfile
+
+    def refuse(why: str) -> InputError:
+        return InputError(f"--registry {uri}: {why}; a build could not register in it")
+
+    if not db.exists():
+        try:
+            with tempfile.NamedTemporaryFile(dir=db.parent, prefix=".edgequant-registry-check-"):
+                return
+        except OSError as exc:
+            raise refuse(f"cannot create the SQLite file in {db.parent} ({exc.strerror or exc})") from None
+    try:
+        connection = sqlite3.connect(f"file:{db}?mode=rw", uri=True, timeout=CHECK_TIMEOUT_S)
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+            connection.execute("CREATE TABLE edgequant_write_check (x)")  # a write, never committed
+            connection.rollback()
+        finally:
+            connection.close()
+    except sqlite3.Error as exc:
+        raise refuse(f"cannot write {db} ({exc})") from None
 
 
 def _artifact_location(uri: str, experiment: str) -> str | None:
@@ -172,16 +229,48 @@ def _alias_version(client, name: str, alias: str) -> str | None:
         return None
 
 
-def promote(name: str, version: str | int, uri: str) -> str | None:
-    """Point `production` at VERSION of NAME; returns the version that was production before (or None)."""
+def promote(name: str, version: str | int, uri: str, *, force: bool = False) -> str | None:
+    """Point `production` at VERSION of NAME; returns the version that was production before (or None).
+
+    A version whose gates failed is refused, naming them, unless `force`.
+    """
     client = _client(uri)
-    _version(client, name, str(version))
+    mv = _version(client, name, str(version))
+    failed = failed_gates(client, mv)
+    if failed and not force:
+        raise InputError(f"{name} version {version}: its gates failed ({'; '.join(failed)}); "
+                         "promote it anyway with --force")
     previous = _alias_version(client, name, PRODUCTION)
     history = _history(client, name)
     if previous != str(version):
         client.set_registered_model_alias(name, PRODUCTION, str(version))
         client.set_registered_model_tag(name, HISTORY_TAG, ",".join([*history, str(version)]))
     return previous
+
+
+def failed_gates(client, mv) -> list[str]:
+    """The gates VERSION failed, as 'gate: value > limit', from the build's gates.json (none: it passed or had none)."""
+    if mv.tags.get("edgequant.gates_passed") != "False":
+        return []
+    import tempfile
+
+    variant = mv.tags.get("edgequant.artifact_path", "").removeprefix("models/")
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            gates = json.loads(Path(client.download_artifacts(mv.run_id, "gates.json", folder)).read_text())
+    except Exception:  # noqa: BLE001 - a version logged by hand, or its run's artifacts gone
+        return ["the build recorded them as failed; its gates.json cannot be read"]
+    found = gates.get(variant, []) if isinstance(gates, dict) else []
+    return [_gate_words(g) for g in found if isinstance(g, dict) and not g.get("passed", True)]
+
+
+def _gate_words(gate: dict) -> str:
+    if gate.get("not_measured"):
+        return f"{gate.get('gate')}: not measured"
+    sign = "<=" if str(gate.get("gate", "")).startswith("max") else ">="
+    return f"{gate.get('gate')}: {gate.get('value'):.4g}, limit {sign} {gate.get('limit'):g}" \
+        if isinstance(gate.get("value"), (int, float)) and isinstance(gate.get("limit"), (int, float)) \
+        else str(gate.get("gate"))
 
 
 def rollback(name: str, uri: str) -> tuple[str, str]:

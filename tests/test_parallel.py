@@ -178,10 +178,10 @@ def test_several_recipes_share_the_export_and_the_emulation_and_exit_with_the_wo
 def test_devices_cache_lists_and_clears(cold_cache, tmp_path):
     from edgequant.cli import main
 
-    (cold_cache / "counts").mkdir()
-    (cold_cache / "counts" / "a1.json").write_text(json.dumps({"instructions": 592001, "mix": {}, "kernel_shares": []}))
-    (cold_cache / "parity").mkdir()
-    (cold_cache / "parity" / "b2.json").write_text(json.dumps({"profile": "rpi4", "summary": "bit-exact"}))
+    from edgequant.devices.run_cache import write_entry
+
+    write_entry(cold_cache / "counts" / "a1.json", "a1", {"instructions": 592001, "mix": {}, "kernel_shares": []})
+    write_entry(cold_cache / "parity" / "b2.json", "b2", {"profile": "rpi4", "summary": "bit-exact"})
     listing = subprocess.run([sys.executable, "-m", "edgequant", "devices", "cache"], capture_output=True, text=True,
                              env=dict(os.environ, PYTHONPATH=str(REPO)))
     assert listing.returncode == 0, listing.stderr

@@ -68,9 +68,11 @@ def read_inputs(path: str | Path, details: list[dict]) -> list[np.ndarray]:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such input file")
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: an empty file, not a .npy/.npz array")
     try:
         loaded = np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError, EOFError) as exc:  # EOFError: a file cut short
         raise DataError(f"{path}: not a .npy/.npz file ({exc})") from None
     if isinstance(loaded, np.ndarray):
         if len(details) != 1:

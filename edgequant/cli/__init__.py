@@ -128,6 +128,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"edgequant: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except (Interrupted, KeyboardInterrupt, typer.Abort) as exc:
+        if isinstance(exc.__cause__ or exc.__context__, EOFError):  # click turns an EOFError into Abort: a bug, not a stop
+            return _internal_error(exc.__cause__ or exc.__context__)
         return _interrupted(exc)
     except typer.Exit as exc:
         return exc.exit_code

@@ -17,11 +17,15 @@ def promote(
     name: Annotated[str, typer.Argument(help="registered model, <recipe>-<variant>")],
     version: Annotated[str, typer.Argument(help="the version to put in production")],
     registry: RegistryOption = DEFAULT_URI,
+    force: Annotated[bool, typer.Option("--force", help="promote a version whose gates failed")] = False,
 ) -> None:
-    """Point NAME's `production` alias at VERSION (the previous one is kept for rollback)."""
+    """Point NAME's `production` alias at VERSION (the previous one is kept for rollback).
+
+    A version whose gates failed is refused, naming them, unless --force.
+    """
     from edgequant.registry import promote as promote_version
 
-    previous = promote_version(name, version, registry)
+    previous = promote_version(name, version, registry, force=force)
     before = f" (was version {previous})" if previous else ""
     typer.echo(f"{name}: production is version {version}{before}")
 

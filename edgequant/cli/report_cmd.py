@@ -94,9 +94,9 @@ def compare(
     std: Annotated[Optional[float], typer.Option(help="preprocess: divide after subtracting the mean")] = None,
     resize: Annotated[Optional[str], typer.Option(help="preprocess: HxW, e.g. 224x224")] = None,
     color: Annotated[Optional[str], typer.Option(help="preprocess: keep, rgb or grayscale")] = None,
-    samples: Annotated[Optional[int], typer.Option(help="use at most this many samples")] = None,
-    batch_size: Annotated[int, typer.Option(help="samples per interpreter call")] = 256,
-    top_k: Annotated[int, typer.Option(help="k of top-k accuracy")] = 5,
+    samples: Annotated[Optional[int], typer.Option(min=1, help="use at most this many samples")] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="samples per interpreter call")] = 256,
+    top_k: Annotated[int, typer.Option(min=1, help="k of top-k accuracy")] = 5,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
     """Compare two .tflite models on the same data: accuracy, agreement, output error, throughput.

@@ -10,14 +10,12 @@ spans the 5th-95th percentile of the errors on devices left out of the fit.
 from __future__ import annotations
 
 import hashlib
-import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgequant.devices import latency_model
 from edgequant.cache import cache_dir
+from edgequant.devices.run_cache import read_entry, write_entry
 from edgequant.devices.arm.install import GUEST_RUNNER, PLUGIN_SOURCE
 from edgequant.devices.arm.symbols import KernelShare
 from edgequant.devices.layers import LayerEstimate, price_layers, serial_instructions
@@ -143,15 +141,23 @@ def count_instructions(model_path: Path, profile: DeviceProfile, *, kernels: str
     sha256 = sha256 or hashlib.sha256(model_path.read_bytes()).hexdigest()
     key = _counts_key(sha256, profile, kernels, metadata.version("ai-edge-litert"))
     cached = cache_dir() / "counts" / f"{key}.json"
-    if cached.is_file():
-        return json.loads(cached.read_text())
+    record = read_entry(cached, key, count_problem)
+    if record is not None:
+        return record
     record = count_record(run_on_device(model_path, profile, kernels=kernels))
-    cached.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=cached.parent, prefix=".count.")
-    with os.fdopen(fd, "w") as f:
-        json.dump(record, f)
-    os.replace(tmp, cached)
+    write_entry(cached, key, record)
     return record
+
+
+def count_problem(record: dict) -> str | None:
+    """What makes a count record implausible: its instruction classes must add up to its instructions."""
+    total, mix = record.get("instructions"), record.get("mix")
+    if not isinstance(total, int) or total <= 0 or not isinstance(mix, dict):
+        return "no instruction count"
+    classes = [v for k, v in mix.items() if not k.endswith("_bytes")]
+    if not all(isinstance(v, int) and v >= 0 for v in mix.values()) or sum(classes) != total:
+        return f"its instruction mix adds up to {sum(v for v in classes if isinstance(v, (int, float))):,}, not {total:,}"
+    return None
 
 
 def count_record(run) -> dict:

@@ -4,6 +4,10 @@ Two kinds of entries, each a JSON file named by a hash of everything its result 
 - counts/: instructions per invoke (edgequant.devices.estimate.count_instructions writes them);
 - parity/: an ARM parity check of a model on a core with given inputs, written here.
 `edgequant devices cache` lists both and clears them.
+
+An entry is checked before it is believed: it records the key it answers and a SHA-256 of that
+key and its content. One that is unreadable, truncated, answers another key or fails its checksum
+(edited, or written by an older edgequant) is ignored with one warning line and run again.
 """
 
 from __future__ import annotations
@@ -11,13 +15,58 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from edgequant.cache import cache_dir
 
 KINDS = ("counts", "parity")
+_SEAL = "edgequant_cache"  # the entry's own field: {"key": ..., "sha256": ...}; the record's fields sit beside it
+
+
+def _digest(key: str, record: dict) -> str:
+    canonical = json.dumps(record, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(f"{key}\n{canonical}".encode()).hexdigest()
+
+
+def read_entry(path: Path, key: str, check: Callable[[dict], str | None] | None = None) -> dict | None:
+    """The record the entry at `path` holds for `key`; None if there is none or it fails a check.
+
+    `check(record)` names what is implausible in a record, or returns None. A failing entry is
+    reported in one line on stderr; the caller runs again and overwrites it.
+    """
+    if not path.is_file():
+        return None
+    problem = _entry_problem(path, key, check)
+    if isinstance(problem, dict):
+        return problem
+    print(f"edgequant: warning: ignored the cached result {path} ({problem}); running it again", file=sys.stderr)
+    return None
+
+
+def _entry_problem(path: Path, key: str, check) -> dict | str:
+    """The entry's record, or what is wrong with it."""
+    try:
+        entry = json.loads(path.read_bytes())
+    except (OSError, ValueError) as exc:
+        return f"unreadable: {type(exc).__name__}"
+    seal = entry.pop(_SEAL, None) if isinstance(entry, dict) else None
+    if not isinstance(seal, dict):
+        return "no checksum: written by an older edgequant, or not by edgequant"
+    if seal.get("key") != key:
+        return f"it answers another key ({str(seal.get('key'))[:32]})"
+    if seal.get("sha256") != _digest(key, entry):
+        return "its content does not match its checksum"
+    problem = check(entry) if check is not None else None
+    return f"implausible: {problem}" if problem else entry
+
+
+def write_entry(path: Path, key: str, record: dict) -> None:
+    """Write `record` as the entry for `key`, sealed, through a temporary file renamed into place."""
+    _write_atomically(path, {**record, _SEAL: {"key": key, "sha256": _digest(key, record)}})
 
 
 @dataclass(frozen=True)
@@ -29,13 +78,15 @@ class Entry:
 
     def summary(self) -> str:
         """What the entry holds, in a few words."""
+        record = _entry_problem(self.path, self.path.stem, None)
+        if not isinstance(record, dict):
+            return f"{record} (it will be emulated again)"
         try:
-            record = json.loads(self.path.read_text())
-        except (OSError, ValueError):
-            return "unreadable (it will be emulated again)"
-        if self.kind == "counts":
-            return f"{record['instructions']:,} instructions per invoke"
-        return f"{record['profile']}: {record['summary']}"
+            if self.kind == "counts":
+                return f"{int(record['instructions']):,} instructions per invoke"
+            return f"{record['profile']}: {record['summary']}"
+        except (KeyError, TypeError, ValueError):
+            return "incomplete (it will be emulated again)"
 
 
 def entries() -> list[Entry]:
@@ -72,11 +123,13 @@ def cached_parity(model_path: Path, profile, inputs, kernels: str = "xnnpack") -
             what.update(f"{x.dtype}{x.shape}".encode())
             what.update(x.tobytes())
     what.update(_host_cpu_flags().encode())  # the host side runs x86 kernels chosen by these
-    cached = cache_dir() / "parity" / f"{_counts_key(what.hexdigest(), prof, kernels, metadata.version('ai-edge-litert'))}.json"
-    if cached.is_file():
-        return json.loads(cached.read_text())
+    key = _counts_key(what.hexdigest(), prof, kernels, metadata.version('ai-edge-litert'))
+    cached = cache_dir() / "parity" / f"{key}.json"
+    record = read_entry(cached, key)
+    if record is not None:
+        return record
     record = check_parity(model_path, prof, inputs, kernels=kernels).to_dict()
-    _write_atomically(cached, record)
+    write_entry(cached, key, record)
     return record
 
 

@@ -113,6 +113,9 @@ def _check_device(entry: str, base: Path) -> None:
 
 
 def _check_output_dir(out: Path) -> None:
+    from edgequant.output_dir import refuse_root
+
+    refuse_root(out)
     too_long = [part for part in out.parts if len(part.encode()) > _NAME_MAX]
     if too_long:
         raise InputError(f"{out}: the name {too_long[0][:40]!r}... is longer than {_NAME_MAX} bytes")
