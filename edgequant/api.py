@@ -19,7 +19,7 @@ from pydantic import TypeAdapter, ValidationError
 from edgequant.data.stream import InputSpec, check_sample, iter_samples
 from edgequant.errors import DataError, InputError
 from edgequant.native_log import native_log_to_file
-from edgequant.recipe.schema import CALIBRATED_MODES, DataSpec, Recipe, Variant
+from edgequant.recipe.schema import CALIBRATED_MODES, LOWBIT_MODES, TRAINED_MODES, DataSpec, Recipe, Variant
 from edgequant.scratch import scratch_prefix
 
 Calibration = DataSpec | np.ndarray | Iterable[np.ndarray] | Callable[[], Iterable[np.ndarray]]
@@ -57,8 +57,9 @@ def quantize(
     from edgequant.convert import convert_variant
     from edgequant.source_model import export_keras_model, export_model
 
-    if mode == "qat":
-        raise InputError("mode 'qat' trains the model: use edgequant.qat.prepare / export from training code")
+    if mode in TRAINED_MODES:
+        raise InputError(f"mode {mode!r} trains the model: use edgequant.qat.prepare / export (qat) or "
+                         "edgequant.lowbit.prepare_lowbit (ternary, binary) from training code")
     try:
         variant = TypeAdapter(Variant).validate_python({"name": mode, "mode": mode, **options})
     except ValidationError as exc:
@@ -80,6 +81,13 @@ def quantize(
         else:
             exported = export_keras_model(model, Path(work), input_shape=input_shape)
         representative = _representative(calibration, exported.input) if variant.mode in CALIBRATED_MODES else None
+        if variant.mode in LOWBIT_MODES:  # int4: the float32 conversion, packed by Google's quantizer
+            from edgequant.lowbit import build_lowbit_variant
+            from edgequant.progress import NullProgress
+            from edgequant.recipe.schema import Float32Variant
+
+            float32 = convert_variant(exported.saved_model_dir, Float32Variant(name="float32"))
+            return build_lowbit_variant(None, variant, exported, NullProgress(), lambda: float32)[0]
         data = convert_variant(exported.saved_model_dir, variant, representative)
         if variant.mode == "int8" and variant.int8_fixes:
             from edgequant.int8_fixes import build_fixed_int8

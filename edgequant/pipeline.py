@@ -34,7 +34,7 @@ from edgequant.parallel import ModelRun, default_jobs, run_here
 from edgequant.progress import NullProgress, Progress
 from edgequant.recipe.check import check_recipe
 from edgequant.recipe.loader import dotted_path, load_recipe, locate, recipe_hash
-from edgequant.recipe.schema import CALIBRATED_MODES, Float32Variant, Recipe
+from edgequant.recipe.schema import CALIBRATED_MODES, LOWBIT_MODES, TRAINED_MODES, Float32Variant, Recipe
 from edgequant.report.render import plural, render_report
 from edgequant.report.schema import (
     EvaluationReport,
@@ -310,6 +310,13 @@ class _Stages:
                 from edgequant.qat import build_qat_variant  # tfmot changes what tf.keras means: import on demand
 
                 data = build_qat_variant(self.recipe, variant, self.exported, self.progress)
+            elif variant.mode in LOWBIT_MODES:
+                from edgequant.lowbit import build_lowbit_variant  # the lowbit extra: imported only for these modes
+
+                data, packed = build_lowbit_variant(self.recipe, variant, self.exported, self.progress,
+                                                    self.reference_model)
+                self.notes.append(f"{variant.name}: weights read back from the file: {packed.describe()}; per-layer "
+                                  "error not measured (TF's QuantizationDebugger analyses int8 conversions only)")
             else:
                 with self.progress.task(f"convert {variant.name} ({variant.mode})") as task:
                     data = convert_variant(self.exported.saved_model_dir, variant)
@@ -533,7 +540,7 @@ class _Stages:
         if self.reference not in models:
             models[self.reference] = self._work_file(INTERNAL_REFERENCE, self.reference_model())
         parity_inputs = self._parity_inputs()
-        integer = [x for x in built if x.variant.mode in ("int8", "qat")]
+        integer = [x for x in built if x.variant.mode in ("int8", "qat", *LOWBIT_MODES)]
         runs, keys = [], []
         with ExitStack() as tasks:
             for entry in self.recipe.device_names:
@@ -791,7 +798,7 @@ def _data_provenance(recipe: Recipe, variant, calibration_used: int | None = Non
     if variant.mode in CALIBRATED_MODES and recipe.calibration is not None:
         count = calibration_used or _calibration_count(recipe, variant)
         calibration = f"{describe(recipe.calibration.source)}, {count or 'all'} samples"
-    elif variant.mode == "qat":
+    elif variant.mode in TRAINED_MODES and variant.epochs > 0:
         training = variant.training or recipe.calibration
         calibration = f"{describe(training.source)}, {variant.epochs} epoch(s) of QAT"
     return {

@@ -31,7 +31,7 @@ DEFAULT_URI = "sqlite:///mlruns.db"
 CANDIDATE = "candidate"
 PRODUCTION = "production"
 HISTORY_TAG = "edgequant.production_history"
-QUANTIZED_MODES = frozenset({"dynamic", "int8", "int16x8", "qat"})
+QUANTIZED_MODES = frozenset({"dynamic", "int8", "int16x8", "qat", "int4", "ternary", "binary"})
 _REFERENCE = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[\w-]+)|/(?P<version>\d+))$")
 
 

@@ -61,8 +61,8 @@ def test_bad_options_and_data(keras_model, calibration):
         eq.quantize(keras_model, "int8")
     with pytest.raises(InputError, match=r"quantize\(mode='int8'\): per_chanel: Extra inputs are not permitted"):
         eq.quantize(keras_model, "int8", calibration=calibration, per_chanel=False)
-    with pytest.raises(InputError, match="'int4'"):
-        eq.quantize(keras_model, "int4")
+    with pytest.raises(InputError, match="'int3'"):
+        eq.quantize(keras_model, "int3")
     wrong = np.zeros((4, 32, 32, 1), dtype=np.float32)
     with pytest.raises(DataError, match=r"calibration sample 0 from the calibration argument has shape \(32, 32, 1\)"):
         eq.quantize(keras_model, "int8", calibration=wrong)

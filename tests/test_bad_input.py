@@ -48,11 +48,11 @@ def assert_one_line(err: str) -> None:
 
 
 def test_unknown_mode(tmp_path, capsys):
-    recipe = write(tmp_path, GOOD.replace("mode: int8", "mode: int4"))
+    recipe = write(tmp_path, GOOD.replace("mode: int8", "mode: int3"))
     code, err = run(capsys, "recipe", "check", recipe)
     assert code == 2
     assert_one_line(err)
-    assert f"{recipe}:9:" in err and "variants[1].mode: 'int4' is not one of float32, float16, dynamic, int8" in err
+    assert f"{recipe}:9:" in err and "variants[1].mode: 'int3' is not one of float32, float16, dynamic, int8" in err
 
 
 def test_unknown_key_is_rejected_with_a_suggestion(tmp_path, capsys):
@@ -139,12 +139,12 @@ def test_unknown_variant_on_the_command_line(tmp_path, capsys):
 
 def test_console_script_exit_code_and_clean_stderr(tmp_path):
     """The installed entry point keeps the exit code (and TensorFlow's native logs off stderr)."""
-    recipe = write(tmp_path, GOOD.replace("mode: int8", "mode: int4"))
+    recipe = write(tmp_path, GOOD.replace("mode: int8", "mode: int3"))
     proc = subprocess.run(
         [sys.executable, "-m", "edgequant", "build", str(recipe)], capture_output=True, text=True, timeout=120
     )
     assert proc.returncode == 2
-    assert proc.stderr.strip().count("\n") == 0 and "'int4' is not one of" in proc.stderr
+    assert proc.stderr.strip().count("\n") == 0 and "'int3' is not one of" in proc.stderr
 
 
 @pytest.mark.parametrize("content", [b"", b"not a flatbuffer at all", b"\x1c\x00\x00\x00TFL3" + b"\x00" * 8])

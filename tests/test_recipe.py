@@ -39,7 +39,7 @@ def test_schema_cli_prints_json_schema(capsys):
     assert schema["title"] == "edgequant recipe"
     assert set(schema["required"]) == {"model", "variants"}
     modes = {v["properties"]["mode"]["const"] for k, v in schema["$defs"].items() if k.endswith("Variant")}
-    assert modes == {"float32", "float16", "dynamic", "int8", "int16x8", "qat"}
+    assert modes == {"float32", "float16", "dynamic", "int8", "int16x8", "qat", "int4", "ternary", "binary"}
 
 
 def test_paths_are_relative_to_the_recipe_file(tmp_path):
@@ -135,7 +135,7 @@ def test_recipe_check_reports_every_error_in_one_run_sorted_by_position(tmp_path
         "calibration: {source: {type: fashion-mnist}, sampels: 10}\n"
         "benchmark: {runs: 1.5}\n"
         "variants:\n"
-        "  - {name: a, mode: int4}\n"
+        "  - {name: a, mode: int3}\n"
         "  - {name: b, mode: int8, per_channel: 'no'}\n"
     )
     assert main(["recipe", "check", str(recipe)]) == 2
@@ -143,8 +143,8 @@ def test_recipe_check_reports_every_error_in_one_run_sorted_by_position(tmp_path
     assert lines == [
         f"edgequant: error: {recipe}:2:46: calibration.sampels: unknown key 'sampels'; did you mean 'samples'?",
         f"edgequant: error: {recipe}:3:13: benchmark.runs: Input should be a valid integer, got 1.5",
-        f"edgequant: error: {recipe}:5:15: variants[0].mode: 'int4' is not one of float32, float16, dynamic, int8, "
-        "int16x8, qat",
+        f"edgequant: error: {recipe}:5:15: variants[0].mode: 'int3' is not one of float32, float16, dynamic, int8, "
+        "int16x8, qat, int4, ternary, binary",
         f"edgequant: error: {recipe}:6:27: variants[1].per_channel: Input should be a valid boolean, got \"no\"",
     ]
 

@@ -22,6 +22,9 @@ from edgequant.bench.cpu_features import HostFeatures, read_host_features
 
 CLEARLY_FASTER = 0.90  # a paired ratio at most 0.90 counts as faster; closer to 1 is within noise and overheads
 NOISY_CV = 0.25  # samples whose std exceeds a quarter of their mean: say so next to any verdict
+MEMORY_BOUND_WEIGHTS = 1_000_000
+"""Dense layers from about this many weights on make ≤4-bit weights pay in speed: below it the weights sit in
+cache and unpacking them costs more than reading them (benchmarks/lowbit.py, docs/results/lowbit.md)."""
 DEVICE_HINT = ("for an edge device, use the simulated ARM estimates, `edgequant bench MODEL --device NAME`: an ARM "
                "core runs other XNNPACK kernels (int8 dot-product ones where it has them) than this x86 host")
 
@@ -201,7 +204,7 @@ def explain_speed(
         partitions_observed=partitions, quant=quant, host=host, findings=(),
     )
     comparisons = tuple(_comparisons(label, precision, results))
-    findings = tuple(_findings(explanation, comparisons))
+    findings = tuple(_findings(explanation, comparisons)) + tuple(_low_bit_findings(info, precision))
     return SpeedExplanation(**{**explanation.__dict__, "findings": findings, "comparisons": comparisons,
                                "verdict": _verdict(precision, comparisons)})
 
@@ -342,6 +345,29 @@ def _findings(e: SpeedExplanation, comparisons: Sequence[LatencyComparison]) -> 
                    "int8 depthwise also requantizes every output, work fp32 does not do.")
     out.append(_host_finding(e.host, e.precision))
     return out
+
+
+def _low_bit_findings(info, precision: str) -> list[str]:
+    """Where ≤4-bit weights pay: the file always, the speed only for large, memory-bound dense layers."""
+    if precision not in ("dynamic-int4", "dynamic-int2"):
+        return []
+    dense = [int(np.prod(info.tensors[op.inputs[1]].shape, dtype=np.int64)) for op in info.operators
+             if op.op_type == "FULLY_CONNECTED" and len(op.inputs) > 1 and info.tensors[op.inputs[1]].is_constant]
+    largest = max(dense, default=0)
+    bits = {t.dtype for t in info.tensors if t.is_constant and t.dtype in ("int2", "int4")}
+    text = (f"Weights are stored as {'/'.join(sorted(bits))} ({info.weight_bytes:,} B of weights): the file is "
+            "4-16x smaller than float32, always. Speed is another matter: XNNPACK's qd8 kernels quantize each "
+            "activation to int8 and unpack the low-bit weights to int8 in registers, extra work per weight that "
+            "pays only where reading the weights from memory dominates, i.e. large dense layers. ")
+    if largest >= MEMORY_BOUND_WEIGHTS:
+        text += (f"The largest dense layer here has {largest:,} weights (≥{MEMORY_BOUND_WEIGHTS:,}): memory-bound, "
+                 "where ≤4-bit weights can beat int8 and float32.")
+    else:
+        text += (f"The largest dense layer here has {largest:,} weights (<{MEMORY_BOUND_WEIGHTS:,}): its weights fit "
+                 "in cache, so expect no speed-up over int8 or float32; the gain is size.")
+    if any(xs.classify_operators(info)[op.index] == xs.DYNAMIC4 and op.op_type == "CONV_2D" for op in info.operators):
+        text += " INT4 convolutions run on the builtin hybrid kernels, not XNNPACK: pack convolutions as INT8 for speed."
+    return [text]
 
 
 def _host_finding(host: HostFeatures, precision: str) -> str:

@@ -6,6 +6,9 @@ Tensor types ("classes") of an operator instance:
            the op); XNNPACK dequantizes them once, at load, and runs fp32 kernels
   dynamic  float32 activations with int8 constant weights (dynamic-range quantization); XNNPACK
            quantizes activations on the fly (its qd8 kernels)
+  dynamic4 / dynamic2  the same with INT4 / INT2 weights (modes int4, ternary, binary: edgequant.lowbit);
+           observed with ai-edge-litert 2.3: XNNPACK takes FULLY_CONNECTED (qd8 x qc4w / qc2w kernels), not
+           CONV_2D, which runs on the builtin hybrid kernels (tests/test_lowbit.py checks the execution plan)
   qs8      int8 activations (full-integer quantization)
   qu8      uint8 activations (legacy uint8 quantization, e.g. old TF1 quantized models)
   int16x8  int16 activations with int8 weights: XNNPACK delegates none of it
@@ -27,7 +30,9 @@ from __future__ import annotations
 from types import MappingProxyType
 
 FP32, FP16W, DYNAMIC, QS8, QU8, INT16X8, OTHER = "fp32", "fp16w", "dynamic", "qs8", "qu8", "int16x8", "other"
-TENSOR_CLASSES = (FP32, FP16W, DYNAMIC, QS8, QU8, INT16X8, OTHER)
+DYNAMIC4, DYNAMIC2 = "dynamic4", "dynamic2"
+TENSOR_CLASSES = (FP32, FP16W, DYNAMIC, DYNAMIC4, DYNAMIC2, QS8, QU8, INT16X8, OTHER)
+_DYNAMIC_BY_WEIGHT = {"int8": DYNAMIC, "int4": DYNAMIC4, "int2": DYNAMIC2}
 
 _F = frozenset
 _FLOAT = _F({FP32, FP16W})
@@ -41,7 +46,7 @@ SUPPORTED: MappingProxyType = MappingProxyType({
     "BATCH_MATMUL": _FLOAT | {DYNAMIC},  # int8 x int8 batch matmul falls back
     "CEIL": _FLOAT,
     "CONCATENATION": _FLOAT_Q8,
-    "CONV_2D": _FLOAT_Q8 | {DYNAMIC},
+    "CONV_2D": _FLOAT_Q8 | {DYNAMIC},  # NOT dynamic4/dynamic2: INT4 conv runs on builtin kernels
     "COS": _FLOAT,
     "DEPTH_TO_SPACE": _FLOAT_Q8,
     "DEPTHWISE_CONV_2D": _FLOAT_Q8,  # NOT dynamic: hybrid depthwise (int8 weights, fp32 activations) falls back
@@ -50,7 +55,7 @@ SUPPORTED: MappingProxyType = MappingProxyType({
     "ELU": _FLOAT,
     "EXP": _FLOAT,
     "FLOOR": _FLOAT,
-    "FULLY_CONNECTED": _FLOAT_Q8 | {DYNAMIC},
+    "FULLY_CONNECTED": _FLOAT_Q8 | {DYNAMIC, DYNAMIC4, DYNAMIC2},  # blockwise INT4 too
     "GELU": _FLOAT,
     "HARD_SWISH": _FLOAT,  # int8 hard-swish falls back (matters for int8 MobileNetV3)
     "LEAKY_RELU": _FLOAT_Q8,
@@ -138,8 +143,9 @@ def classify_operators(model) -> list[str]:
             activations = [t for t in inputs if not t.is_constant] or inputs
             dtype = activations[0].dtype if activations else (outputs[0].dtype if outputs else "")
         if dtype == "float32":
-            if any(t.is_constant and t.dtype == "int8" for t in inputs):
-                classes.append(DYNAMIC)
+            weights = [_DYNAMIC_BY_WEIGHT[t.dtype] for t in inputs if t.is_constant and t.dtype in _DYNAMIC_BY_WEIGHT]
+            if weights:
+                classes.append(weights[0])
             elif any(from_fp16_constant(t.index) for t in inputs):
                 classes.append(FP16W)
             else:
@@ -150,12 +156,17 @@ def classify_operators(model) -> list[str]:
 
 
 def model_precision(classes: list[str]) -> str:
-    """float32, float16, dynamic, int8, uint8 or int16x8: what a model's operator classes add up to."""
+    """float32, float16, dynamic, int8, uint8, int16x8, or dynamic-int4 / dynamic-int2 (the lowest weight
+    bits of a dynamic-range model with ≤4-bit weights): what a model's operator classes add up to."""
     counts = {c: classes.count(c) for c in TENSOR_CLASSES}
     if counts[INT16X8]:
         return "int16x8"
     if counts[QS8] or counts[QU8]:
         return "int8" if counts[QS8] >= counts[QU8] else "uint8"
+    if counts[DYNAMIC2]:
+        return "dynamic-int2"
+    if counts[DYNAMIC4]:
+        return "dynamic-int4"
     if counts[DYNAMIC]:
         return "dynamic"
     if counts[FP16W]:

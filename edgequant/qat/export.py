@@ -20,8 +20,9 @@ from edgequant.recipe.schema import QatVariant
 from edgequant.scratch import scratch_prefix
 from edgequant.tflite_file import TFLiteModel, read_tflite
 
-# Tensor types an integer operator may use: int8 activations and weights, int32 biases and shapes.
-_INTEGER_DTYPES = frozenset({"int8", "uint8", "int32", "int64", "bool"})
+# Tensor types an integer operator may use: int8 activations and weights (int4 weights with weight_bits 4),
+# int32 biases and shapes.
+_INTEGER_DTYPES = frozenset({"int8", "int4", "uint8", "int32", "int64", "bool"})
 
 
 def export(

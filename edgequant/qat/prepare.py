@@ -35,6 +35,7 @@ def prepare(
     layers: Iterable[str] | None = None,
     configs: Mapping[str, object] | None = None,
     custom_objects: Mapping[str, object] | None = None,
+    scheme=None,
 ):
     """A tf_keras model with fake-quantized weights and activations, ready to compile and fit.
 
@@ -47,6 +48,7 @@ def prepare(
         settings, e.g. `qat.OutputQuantizeConfig()` for a Rescaling layer.
     custom_objects: your own QuantizeConfig (or layer) classes by name, which tfmot needs to
         clone the model; edgequant's configs are always known.
+    scheme: a tfmot QuantizeScheme (default: tfmot's 8-bit one), e.g. `weight_bits_scheme(4)`.
 
     Compile the result with tf_keras objects or names ("adam", "sparse_categorical_crossentropy"):
     it is a tf_keras model, which Keras 3 optimizers cannot train.
@@ -60,7 +62,7 @@ def prepare(
     if any(type(layer).__name__ == "QuantizeAnnotate" for layer in base.layers):
         if layers is not None or configs:
             raise InputError("the model already has annotated layers: pass either annotations or layers=/configs=")
-        return _apply(base, api, custom_objects)
+        return _apply(base, api, custom_objects, scheme)
 
     candidates = [layer for layer in base.layers if type(layer).__name__ != "InputLayer"]
     names = [layer.name for layer in candidates]
@@ -84,7 +86,7 @@ def prepare(
     import tf_keras
 
     annotated = tf_keras.models.clone_model(base, clone_function=annotate_chosen)
-    return _apply(annotated, api, custom_objects)
+    return _apply(annotated, api, custom_objects, scheme)
 
 
 def annotate(layer, config=None):
@@ -141,12 +143,24 @@ def _registry():
     return default_8bit_quantize_registry.Default8BitQuantizeRegistry()
 
 
-def _apply(annotated, api, custom_objects):
+def weight_bits_scheme(bits: int):
+    """tfmot's n-bit scheme: `bits`-bit per-channel weights, 8-bit activations (None for tfmot's default 8-bit)."""
+    if bits == 8:
+        return None
+    from tensorflow_model_optimization.python.core.quantization.keras.experimental.default_n_bit import (
+        default_n_bit_quantize_scheme,
+    )
+
+    return default_n_bit_quantize_scheme.DefaultNBitQuantizeScheme(num_bits_weight=bits, num_bits_activation=8)
+
+
+def _apply(annotated, api, custom_objects, scheme=None):
     from edgequant.qat.configs import CUSTOM_OBJECTS
 
     try:
         with api.quantize_scope({**CUSTOM_OBJECTS, **(custom_objects or {})}):
-            return accept_keras3_callbacks(api.quantize_apply(annotated))
+            applied = api.quantize_apply(annotated) if scheme is None else api.quantize_apply(annotated, scheme)
+            return accept_keras3_callbacks(applied)
     except RuntimeError as exc:  # tfmot: "Layer <name>:<class> is not supported. ..."
         match = re.match(r"Layer (\S+?):", str(exc))
         if match:

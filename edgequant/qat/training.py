@@ -71,17 +71,18 @@ def fine_tune(
     checkpoints: EpochCheckpoints | None = None,
     seed: int = 0,
     shuffle_block: int = 4096,
+    custom_objects: dict | None = None,
 ):
     """Train a compiled QAT model for `epochs` epochs over `data`; returns (model, FineTuneResult).
 
     With `checkpoints`, the model is saved after each epoch and a later call resumes after the
-    last saved epoch (the returned model is then the reloaded one).
+    last saved epoch (the returned model is then the reloaded one, read with `custom_objects` known).
     """
     progress = progress or NullProgress()
     start = 0
     if checkpoints is not None and (latest := checkpoints.latest()) is not None:
         start, file = min(latest[0], epochs), latest[1]
-        model = load(file)
+        model = load(file, custom_objects)
         progress.log(f"{label}: resuming after epoch {start} from {file}")
     samples = data.samples
     loss = accuracy = None

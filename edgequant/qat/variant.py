@@ -15,7 +15,7 @@ from edgequant.progress import Progress
 from edgequant.cache import cache_dir
 from edgequant.qat.checkpoint import EpochCheckpoints
 from edgequant.qat.export import export
-from edgequant.qat.prepare import prepare
+from edgequant.qat.prepare import prepare, weight_bits_scheme
 from edgequant.qat.training import compile_for_qat, fine_tune
 
 
@@ -32,11 +32,11 @@ def build_qat_variant(recipe, variant, exported, progress: Progress) -> bytes:
         raise InputError(f"{label}: needs labelled training data: add a `training` section to the variant "
                          "(or a `calibration` section to the recipe)")
     with progress.task(f"prepare {variant.name} (qat)") as task:
-        model = prepare(exported.keras_model)
+        model = prepare(exported.keras_model, scheme=weight_bits_scheme(variant.weight_bits))
         compile_for_qat(model, optimizer=variant.optimizer, learning_rate=variant.learning_rate, loss=variant.loss)
         task.advance()
 
-    checkpoints = EpochCheckpoints(cache_dir() / "qat" / _work_key(recipe, variant, exported, data))
+    checkpoints = EpochCheckpoints(cache_dir() / "qat" / work_key(recipe, variant, exported, data))
     model, result = fine_tune(
         model, data, exported.input, epochs=variant.epochs, batch_size=variant.batch_size,
         label=f"fine-tune {variant.name} (qat)", progress=progress, checkpoints=checkpoints,
@@ -50,11 +50,16 @@ def build_qat_variant(recipe, variant, exported, progress: Progress) -> bytes:
         tflite = export(model, variant.input_type, variant.output_type,
                         input_shape=recipe.model.input_shape, name=variant.name)
         task.advance()
+    if variant.weight_bits < 8:  # the converter stores <=4-bit fake-quant as INT4: check the file says so
+        from edgequant.lowbit.readback import check_packed
+        from edgequant.lowbit.pack import PackPlan
+
+        check_packed(tflite, PackPlan(dense_bits=variant.weight_bits, conv_bits=variant.weight_bits), label=label)
     checkpoints.clear()
     return tflite
 
 
-def _work_key(recipe, variant, exported, data) -> str:
+def work_key(recipe, variant, exported, data) -> str:
     """Names a fine-tune: same source model, settings and data -> same checkpoint folder."""
     source = exported.source_sha256 or _weights_sha256(exported.keras_model)
     payload = {

@@ -19,7 +19,7 @@ from edgequant.data.sources import describe
 from edgequant.data.stream import InputSpec, iter_samples
 from edgequant.errors import InputError, RecipeError
 from edgequant.recipe.loader import RecipeErrors, load_recipe, locate, parse_yaml, read_text, sorted_errors
-from edgequant.recipe.schema import CALIBRATED_MODES, CallableSource, DataSpec, Location, Recipe, dotted_path
+from edgequant.recipe.schema import CALIBRATED_MODES, TRAINED_MODES, CallableSource, DataSpec, Location, Recipe, dotted_path
 from edgequant.source_model import declared_input, refuse_unsafe_layers, source_kind
 from edgequant.trust import trusted as trust_granted, untrusted
 
@@ -93,7 +93,7 @@ def _check_model(recipe: Recipe, trusted: bool, problems: list) -> InputSpec | N
         if recipe.model.input_shape is not None:
             problems.append((["model", "input_shape"], "cannot override a SavedModel's signature; export it again"))
         for i, v in enumerate(recipe.variants):
-            if v.mode == "qat":
+            if v.mode in TRAINED_MODES and getattr(v, "epochs", 1) > 0:
                 problems.append((["variants", i, "mode"], f"variant {v.name!r}: QAT fine-tunes Keras layers, and "
                                  f"{path} is a SavedModel, which has none: use the .keras or .h5 file, or mode int8"))
     try:
@@ -131,7 +131,8 @@ def _check_output_dir(out: Path) -> None:
 def _data_sections(recipe: Recipe):
     """(location, data, role, whether labels are needed) of each data section the build reads."""
     modes = {v.mode for v in recipe.variants}
-    qat_default = any(v.mode == "qat" and getattr(v, "training", None) is None for v in recipe.variants)
+    qat_default = any(v.mode in TRAINED_MODES and getattr(v, "training", None) is None and getattr(v, "epochs", 1) > 0
+                      for v in recipe.variants)
     if recipe.calibration is not None and (modes & CALIBRATED_MODES or qat_default):
         yield ["calibration"], recipe.calibration, "calibration", qat_default
     evaluation = recipe.evaluation_data()

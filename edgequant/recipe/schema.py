@@ -303,14 +303,67 @@ class QatVariant(_VariantBase):
     loss: str = Field("sparse_categorical_crossentropy", description="a Keras loss name")
     input_type: IntIO = "int8"
     output_type: IntIO = "int8"
+    weight_bits: Literal[8, 4] = Field(
+        8, description="4: 4-bit weights and 8-bit activations (tfmot's n-bit scheme), stored as INT4 by the converter"
+    )
+
+
+# --- ≤4-bit weights (edgequant.lowbit, the `lowbit` extra) -------------------------------------------
+
+
+class Int4Variant(_VariantBase):
+    """4-bit weights packed after training by Google's quantizer; activations float, quantized to int8 at run time."""
+
+    mode: Literal["int4"] = "int4"
+    dense_block_size: Literal[32, 64, 128, 256] | None = Field(
+        None, description="blockwise scales for dense layers, one per this many weights (default: one per channel)"
+    )
+
+
+class TernaryVariant(_VariantBase):
+    """Ternary weights ({-1, 0, +1} x a scale per output channel) learnt by QAT, then packed as INT2 for dense
+    layers; convolutions are trained and packed at `conv_bits`. Activations: float, quantized at run time."""
+
+    mode: Literal["ternary"] = "ternary"
+    training: DataSpec | None = Field(None, description="labelled training data (default: the calibration data)")
+    epochs: int = Field(2, ge=0, description="QAT epochs; 0 packs the float weights untrained (see allow_post_training)")
+    batch_size: int = Field(64, gt=0)
+    learning_rate: float = Field(1e-3, gt=0)
+    optimizer: Literal["adam", "sgd", "rmsprop"] = "adam"
+    loss: str = Field("sparse_categorical_crossentropy", description="a Keras loss name")
+    conv_bits: Literal[2, 4, 8] = Field(
+        8, description="weight bits of convolutions: 8 or 4 (2 is refused: LiteRT 2.3 computes INT2 CONV_2D wrong)"
+    )
+    allow_post_training: bool = Field(
+        False, description="with epochs: 0, pack the untrained float weights to INT2 anyway (accuracy collapses)"
+    )
+
+    @model_validator(mode="after")
+    def _refusals(self):
+        if self.conv_bits == 2:  # lifted when a runtime computes it right: tests/test_lowbit.py shows it does not
+            raise ValueError("conv_bits: 2 is refused: ai-edge-litert 2.3 computes INT2 convolutions wrong; "
+                             "use conv_bits: 4 or 8")
+        if self.epochs == 0 and not self.allow_post_training:
+            raise ValueError("post-training INT2 collapses accuracy (the Fashion-MNIST CNN: 90.6% -> 47.1% top-1); "
+                             "train first (epochs: 1 or more), or set allow_post_training: true")
+        return self
+
+
+class BinaryVariant(TernaryVariant):
+    """Binary weights ({-1, +1} x a scale per output channel) learnt by QAT, packed like `ternary`."""
+
+    mode: Literal["binary"] = "binary"
 
 
 Variant = Annotated[
-    Union[Float32Variant, Float16Variant, DynamicVariant, Int8Variant, Int16x8Variant, QatVariant],
+    Union[Float32Variant, Float16Variant, DynamicVariant, Int8Variant, Int16x8Variant, QatVariant, Int4Variant,
+          TernaryVariant, BinaryVariant],
     Field(discriminator="mode"),
 ]
-MODES: tuple[str, ...] = ("float32", "float16", "dynamic", "int8", "int16x8", "qat")
+MODES: tuple[str, ...] = ("float32", "float16", "dynamic", "int8", "int16x8", "qat", "int4", "ternary", "binary")
 CALIBRATED_MODES = frozenset({"int8", "int16x8"})
+LOWBIT_MODES = frozenset({"int4", "ternary", "binary"})  # packed by Google's quantizer (edgequant[lowbit])
+TRAINED_MODES = frozenset({"qat", "ternary", "binary"})  # fine-tuned on labelled data
 
 
 # --- the recipe ----------------------------------------------------------------------------------
@@ -447,7 +500,8 @@ def cross_field_problems(recipe: Recipe) -> list[tuple[Location, str]]:
                           "mode"], f"variants {needs} need a `calibration` section (a representative dataset)"))
     custom = any(d.endswith((".yaml", ".yml")) for d in recipe.device_names)
     for i, v in enumerate(recipe.variants):
-        if v.mode == "qat" and v.training is None and recipe.calibration is None:
+        trained = v.mode in TRAINED_MODES and getattr(v, "epochs", 1) > 0
+        if trained and v.training is None and recipe.calibration is None:
             problems.append((["variants", i, "mode"], f"variant {v.name!r}: QAT needs labelled training data: add a "
                                                       "`training` section to the variant (or a `calibration` section)"))
         auto = getattr(v, "float_layers", None) == "auto"
