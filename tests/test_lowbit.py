@@ -209,7 +209,7 @@ def test_ternary_binary_and_int4_qat_recipe_variants(tmp_path, test_images):
     assert report["ternary"].evaluation.top1 >= float_top1 - 0.02  # 1 short epoch; the shipped recipe trains 2
     assert report["binary"].evaluation.top1 >= float_top1 - 0.10
     assert report["int4_qat"].evaluation.top1 >= float_top1 - 0.02
-    assert any("ternary: weights read back from the file: CONV_2D int8, FULLY_CONNECTED int2" in n
+    assert any("ternary: weights read back from the file: 2 CONV_2D int8, 2 FULLY_CONNECTED int2" in n
                for n in result.report.notes)
 
 
