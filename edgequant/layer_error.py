@@ -28,6 +28,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -39,6 +40,8 @@ from edgequant.convert import RepresentativeData, configure, make_converter
 from edgequant.errors import BuildError, InputError
 from edgequant.tflite_io import add_integer_edges
 
+DEBUG_SECONDS = 60.0  # the per-layer comparison stops taking debug samples after this long...
+MIN_DEBUG_SAMPLES = 4  # ...once it has at least this many (a long-sequence model's instrumented invoke takes seconds)
 ROUNDING_FLOOR = 1 / math.sqrt(12)  # RMSE of uniform rounding noise, in quantization steps
 
 # Ops that pass an int8 tensor on with its scale: an outlier tensor stays an outlier through them.
@@ -107,6 +110,7 @@ class QuantizationAnalysis:
                 self._debugger.options = self._options((), ())  # quantizes again from the edited ranges
         self._layers: list[LayerError] | None = None
         self._plain = None
+        self.debug_samples_used = 0  # how many debug samples the last comparison ran (DEBUG_SECONDS bounds it)
 
     def _debug_inputs(self, samples: Sequence):
         """Each debug sample as the list of one-sample batches the debugger feeds, in its model's input order (a
@@ -117,9 +121,15 @@ class QuantizationAnalysis:
         inputs = read_tflite(bytes(self._debugger.quant_model)).inputs
         details = [{"dtype": t.dtype, "quantization": (t.quantization.scale[0], t.quantization.zero_point[0])
                     if t.quantization is not None else (0.0, 0)} for t in inputs]
+        started = time.perf_counter()
+        self.debug_samples_used = 0
         for x in samples:
+            # the debugger invokes the instrumented model between two samples: stop once they took DEBUG_SECONDS
+            if self.debug_samples_used >= MIN_DEBUG_SAMPLES and time.perf_counter() - started > DEBUG_SECONDS:
+                return
             arrays = [_by_tensor_name(x, t.name) for t in inputs] if isinstance(x, dict) else [x]
             yield [quantize_input(np.asarray(a)[None], d) for a, d in zip(arrays, details)]
+            self.debug_samples_used += 1
 
     @property
     def on_twin(self) -> bool:

@@ -19,7 +19,8 @@ KEPT_RUN_LOGS = 20
 
 
 def open_run_log() -> tuple[Path, int]:
-    """A new log file for this run under the cache's logs/ (the newest KEPT_RUN_LOGS are kept), and its descriptor.
+    """A new log file for this run under the cache's logs/, and its descriptor. The newest KEPT_RUN_LOGS are kept,
+    and so is every log whose process is still running, however many other runs started since.
 
     One file per run, so concurrent runs never truncate each other's log. Raises OSError when it cannot be made.
     """
@@ -29,8 +30,28 @@ def open_run_log() -> tuple[Path, int]:
     path = log_dir / f"{stamp}-{os.getpid()}.log"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     for old in sorted(log_dir.glob("*.log"))[:-KEPT_RUN_LOGS]:
-        old.unlink(missing_ok=True)
+        if not _writer_running(old):  # a running build's log stays: its error message may name it
+            old.unlink(missing_ok=True)
     return path, fd
+
+
+def _writer_running(log: Path) -> bool:
+    """Whether the process that named `log` (<stamp>-<pid>.log) is still running (a reused pid keeps it too)."""
+    try:
+        pid = int(log.stem.rsplit("-", 1)[1])
+    except (IndexError, ValueError):
+        return False  # not a run log's name
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it exists, as another user's process
+    except OSError:
+        return False
+    return True
 
 
 @contextmanager

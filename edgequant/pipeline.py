@@ -53,7 +53,8 @@ from edgequant.tflite_file import read_tflite
 from edgequant.trust import trusted
 
 INTERNAL_REFERENCE = ".float32-reference"  # variant names cannot start with '.': it never clashes with one
-DEBUG_SAMPLES = 32  # samples the per-layer error analysis compares float and int8 activations on
+DEBUG_SAMPLES = 32  # samples the per-layer error analysis compares float and int8 activations on (at most)
+ANALYSIS_CALIBRATION_SECONDS = 120.0  # a variant that took longer to calibrate gets no default per-layer analysis
 
 
 @dataclass
@@ -260,7 +261,7 @@ class _Stages:
 
     def _analysis(self, variant, fixed=None):
         """The per-layer analysis of `variant`, on the model its int8 fixes made when `fixed` is given."""
-        from edgequant.layer_error import QuantizationAnalysis
+        from edgequant.layer_error import DEBUG_SECONDS, QuantizationAnalysis
 
         spec = self.eval_spec or self.recipe.calibration
         samples = iter_samples(spec, self.exported.data_inputs, role="analysis")
@@ -269,10 +270,17 @@ class _Stages:
         debug = [s.x for s in islice(samples, DEBUG_SAMPLES)]
         saved_model = fixed.saved_model_dir if fixed else self.exported.saved_model_dir
         edit = fixed.edit_calibration if fixed else None
+        started = time.perf_counter()
         with self.progress.task(f"analyse layers of {variant.name}{' (fixed)' if fixed else ''}") as task:
             analysis = QuantizationAnalysis(saved_model, variant, self._representative(variant), debug, edit)
             analysis.layer_errors()
             task.advance()
+        self.notes.append(
+            f"{variant.name}: the per-layer analysis{' of the fixed model' if fixed else ''} took "
+            f"{time.perf_counter() - started:.1f} s: a second calibration, then the layers compared on "
+            f"{plural(analysis.debug_samples_used, 'sample')} (at most {len(debug)}, within about "
+            f"{DEBUG_SECONDS:g} s); `analyse_layers: false` skips it"
+        )
         if analysis.on_twin:
             self.notes.append(
                 f"{variant.name}: the per-layer errors were measured on a twin of the variant with float32 input and "
@@ -289,11 +297,13 @@ class _Stages:
                 data = self._reference
             elif variant.mode in CALIBRATED_MODES:
                 count = _calibration_count(self.recipe, variant)
+                calibrating = time.perf_counter()
                 with self.progress.task(f"calibrate + convert {variant.name} ({variant.mode})", total=count) as task:
                     data = convert_variant(self.exported.saved_model_dir, variant, self._representative(variant, task))
                 fixed = self._fix_int8(variant, data) if variant.mode == "int8" and variant.int8_fixes else None
                 data = fixed.data if fixed else data
-                if variant.mode == "int8" and (variant.analyse_layers or variant.mixed_precision):
+                if variant.mode == "int8" and (variant.analyse_layers or variant.mixed_precision) \
+                        and not self._analysis_skipped(variant, time.perf_counter() - calibrating):
                     analysis = self._analysis(variant)
                     layer_errors = analysis.layer_errors()
                     if fixed:
@@ -325,6 +335,19 @@ class _Stages:
                 self._reference = data
             return _Built(variant, data, _artifact(variant, data, time.perf_counter() - started), layer_errors, mixed,
                           fixed.report if fixed else None)
+
+    def _analysis_skipped(self, variant, calibration_seconds: float) -> bool:
+        """Whether the default per-layer analysis is left out because it would calibrate a slow model again; it
+        runs whenever the recipe asks for it (analyse_layers: true, float layers)."""
+        if variant.mixed_precision or "analyse_layers" in variant.model_fields_set \
+                or calibration_seconds <= ANALYSIS_CALIBRATION_SECONDS:
+            return False
+        self.notes.append(
+            f"{variant.name}: no per-layer analysis: calibrating took {calibration_seconds:.0f} s, and the analysis "
+            f"calibrates again (by default it is left out when that takes over {ANALYSIS_CALIBRATION_SECONDS:g} s); "
+            "`analyse_layers: true` runs it"
+        )
+        return True
 
     def _fix_int8(self, variant, plain: bytes):
         from edgequant.int8_fixes import build_fixed_int8, requested

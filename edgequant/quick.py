@@ -8,7 +8,8 @@ From both follow the preprocess defaults, each with the reason it was chosen.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import get_args
 from pathlib import Path
 
 import numpy as np
@@ -18,12 +19,15 @@ from pydantic import ValidationError
 from edgequant.data.sources import iter_raw
 from edgequant.errors import DataError, InputError
 from edgequant.recipe.loader import _default_name
-from edgequant.recipe.schema import CALIBRATED_MODES, MODES, TRAINED_MODES, DataSpec, ImageFolderSource, Preprocess, Recipe
+from edgequant.recipe.schema import (
+    CALIBRATED_MODES, MODES, TRAINED_MODES, DataSpec, ImageFolderSource, IntIO, Preprocess, Recipe,
+)
 from edgequant.recipe.writer import recipe_yaml
 from edgequant.source_model import load_keras_model, source_kind, saved_model_inputs
 
 RECIPE_FILE = "recipe.yaml"
 CALIBRATION_SAMPLES = 500  # enough for stable int8 ranges on the models tried; calibration is the slow part
+INT8_IO_TYPES = get_args(IntIO)  # what an int8 variant's input_type and output_type accept
 # float32 is always built, as the reference; the trained modes need labelled data and epochs
 QUICK_MODES = tuple(m for m in MODES if m != "float32" and m not in TRAINED_MODES)
 # Preprocessing layers whose presence means the model normalises its own input.
@@ -96,6 +100,23 @@ def _layer_summary(layer) -> str:
 
 def _short(value) -> str:
     return f"{value:.6g}" if isinstance(value, (int, float)) else str(value)
+
+
+def parse_input_shape(text: str) -> list[int]:
+    """`--input-shape` text, e.g. '224,224,3' or '224x224x3' (without the batch), as sizes."""
+    parts = [p.strip() for p in text.replace("x", ",").split(",")]
+    if not parts or not all(p.isdigit() and int(p) > 0 for p in parts):
+        raise InputError(f"--input-shape {text!r}: expected positive sizes without the batch, e.g. 224,224,3")
+    return [int(p) for p in parts]
+
+
+def with_input_shape(facts: ModelFacts, shape: list[int]) -> ModelFacts:
+    """The facts with the input shape the user fixed, for the data defaults (resize) to follow it."""
+    if len(shape) != len(facts.input_shape):
+        dims = "x".join("?" if d < 0 else str(d) for d in facts.input_shape)
+        raise InputError(f"--input-shape {','.join(map(str, shape))}: the model's input has {len(facts.input_shape)} "
+                         f"dimensions without the batch ({dims})")
+    return replace(facts, input_shape=tuple(shape))
 
 
 @dataclass
@@ -186,15 +207,28 @@ def quick_recipe(
     calibration: DataChoice | None = None,
     evaluation: DataChoice | None = None,
     devices: list[str] = (),
+    input_type: str | None = None,
+    output_type: str | None = None,
+    input_shape: list[int] | None = None,
 ) -> tuple[Recipe, str]:
     """The recipe `edgequant quantize` builds, and its YAML text for `output_dir/recipe.yaml`
     (default output_dir: build/<model name>).
 
-    The Recipe is read back from that text, so what is built is exactly what the file says.
+    `input_type`/`output_type` set the int8 variant's (float32, int8 or uint8; default int8), `input_shape`
+    the model's input shape without the batch (model.input_shape). The Recipe is read back from the text,
+    so what is built is exactly what the file says.
     """
     unknown = [m for m in modes if m not in QUICK_MODES]
     if unknown:
         raise InputError(f"mode {unknown[0]!r}: choose from {', '.join(QUICK_MODES)}")
+    io_types = {f"{side}_type": value for side, value in (("input", input_type), ("output", output_type))
+                if value is not None}
+    for field_name, value in io_types.items():
+        option = f"--{field_name.replace('_', '-')}"
+        if value not in INT8_IO_TYPES:
+            raise InputError(f"{option} {value}: choose from {', '.join(INT8_IO_TYPES)}")
+        if "int8" not in modes:
+            raise InputError(f"{option} sets the int8 variant's {field_name.split('_')[0]} type: add --int8")
     uncalibrated = [m for m in modes if m in CALIBRATED_MODES]
     if uncalibrated and calibration is None:
         raise InputError(f"--{uncalibrated[0]} needs --calib DATA: a representative dataset "
@@ -205,10 +239,11 @@ def quick_recipe(
     output_dir = Path(output_dir) if output_dir is not None else Path("build") / name
     data: dict = {
         "name": name,
-        "model": {"path": facts.path},
+        "model": {"path": facts.path, **({"input_shape": list(input_shape)} if input_shape else {})},
         "devices": list(devices),
         "output_dir": output_dir,
-        "variants": [{"name": m, "mode": m} for m in ["float32", *dict.fromkeys(modes)]],
+        "variants": [{"name": m, "mode": m, **(io_types if m == "int8" else {})}
+                     for m in ["float32", *dict.fromkeys(modes)]],
     }
     if calibration is not None:
         data["calibration"] = calibration.spec

@@ -53,6 +53,17 @@ def test_layer_analysis_runs_when_the_input_zero_point_is_zero(fmnist_export, tr
     assert first_conv.rmse_steps < 2 * ROUNDING_FLOOR, first_conv
 
 
+@pytest.mark.slow
+def test_layer_analysis_stops_taking_debug_samples_after_its_time(fmnist_export, train_images, monkeypatch):
+    """A long-sequence model's instrumented invoke takes seconds: the comparison is bounded by DEBUG_SECONDS."""
+    import edgequant.layer_error as layer_error
+
+    monkeypatch.setattr(layer_error, "DEBUG_SECONDS", 0.0)  # every sample is over time: the minimum is taken
+    analysis = layer_error.QuantizationAnalysis(fmnist_export.saved_model_dir, Int8Variant(name="int8"),
+                                                lambda: iter(train_images[:40]), train_images[100:116])
+    assert analysis.layer_errors() and analysis.debug_samples_used == layer_error.MIN_DEBUG_SAMPLES
+
+
 # --- item 12 ---------------------------------------------------------------------------------------
 
 

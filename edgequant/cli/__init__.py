@@ -83,6 +83,18 @@ def _divert_native_stderr() -> None:
     sys.stderr = os.fdopen(os.dup(2), "w", buffering=1, encoding="utf-8", errors="replace")
     os.dup2(log, 2)
     os.close(log)
+    _python_warnings_to(os.fdopen(2, "w", buffering=1, encoding="utf-8", errors="replace", closefd=False))
+
+
+def _python_warnings_to(stream) -> None:
+    """Python warnings (LiteRT's UserWarnings, Keras' deprecations: none is edgequant's, whose warnings are in
+    its reports) go to `stream`, the run's log, instead of the terminal's stderr."""
+    import warnings
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        stream.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+    warnings.showwarning = show
 
 
 def _usage_line(exc: typer.exceptions.TyperException) -> str:

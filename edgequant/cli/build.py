@@ -71,11 +71,11 @@ def run_build(recipe, *, exits_after: bool = True, **options):
     try:
         # a signal after the commit undoes nothing
         with stop_on_signals(ignore_after_commit=exits_after and _is_the_edgequant_process()):
-            from edgequant.cli.progress import RichProgress
+            from edgequant.cli.progress import progress_for_stderr
             from edgequant.cli.render import print_build_summary
             from edgequant.pipeline import build_recipe  # imports TensorFlow: seconds that Ctrl-C may land in
 
-            with RichProgress() as progress:
+            with progress_for_stderr() as progress:
                 result = build_recipe(recipe, progress=progress, **options)
             print_build_summary(result)
             for warning in result.report.warnings:
