@@ -18,6 +18,7 @@ it is printed as a share of the model's median.
     python benchmarks/bench_harness_overhead.py [MODEL.tflite] [--threads 1] [--runs 400] [--blocks 8]
 
 Without MODEL it converts keras.applications.MobileNetV2(weights=None) to float32 in a temporary folder.
+The result is printed and written to docs/results/bench_harness_overhead.md.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ import statistics
 import sys
 import tempfile
 import time
+
+from results_page import printed_results
 from pathlib import Path
 
 
@@ -127,21 +130,22 @@ def main() -> int:
         pair_block = statistics.median(h / b for h, b in zip(harness_blocks, bare_blocks))
         h_med, b_med = statistics.median(harness_samples), statistics.median(bare_samples)
         h_blk, b_blk = statistics.median(harness_blocks), statistics.median(bare_blocks)
-        print(f"model {model}, {args.kernels}, {args.threads} thread(s), {args.blocks} alternating blocks of "
-              f"{per_block} invokes per side")
-        print(f"median per invoke: edgequant {h_med:.4f} ms   bare timed loop {b_med:.4f} ms   "
-              f"pooled ratio {h_med / b_med:.4f}   median of per-block ratios {pair_median:.4f}")
-        print(f"block wall per invoke: edgequant run() {h_blk:.4f} ms   bare invoke() loop {b_blk:.4f} ms   "
-              f"pooled ratio {h_blk / b_blk:.4f}   median of per-block ratios {pair_block:.4f}")
-        spread = statistics.pstdev(bare_blocks) / statistics.mean(bare_blocks)
-        print(f"noise: bare block-to-block variation {spread:.1%}; load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
-        per_invoke_us, per_call_ms = harness_cost(per_block)
-        share = (per_invoke_us / 1e3 + per_call_ms / per_block) / b_med
-        print(f"harness cost on a one-op model: +{per_invoke_us:.2f} us per invoke, +{per_call_ms:.3f} ms per run() call "
-              f"= {share:.2%} of this model's median at {per_block} invokes per call")
-        target = max(pair_median, pair_block) <= 1.03
-        print("target (harness adds at most 3%):", "met" if target else "NOT met", "by the side-by-side ratios;",
-              "met" if share <= 0.03 else "NOT met", "by the harness's own cost")
+        with printed_results("bench_harness_overhead"):
+            print(f"model {model}, {args.kernels}, {args.threads} thread(s), {args.blocks} alternating blocks of "
+                  f"{per_block} invokes per side")
+            print(f"median per invoke: edgequant {h_med:.4f} ms   bare timed loop {b_med:.4f} ms   "
+                  f"pooled ratio {h_med / b_med:.4f}   median of per-block ratios {pair_median:.4f}")
+            print(f"block wall per invoke: edgequant run() {h_blk:.4f} ms   bare invoke() loop {b_blk:.4f} ms   "
+                  f"pooled ratio {h_blk / b_blk:.4f}   median of per-block ratios {pair_block:.4f}")
+            spread = statistics.pstdev(bare_blocks) / statistics.mean(bare_blocks)
+            print(f"noise: bare block-to-block variation {spread:.1%}; load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
+            per_invoke_us, per_call_ms = harness_cost(per_block)
+            share = (per_invoke_us / 1e3 + per_call_ms / per_block) / b_med
+            print(f"harness cost on a one-op model: +{per_invoke_us:.2f} us per invoke, +{per_call_ms:.3f} ms per run() call "
+                  f"= {share:.2%} of this model's median at {per_block} invokes per call")
+            target = max(pair_median, pair_block) <= 1.03
+            print("target (harness adds at most 3%):", "met" if target else "NOT met", "by the side-by-side ratios;",
+                  "met" if share <= 0.03 else "NOT met", "by the harness's own cost")
     return 0
 
 

@@ -11,6 +11,7 @@ which traces and exports the model again every time. edgequant's extra stages
 (host benchmark, per-layer int8 analysis) are turned off so both sides do the same
 work: load, convert five times, write. Each side runs in a fresh
 process, alternating, so both pay the same TensorFlow start-up and machine noise.
+The summary is printed and written to docs/results/build_speed.md.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from results_page import printed_results
 
 MODES = ("float32", "float16", "dynamic", "int8", "int16x8")
 
@@ -120,12 +123,17 @@ def main() -> None:
                 times[side].append(timed_run(side, work, args.samples))
                 print(f"run {i + 1} {side:9s} {times[side][-1]:7.1f} s", flush=True)
     best = {k: min(v) for k, v in times.items()}
-    print(f"\n5 variants of MobileNetV2 1.0 224 ({', '.join(MODES)}), {args.samples} calibration samples,")
+    with printed_results("build_speed"):
+        summary(args, best)
+    print(json.dumps({"seconds": times, "speedup": best["baseline"] / best["edgequant"]}))
+
+
+def summary(args, best: dict) -> None:
+    print(f"5 variants of MobileNetV2 1.0 224 ({', '.join(MODES)}), {args.samples} calibration samples,")
     print(f"best of {args.repeats}, whole process each (TensorFlow import included):")
     print(f"  edgequant build (export once)        {best['edgequant']:7.1f} s")
     print(f"  TFLiteConverter per variant (Keras)  {best['baseline']:7.1f} s")
     print(f"  speed-up                             {best['baseline'] / best['edgequant']:7.2f}x  (target >= 2x)")
-    print(json.dumps({"seconds": times, "speedup": best["baseline"] / best["edgequant"]}))
 
 
 if __name__ == "__main__":

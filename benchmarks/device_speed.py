@@ -10,6 +10,7 @@ results (the ARM environment itself is shared through a symlink), so both sides 
 the wall time of the device stage (first emulation started to last one finished), read from the
 build's own progress tasks; whole-build times are printed beside it. Estimates are counted
 instructions turned into milliseconds: the figures here time the emulation, not a device.
+The summary is printed and written to docs/results/device_speed.md.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pathlib import Path
 
 from edgequant.cache import cache_dir
 from edgequant.progress import NullProgress
+from results_page import printed_results
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPE = REPO / "recipes" / "fashion_mnist.yaml"
@@ -101,13 +103,14 @@ def main() -> None:
         rebuild_runs = len(emulations)
     serial = min(d for d, _ in times["jobs 1"])
     parallel = min(d for d, _ in times["jobs 2"])
-    print(f"\nfashion_mnist: 5 variants x rpi4, pixel4 (10 estimates + 2 int8 parity checks), cold count cache, "
-          f"best of {args.repeats}; this machine: {os.cpu_count()} cores, load after: {os.getloadavg()}")
-    print(f"  device stage, --jobs 1         {serial:7.1f} s")
-    print(f"  device stage, --jobs 2         {parallel:7.1f} s")
-    print(f"  speed-up                       {serial / parallel:7.2f}x  (target >= 1.7x)")
-    print(f"  rebuild after a gate change    {rebuild_device:7.1f} s device stage, {rebuild_whole:.1f} s build, "
-          f"{rebuild_runs} emulated runs")
+    with printed_results("device_speed"):
+        print(f"fashion_mnist: 5 variants x rpi4, pixel4 (10 estimates + 2 int8 parity checks), cold count cache, "
+              f"best of {args.repeats}; this machine: {os.cpu_count()} cores, load after: {os.getloadavg()}")
+        print(f"  device stage, --jobs 1         {serial:7.1f} s")
+        print(f"  device stage, --jobs 2         {parallel:7.1f} s")
+        print(f"  speed-up                       {serial / parallel:7.2f}x  (target >= 1.7x)")
+        print(f"  rebuild after a gate change    {rebuild_device:7.1f} s device stage, {rebuild_whole:.1f} s build, "
+              f"{rebuild_runs} emulated runs")
     print(json.dumps({"seconds": times, "speedup": serial / parallel, "rebuild_device_seconds": rebuild_device,
                       "rebuild_emulated_runs": rebuild_runs}))
 

@@ -6,7 +6,8 @@ Both sides run the same model, on the same preprocessed images already in memory
 through edgequant's BatchRunner (quantize inputs, invoke, dequantize outputs), and
 check they compute the same predictions. The batched side resizes the interpreter's
 input to the batch; the other invokes once per image, as a plain loop would. The
-rounds alternate the two sides, so machine noise hits both.
+rounds alternate the two sides, so machine noise hits both. The result is printed and written to
+docs/results/eval_throughput.md.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import numpy as np
 
 from edgequant.data.idx import iter_idx
 from edgequant.evaluate import BatchRunner
+from results_page import printed_results
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path("/usr/share/datasets/fashion-mnist")
@@ -51,10 +53,11 @@ def main() -> None:
             times[name].append(time.perf_counter() - started)
     same = float((outputs["batched"].argmax(1) == outputs["single"].argmax(1)).mean())
     best = {k: min(v) for k, v in times.items()}
-    print(f"{args.model}, {len(x):,} images, best of {args.rounds} alternating rounds")
-    print(f"  batched ({args.batch_size} per invoke)   {best['batched']:7.3f} s  {len(x) / best['batched']:>10,.0f} images/s")
-    print(f"  one image per invoke       {best['single']:7.3f} s  {len(x) / best['single']:>10,.0f} images/s")
-    print(f"  batched is {best['single'] / best['batched']:.1f}x faster; same top-1 on {same:.2%} of images")
+    with printed_results("eval_throughput"):
+        print(f"{args.model.relative_to(REPO) if args.model.is_relative_to(REPO) else args.model}, {len(x):,} images, best of {args.rounds} alternating rounds")
+        print(f"  batched ({args.batch_size} per invoke)   {best['batched']:7.3f} s  {len(x) / best['batched']:>10,.0f} images/s")
+        print(f"  one image per invoke       {best['single']:7.3f} s  {len(x) / best['single']:>10,.0f} images/s")
+        print(f"  batched is {best['single'] / best['batched']:.1f}x faster; same top-1 on {same:.2%} of images")
 
 
 if __name__ == "__main__":

@@ -4,6 +4,9 @@
         keras.applications.MobileNetV2(weights=None), 224x224x3, exported once and converted to
         float32, dynamic-range, int8 (int8 interface, 16 random calibration images) and float16.
         Then:  edgequant bench OUT_DIR/*.tflite --kernels xnnpack,builtin --threads 1,2 --runs 100
+    python benchmarks/host_figures.py table OUT_DIR [--runs 100]
+        the same four variants, benchmarked interleaved (XNNPACK and builtin kernels, 1 thread) with
+        edgequant's host benchmark; the table is written to docs/results/host_mobilenetv2.md.
     python benchmarks/host_figures.py probe-xnnpack
         converts a one-op model per (op, tensor type) and checks which ones XNNPACK takes in the real
         execution plan, against edgequant.bench.xnnpack_support.SUPPORTED; prints each disagreement.
@@ -291,11 +294,44 @@ def kernels(models: list[Path], runs: int, threads: int, top: int) -> int:
     return 0
 
 
+def table(out_dir: Path, runs: int) -> int:
+    """MobileNetV2's variants through `edgequant.bench`, interleaved, as a Markdown table in docs/results/."""
+    from edgequant.bench.cpu_features import read_host_features
+    from edgequant.bench.host import benchmark
+    from edgequant.bench.speed_explanation import explain_speed
+    from results_page import write_results
+
+    paths = mobilenetv2(out_dir)
+    results = benchmark(paths, kernels=["xnnpack", "builtin"], threads=[1], runs=runs, warmup=10)
+    host = read_host_features()
+    lines = ["| variant | kernels | median ms | p90 ms | std ms | ops taken by XNNPACK | size KiB |",
+             "|---|---|---:|---:|---:|---|---:|"]
+    for r in results:
+        variant = Path(r.model).stem.removeprefix("mobilenetv2_")
+        taken = f"{r.delegated_operators}/{r.operators}" if r.kernels == "xnnpack" else "-"
+        lines.append(f"| {variant} | {r.kernels} | {r.latency.median_ms:.1f} | {r.latency.p90_ms:.1f} | "
+                     f"{r.latency.std_ms:.1f} | {taken} | {r.size_bytes / 1024:.0f} |")
+    verdicts = [f"- {Path(p).stem.removeprefix('mobilenetv2_')}: {explain_speed(p, host, name=str(p), results=results).verdict}"
+                for p in paths if "float32" not in Path(p).name]
+    load = results[0].host.get("loadavg_1min") if results else None
+    body = "\n".join(lines) + (
+        f"\n\nkeras.applications MobileNetV2 1.0 224 (weights=None), 1 thread, {runs} timed runs per configuration, "
+        f"all configurations interleaved round-robin"
+        + (f" (load average {load:.1f} when it started)" if isinstance(load, (int, float)) else "")
+        + ". The verdicts of `edgequant bench`'s why-section on this host:\n\n" + "\n".join(verdicts))
+    print(body)
+    write_results("host_mobilenetv2", body)
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description="figures behind edgequant bench")
     sub = parser.add_subparsers(dest="command", required=True)
     mk = sub.add_parser("mobilenetv2")
     mk.add_argument("out_dir", type=Path)
+    tp = sub.add_parser("table")
+    tp.add_argument("out_dir", type=Path)
+    tp.add_argument("--runs", type=int, default=100)
     sub.add_parser("probe-xnnpack")
     kp = sub.add_parser("kernels")
     kp.add_argument("models", nargs="+", type=Path)
@@ -306,6 +342,8 @@ def main() -> int:
     if args.command == "mobilenetv2":
         mobilenetv2(args.out_dir)
         return 0
+    if args.command == "table":
+        return table(args.out_dir, args.runs)
     if args.command == "probe-xnnpack":
         return probe_xnnpack()
     return kernels(args.models, args.runs, args.threads, args.top)

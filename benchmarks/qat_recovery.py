@@ -10,6 +10,7 @@ without fake quantization, then post-training int8 ("+ft" rows). Every artifact 
 (XNNPACK, one image per invoke) on the 10,000 Fashion-MNIST test images. The table gives
 top-1 accuracy, the drop from float32, the file size and whether the file is full-integer
 (read back from the .tflite: every operator on int8/int32 tensors, int8 model input and output).
+The table is printed and written to docs/results/qat_recovery.md, which the QAT guide includes.
 Exit status 1 when QAT recovers less than --min-recovery of the post-training loss on a
 model where post-training int8 lost at least a point.
 """
@@ -27,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from edgequant.data.idx import load_fashion_mnist
+from results_page import write_results
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPES = [REPO / "recipes" / "fashion_mnist_qat.yaml", REPO / "recipes" / "wide_range_qat.yaml"]
@@ -101,17 +103,19 @@ def _fine_tune_float(recipe, qat, target: Path) -> Path:
     return target
 
 
-def render(rows: list[Row], min_recovery: float) -> bool:
+def render(rows: list[Row], min_recovery: float) -> tuple[bool, str]:
+    """The Markdown table and verdicts (printed, and written to docs/results/qat_recovery.md); ok is False on a FAIL."""
     ok = True
-    print(f"\n{'model (recipe)':<20} {'variant':<10} {'mode':<8} {'top-1 %':>8} {'drop pts':>9} "
-          f"{'size KiB':>9} {'full-int':>9} {'I/O':>14}")
+    lines = ["| model (recipe) | variant | mode | top-1 % | drop (points) | size KiB | full integer | I/O |",
+             "|---|---|---|---:|---:|---:|---|---|"]
+    notes = []
     for recipe in dict.fromkeys(r.recipe for r in rows):
         group = [r for r in rows if r.recipe == recipe]
         ref = next(r for r in group if r.mode == "float32")
         for r in group:
             drop = (ref.top1 - r.top1) * 100
-            print(f"{recipe:<20} {r.variant:<10} {r.mode:<8} {r.top1 * 100:>8.2f} {drop:>9.2f} "
-                  f"{r.size_bytes / 1024:>9.1f} {'yes' if r.full_integer else 'no':>9} {r.io_dtypes:>14}")
+            lines.append(f"| `{recipe}` | {r.variant} | {r.mode} | {r.top1 * 100:.2f} | {drop:.2f} | "
+                         f"{r.size_bytes / 1024:.1f} | {'yes' if r.full_integer else 'no'} | {r.io_dtypes} |")
         ptq = next((r for r in group if r.mode == "int8"), None)
         tuned = next((r for r in group if r.mode == "int8+ft"), None)
         qat = next((r for r in group if r.mode == "qat"), None)
@@ -121,15 +125,17 @@ def render(rows: list[Row], min_recovery: float) -> bool:
                 recovered = (qat.top1 - ptq.top1) / (ref.top1 - ptq.top1)
                 verdict = "ok" if recovered >= min_recovery and qat.full_integer else "FAIL"
                 ok &= verdict == "ok"
-                print(f"  -> post-training int8 lost {ptq_loss:.2f} points; QAT int8 lost {qat_loss:.2f}: "
-                      f"recovered {recovered:.0%} of the loss (need >= {min_recovery:.0%}) [{verdict}]")
+                notes.append(f"- `{recipe}`: post-training int8 lost {ptq_loss:.2f} points; QAT int8 lost "
+                             f"{qat_loss:.2f}: recovered {recovered:.0%} of the loss (need >= {min_recovery:.0%}) "
+                             f"[{verdict}]")
             else:
-                print(f"  -> post-training int8 lost {ptq_loss:.2f} points (under 1: nothing much to recover); "
-                      f"QAT int8 lost {qat_loss:.2f}")
+                notes.append(f"- `{recipe}`: post-training int8 lost {ptq_loss:.2f} points (under 1: nothing much "
+                             f"to recover); QAT int8 lost {qat_loss:.2f}")
             if tuned:
-                print(f"  -> control: the float model trained as long without fake quant, then post-training int8: "
-                      f"{tuned.top1 * 100:.2f}% ({(ref.top1 - tuned.top1) * 100:.2f} points below float32)")
-    return ok
+                notes.append(f"- `{recipe}` control (`+ft`): the float model trained as long without fake quant, "
+                             f"then post-training int8: {tuned.top1 * 100:.2f}% "
+                             f"({(ref.top1 - tuned.top1) * 100:.2f} points below float32)")
+    return ok, "\n".join(lines + [""] + notes)
 
 
 def main() -> int:
@@ -145,9 +151,11 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="qat-recovery-") as tmp:
         for recipe in args.recipe or RECIPES:
             rows += measure(recipe.resolve(), x, y, Path(tmp))
-    ok = render(rows, args.min_recovery)
-    print(f"\n{len(x):,} Fashion-MNIST test images per model, LiteRT interpreter (XNNPACK, 1 thread); "
-          f"measured in {time.perf_counter() - started:.0f} s")
+    ok, table = render(rows, args.min_recovery)
+    table += (f"\n\n{len(x):,} Fashion-MNIST test images per model, LiteRT interpreter (XNNPACK, 1 thread); "
+              f"measured in {time.perf_counter() - started:.0f} s.")
+    print(table)
+    write_results("qat_recovery", table)
     return 0 if ok else 1
 
 
