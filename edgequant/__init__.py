@@ -4,31 +4,30 @@ Importing edgequant is cheap and changes no global state: TensorFlow is imported
 the functions that need it.
 """
 
-__version__ = "0.1.0"
+from edgequant.lazy import lazy_exports
+from edgequant.version import __version__
 
-from edgequant.api import build, fetch, quantize
-from edgequant.errors import EdgequantError
-from edgequant.recipe.loader import load_recipe
-from edgequant.recipe.schema import (
-    CallableSource,
-    DataSpec,
-    DynamicVariant,
-    FashionMnistSource,
-    Float16Variant,
-    Float32Variant,
-    ImageFolderSource,
-    Int8Variant,
-    Int16x8Variant,
-    ModelSpec,
-    NpySource,
-    NpzSource,
-    Preprocess,
-    QatVariant,
-    Recipe,
-)
-
-__all__ = [
-    "build", "quantize", "fetch", "load_recipe", "EdgequantError", "Recipe", "ModelSpec", "DataSpec", "Preprocess",
-    "NpySource", "NpzSource", "ImageFolderSource", "FashionMnistSource", "CallableSource",
-    "Float32Variant", "Float16Variant", "DynamicVariant", "Int8Variant", "Int16x8Variant", "QatVariant",
-]
+_EXPORTS = {
+    "build": "edgequant.api",
+    "quantize": "edgequant.api",
+    "fetch": "edgequant.api",
+    "load_recipe": "edgequant.recipe.loader",
+    "EdgequantError": "edgequant.errors",
+    "CallableSource": "edgequant.recipe.schema",
+    "DataSpec": "edgequant.recipe.schema",
+    "DynamicVariant": "edgequant.recipe.schema",
+    "FashionMnistSource": "edgequant.recipe.schema",
+    "Float16Variant": "edgequant.recipe.schema",
+    "Float32Variant": "edgequant.recipe.schema",
+    "ImageFolderSource": "edgequant.recipe.schema",
+    "Int8Variant": "edgequant.recipe.schema",
+    "Int16x8Variant": "edgequant.recipe.schema",
+    "ModelSpec": "edgequant.recipe.schema",
+    "NpySource": "edgequant.recipe.schema",
+    "NpzSource": "edgequant.recipe.schema",
+    "Preprocess": "edgequant.recipe.schema",
+    "QatVariant": "edgequant.recipe.schema",
+    "Recipe": "edgequant.recipe.schema",
+}
+__all__ = list(_EXPORTS)
+__getattr__ = lazy_exports(__name__, _EXPORTS)  # `import edgequant` loads none of them

@@ -26,7 +26,7 @@ import numpy as np
 from edgequant.cache import cache_dir
 from edgequant.errors import BuildError, ModelFileError
 from edgequant.extras import require
-from edgequant.source_model import ExportedModel, saved_model_inputs
+from edgequant.saved_model import saved_model_inputs
 
 CONVERTER = "onnx2tf"
 # float32 TFLite against onnxruntime: both run float32 kernels that sum in different orders.
@@ -61,8 +61,9 @@ class OnnxSource:
         return x
 
 
-def import_onnx(path: Path, sha256: str, input_shape: list[int] | None = None) -> ExportedModel:
-    """The SavedModel converted from the ONNX model at `path` (converted now, or taken from the cache)."""
+def import_onnx(path: Path, sha256: str, input_shape: list[int] | None = None) -> tuple[Path, tuple, OnnxSource]:
+    """The SavedModel converted from the ONNX model at `path` (converted now, or taken from the cache): its folder,
+    its inputs, and what the ONNX model was (source_model.export_model wraps them in its ExportedModel)."""
     if input_shape is not None:
         raise ModelFileError(f"{path}: input_shape cannot override an ONNX model's input; export it with that shape")
     require("onnx2tf", "onnx", f"{path}: an ONNX model")
@@ -76,7 +77,7 @@ def import_onnx(path: Path, sha256: str, input_shape: list[int] | None = None) -
     inputs = saved_model_inputs(target)
     tf_shape = inputs[0].shape
     source = OnnxSource(str(path), name, shape, *_layouts(shape, tf_shape), converter)
-    return ExportedModel(target, inputs, "onnx", sha256, onnx=source)
+    return target, inputs, source
 
 
 def _onnx_input(path: Path) -> tuple[str, tuple[int, ...]]:

@@ -20,7 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from edgequant import __version__, fault_points
+from edgequant import fault_points
+from edgequant.version import __version__
 from edgequant.artifacts import MANIFEST, MANIFEST_VERSION
 from edgequant.convert import convert_variant
 from edgequant.data.sources import class_names, describe

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from edgequant.data.sources import iter_raw
 from edgequant.errors import DataError, InputError
+from edgequant.recipe.defaults import CALIBRATION_SAMPLES
 from edgequant.recipe.loader import _default_name
 from edgequant.recipe.schema import (
     CALIBRATED_MODES, MODES, TRAINED_MODES, DataSpec, ImageFolderSource, IntIO, Preprocess, Recipe,
@@ -26,7 +27,6 @@ from edgequant.recipe.writer import recipe_yaml
 from edgequant.source_model import load_keras_model, source_kind, saved_model_inputs
 
 RECIPE_FILE = "recipe.yaml"
-CALIBRATION_SAMPLES = 500  # enough for stable int8 ranges on the models tried; calibration is the slow part
 INT8_IO_TYPES = get_args(IntIO)  # what an int8 variant's input_type and output_type accept
 # float32 is always built, as the reference; the trained modes need labelled data and epochs
 QUICK_MODES = tuple(m for m in MODES if m != "float32" and m not in TRAINED_MODES)

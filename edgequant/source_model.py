@@ -12,12 +12,12 @@ import json
 import re
 import zipfile
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
 from edgequant.data.stream import InputSpec
 from edgequant.errors import ModelFileError
+from edgequant.saved_model import saved_model_inputs
 from edgequant.trust import trusted, untrusted
 
 SourceKind = Literal["keras", "h5-keras3", "h5-tf_keras", "saved_model", "onnx", "in-memory"]
@@ -204,7 +204,8 @@ def export_model(
     if kind == "onnx":
         from edgequant.onnx_import import import_onnx  # needs the onnx extra: imported only for .onnx models
 
-        return import_onnx(path, sha, input_shape)
+        saved_model, inputs, onnx_source = import_onnx(path, sha, input_shape)
+        return ExportedModel(saved_model, inputs, kind, sha, onnx=onnx_source)
     model = load_keras_model(path, kind, trust_code=trust_code)
     return export_keras_model(model, workdir, input_shape=input_shape, kind=kind, sha256=sha)
 
@@ -271,25 +272,3 @@ def _tensor_names(tensors, names=None) -> list[str]:
 
 def _is_keras3(model) -> bool:
     return type(model).__module__.startswith("keras.")  # tf_keras models live in "tf_keras.src..."
-
-
-def saved_model_inputs(path: Path) -> tuple[InputSpec, ...]:
-    """The serving signature's inputs."""
-    return _saved_model_inputs(path, path.stat().st_mtime_ns)
-
-
-@lru_cache(maxsize=4)
-def _saved_model_inputs(path: Path, mtime_ns: int) -> tuple[InputSpec, ...]:
-    """Cached per path and modification time: the recipe check before the build reads it too."""
-    import tensorflow as tf
-
-    try:
-        loaded = tf.saved_model.load(str(path))
-        signature = loaded.signatures["serving_default"]
-    except (KeyError, OSError, ValueError) as exc:
-        raise ModelFileError(f"{path}: no usable serving_default signature ({exc})") from None
-    _, kwargs = signature.structured_input_signature
-    return tuple(
-        InputSpec(name, tuple(-1 if d is None else int(d) for d in spec.shape[1:]), spec.dtype.name)
-        for name, spec in sorted(kwargs.items())
-    )

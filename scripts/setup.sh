@@ -28,7 +28,7 @@ if [ ! -x "$VENV/bin/python" ]; then
   echo "setup: creating the virtual environment $VENV"
   python3 -m venv "$VENV"
 fi
-"$VENV/bin/python" -m pip install -q --disable-pip-version-check -e ".[test,onnx,mlflow,ray,lowbit]"
+"$VENV/bin/python" -m pip install -q --disable-pip-version-check -e ".[test,onnx,mlflow,ray,lowbit,docs]"
 "$VENV/bin/python" -m pip check
 echo "setup: python packages ready in $VENV (run $VENV/bin/edgequant, or activate it: . $VENV/bin/activate)"
 

@@ -450,7 +450,8 @@ def test_float_parity_reports_a_small_error(arm_env, tiny_cnn, fmnist_images):
 @pytest.mark.slow
 def test_estimate_is_deterministic_and_labelled(arm_env, tiny_cnn, tmp_path, monkeypatch):
     from edgequant.devices.arm import runner
-    from edgequant.devices.arm.runner import _no_aslr_prefix, run_on_device
+    from edgequant.devices.arm.guest import _no_aslr_prefix
+    from edgequant.devices.arm.runner import run_on_device
     from edgequant.devices.estimate import estimate_latency
 
     first = estimate_latency(tiny_cnn["int8"], "rpi4", threads=2)

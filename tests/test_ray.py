@@ -106,7 +106,7 @@ def assert_same_figures(over_ray: dict, serial: dict) -> None:
     """The same figures, down to the instruction counts, though these workers' ARM environment lives in another
     folder: the emulated process sees no host path. (Without `setarch -R` the heap's placement may move a few
     instructions per million.)"""
-    from edgequant.devices.arm.runner import _no_aslr_prefix
+    from edgequant.devices.arm.guest import _no_aslr_prefix
 
     for diff in _differences(over_ray, serial):
         where, a, b = diff

@@ -171,7 +171,7 @@ def build_app_manifest(
     build: BuildInfo | None,
 ) -> dict:
     """The manifest dict for a `read_tflite` model. `samples` is `samples.SamplesFile.to_dict()` or None."""
-    from edgequant import __version__
+    from edgequant.version import __version__
 
     inputs = [tensor_entry(t) for t in model.inputs]
     outputs = [tensor_entry(t) for t in model.outputs]

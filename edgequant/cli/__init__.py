@@ -3,8 +3,6 @@
 Heavy imports (TensorFlow, LiteRT) happen inside commands, so `edgequant --help` stays fast.
 """
 
-from __future__ import annotations
-
 import os
 import sys
 import traceback
@@ -12,7 +10,7 @@ from pathlib import Path
 
 import typer
 
-from edgequant import __version__
+from edgequant.version import __version__
 from edgequant.cli import bench, build, inspect_cmd, quick, recipe_cmd, report_cmd
 from edgequant.cli import push as push_cmd
 from edgequant.cli import registry_cmd

@@ -1,8 +1,6 @@
 """`edgequant bench model.tflite [...]`: host latency and memory through the LiteRT interpreter, and why
 a quantized variant is (not) faster. Renders `edgequant.bench` results; measures nothing itself."""
 
-from __future__ import annotations
-
 import json
 from pathlib import Path
 from typing import Annotated, Optional

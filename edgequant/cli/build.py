@@ -1,7 +1,5 @@
 """`edgequant build recipe.yaml [more.yaml ...]`: build, check and report every variant of each recipe."""
 
-from __future__ import annotations
-
 import sys
 from pathlib import Path
 from typing import Annotated, Optional

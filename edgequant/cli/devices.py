@@ -4,16 +4,13 @@ Every latency printed here is an estimate from instructions counted on an
 emulated ARM core and the profile's calibrated cost model, never a measurement.
 """
 
-from __future__ import annotations
-
 import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from edgequant.devices.arm.symbols import demangle
-from edgequant.report.render import plural
+from edgequant.report.formatting import plural
 
 app = typer.Typer(
     help="Simulated edge devices: ARM kernels under qemu, estimated latency, ARM parity.",
@@ -171,6 +168,8 @@ def render_estimate(r) -> str:
         f"  by threads (ms, estimates): {by_threads}",
         f"  {r.instructions_per_invoke:,} ARM instructions per invoke; memory: {mem}",
     ]
+    from edgequant.devices.arm.symbols import demangle
+
     names = demangle([k.symbol for k in r.kernel_shares[:5]])
     for k in r.kernel_shares[:5]:
         lines.append(f"  {k.share:6.1%}  {names.get(k.symbol, k.symbol)}")
@@ -245,6 +244,8 @@ def kernels(
         run = run_on_device(model, d, kernels=kernels)
         typer.echo(f"{run.profile} ({run.core}, emulated as {run.qemu_cpu}, {kernels} kernels): "
                    f"{run.instructions_per_invoke:,} instructions per invoke")
+        from edgequant.devices.arm.symbols import demangle
+
         names = demangle([k.symbol for k in run.kernel_shares[:top]])
         typer.echo("  mix: " + ", ".join(f"{k} {v:,}" for k, v in run.instruction_mix.items()))
         for k in run.kernel_shares[:top]:

@@ -5,8 +5,6 @@ shapes, and whether it rescales its input itself (a Rescaling layer), which deci
 recipe's preprocess.
 """
 
-from __future__ import annotations
-
 import json
 from pathlib import Path
 from typing import Annotated

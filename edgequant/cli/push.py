@@ -1,7 +1,5 @@
 """`edgequant push build/x/model.tflite`: send a built model to the Android demo app and optionally run it."""
 
-from __future__ import annotations
-
 import json
 from pathlib import Path
 from typing import Annotated, Optional

@@ -1,13 +1,11 @@
 """`edgequant quantize MODEL ...` and `edgequant init MODEL`: the quick path, without writing YAML first."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from edgequant.quick import CALIBRATION_SAMPLES, check_quick_arguments, refuse_overwrite
+from edgequant.recipe.defaults import CALIBRATION_SAMPLES
 
 Devices = Annotated[Optional[list[str]], typer.Option("--device", "-d", help="simulated device profile (repeatable)")]
 Calib = Annotated[Optional[str], typer.Option(
@@ -49,7 +47,8 @@ def quantize(
     """
     from edgequant.artifacts import write_atomic
     from edgequant.cli.build import run_build
-    from edgequant.quick import RECIPE_FILE, choose_data, parse_input_shape, quick_recipe, read_model_facts, \
+    from edgequant.quick import RECIPE_FILE, check_quick_arguments, choose_data, parse_input_shape, quick_recipe, \
+        read_model_facts, refuse_overwrite, \
         with_input_shape
 
     modes = [m for m, on in (("float16", float16), ("dynamic", dynamic), ("int8", int8), ("int16x8", int16x8)) if on]
@@ -82,7 +81,7 @@ def init(
 ) -> None:
     """Write a commented starter recipe for MODEL, from its input shape, dtype and preprocessing layers."""
     from edgequant.artifacts import write_atomic
-    from edgequant.quick import choose_data, read_model_facts, starter_recipe
+    from edgequant.quick import check_quick_arguments, choose_data, read_model_facts, refuse_overwrite, starter_recipe
 
     refuse_overwrite(output, force)
     check_quick_arguments(model, calib=calib, evaluation=evaluation)

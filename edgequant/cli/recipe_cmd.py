@@ -1,14 +1,12 @@
 """`edgequant recipe schema|check`: the recipe format, for editors and CI."""
 
-from __future__ import annotations
-
 import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from edgequant.report.render import plural
+from edgequant.report.formatting import plural
 
 app = typer.Typer(
     help="Recipe format: print the JSON Schema, validate a recipe.", no_args_is_help=True, rich_markup_mode=None

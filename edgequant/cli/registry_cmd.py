@@ -1,7 +1,5 @@
 """`edgequant promote NAME VERSION` and `edgequant rollback NAME`: move a registered model's `production` alias."""
 
-from __future__ import annotations
-
 from typing import Annotated
 
 import typer

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
-from edgequant.report.render import plural
+from edgequant.report.formatting import plural
 
 
 def wide_console(stderr: bool = False) -> Console:

@@ -1,7 +1,5 @@
 """`edgequant report BUILD_DIR` and `edgequant compare A.tflite B.tflite --data ...`."""
 
-from __future__ import annotations
-
 import json
 from pathlib import Path
 from typing import Annotated, Optional

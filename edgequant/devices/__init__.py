@@ -9,7 +9,7 @@ Names resolve lazily, so importing this package loads neither LiteRT nor qemu.
 
 from __future__ import annotations
 
-from importlib import import_module
+from edgequant.lazy import lazy_exports
 
 _EXPORTS = {
     "DeviceProfile": "edgequant.devices.profiles",
@@ -26,9 +26,4 @@ _EXPORTS = {
     "ensure_arm_environment": "edgequant.devices.arm.install",
 }
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'edgequant.devices' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS)

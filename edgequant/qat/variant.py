@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 
-from edgequant import __version__
+from edgequant.version import __version__
 from edgequant.errors import InputError
 from edgequant.progress import Progress
 from edgequant.cache import cache_dir

@@ -1,6 +1,15 @@
-"""The build report: one JSON document (`report.json`), rendered to Markdown and PNG plots."""
+"""The build report: one JSON document (`report.json`), rendered to Markdown and PNG plots.
 
-from edgequant.report.schema import Report, VariantReport
-from edgequant.report.render import render_report, load_report
+Names resolve lazily: `edgequant --help` imports the CLI's formatting helpers from here without pydantic.
+"""
 
-__all__ = ["Report", "VariantReport", "render_report", "load_report"]
+from edgequant.lazy import lazy_exports
+
+_EXPORTS = {
+    "Report": "edgequant.report.schema",
+    "VariantReport": "edgequant.report.schema",
+    "render_report": "edgequant.report.render",
+    "load_report": "edgequant.report.render",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

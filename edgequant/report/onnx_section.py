@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from edgequant.report.formatting import pct as _pct
+from edgequant.report.formatting import pts as _pts
 from edgequant.report.schema import Report
 
 
 def onnx_lines(report: Report) -> list[str]:
-    from edgequant.report.render import _pct, _pts  # render imports this module
-
     lines: list[str] = []
     check = report.onnx_source_check
     if check:

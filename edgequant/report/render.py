@@ -10,7 +10,12 @@ from pydantic import ValidationError
 
 from edgequant.artifacts import write_atomic
 from edgequant.errors import InputError
+from edgequant.report.formatting import kib as _kib
+from edgequant.report.formatting import plural  # noqa: F401 (also imported from here by the pipeline)
+from edgequant.report.formatting import pct as _pct
+from edgequant.report.formatting import pts as _pts
 from edgequant.report.html import write_html
+from edgequant.report.mixed_precision_section import mixed_precision_lines
 from edgequant.report.plots import output_note, quality_metric, write_plots
 from edgequant.report.onnx_section import onnx_lines
 from edgequant.report.schema import Report
@@ -37,22 +42,6 @@ def render_report(report: Report, out_dir: Path) -> list[Path]:
     write_atomic(files[1], markdown(report, [p.name for p in plots]))
     files.append(write_html(report, out_dir, plots))
     return files + plots
-
-
-def _pct(x: float | None) -> str:
-    return "-" if x is None else f"{x * 100:.2f}%"
-
-
-def _pts(x: float | None) -> str:
-    return "-" if x is None else f"{x:+.2f}"
-
-
-def _kib(n: int) -> str:
-    return f"{n / 1024:,.1f} KiB"
-
-
-def plural(n: int, word: str) -> str:
-    return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
 def markdown(report: Report, plot_names: list[str]) -> str:
@@ -322,9 +311,7 @@ def _variant_details(v) -> list[str]:
             lines.append(f"| {g.gate} | {value} | {g.limit:g} | {status} |")
         lines.append("")
     if v.mixed_precision is not None:
-        from edgequant.mixed_precision import render_markdown
-
-        lines += render_markdown(v.name, v.mixed_precision)
+        lines += mixed_precision_lines(v.name, v.mixed_precision)
     lines += _int8_fixes(v)
     if v.layer_errors:
         lines += [

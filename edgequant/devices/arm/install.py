@@ -288,7 +288,7 @@ def _build_plugin(plugin: Path) -> str:
 
 
 def _smoke_test(env: ArmEnvironment) -> str:
-    from edgequant.devices.arm.runner import guest_command
+    from edgequant.devices.arm.guest import guest_command
 
     view = env.view("processor\t: 0\nFeatures\t: fp asimd\nCPU implementer\t: 0x41\nCPU part\t: 0xd08\n\n", 1)
     with tempfile.TemporaryDirectory() as tmp:
