@@ -6,9 +6,11 @@ cd "$(dirname "$0")/.."
 
 SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 # dataset-fashion-mnist: real data; qemu-user + debootstrap + binutils: the emulated ARM devices;
-# adb: edgequant push; junit4 + a JDK: the Android demo's Kotlin unit tests; nodejs/npm: the Kotlin compiler.
+# adb: edgequant push; junit4 + a JDK + libandroid-json-java (org.json): the Android demo's Kotlin unit tests;
+# nodejs/npm: the Kotlin compiler.
 # chromium: the headless browser the report.html test renders the report in.
-APT_PACKAGES=(dataset-fashion-mnist qemu-user debootstrap binutils gcc adb junit4 default-jdk-headless npm chromium)
+APT_PACKAGES=(dataset-fashion-mnist qemu-user debootstrap binutils gcc adb junit4 libandroid-json-java default-jdk-headless npm
+              chromium)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 # A JDK or node installed outside apt (as on some images) is enough.

@@ -53,7 +53,8 @@ def kotlin_core(tmp_path_factory) -> dict:
     )
     assert proc.returncode == 0, f"test-core.sh failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
     lib = kotlinc.resolve().parent.parent / "lib"
-    return {"classpath": f"{out / 'classes'}:{lib / 'kotlin-stdlib.jar'}", "junit": proc.stdout}
+    json_jar = os.environ.get("JSON_JAR", "/usr/share/java/com.android.json.jar")  # org.json, as test-core.sh
+    return {"classpath": f"{out / 'classes'}:{lib / 'kotlin-stdlib.jar'}:{json_jar}", "junit": proc.stdout}
 
 
 def _core_cli(kotlin_core: dict, *args: str) -> None:

@@ -9,6 +9,8 @@ kotlin {
 }
 
 dependencies {
+    compileOnly(libs.android.json) // org.json: part of Android itself, so not packaged into the app
+    testImplementation(libs.android.json)
     testImplementation(kotlin("test-junit"))
     testImplementation(libs.junit)
 }

