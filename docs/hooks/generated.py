@@ -40,7 +40,7 @@ def _type(prop: dict) -> str:
     if "const" in prop:
         return f"`{json.dumps(prop['const'])}`"
     if "enum" in prop:
-        return " \\| ".join(f"`{json.dumps(v)}`" for v in prop["enum"])
+        return " or ".join(f"`{json.dumps(v)}`" for v in prop["enum"])
     for key in ("anyOf", "oneOf"):
         if key in prop:
             options = [_type(p) for p in prop[key] if p.get("type") != "null"]
