@@ -399,8 +399,8 @@ def _model_file(model, work: Path) -> Path:
 
 
 def _data_file(data, work: Path, role: str) -> DataSpec | dict:
-    if isinstance(data, DataSpec):
-        return data
+    if isinstance(data, DataSpec):  # as fields: an evaluation section is an EvaluationSpec, a subclass of DataSpec
+        return data.model_dump()
     labels = None
     if isinstance(data, tuple) and len(data) == 2:
         data, labels = data
