@@ -44,7 +44,9 @@ def main() -> int:
     args = parser.parse_args()
     checkouts = {"this checkout": REPO}
     if args.against:
-        checkouts[f"{args.against}"] = args.against.resolve()
+        head = subprocess.run(["git", "-C", str(args.against), "rev-parse", "--short=10", "HEAD"], capture_output=True,
+                              text=True).stdout.strip() or "not a git checkout"
+        checkouts[f"commit {head}"] = args.against.resolve()
     times: dict[str, list[tuple[float, float]]] = {name: [] for name in checkouts}
     for path in checkouts.values():
         help_seconds(path)  # warm the file cache
