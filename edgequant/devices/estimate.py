@@ -15,8 +15,7 @@ from pathlib import Path
 
 from edgequant.devices import latency_model
 from edgequant.cache import cache_dir
-from edgequant.devices.run_cache import read_entry, write_entry
-from edgequant.devices.arm.install import GUEST_RUNNER, PLUGIN_SOURCE
+from edgequant.devices.run_cache import counts_key, read_entry, write_entry
 from edgequant.devices.arm.symbols import KernelShare
 from edgequant.devices.layers import LayerEstimate, price_layers, serial_instructions
 from edgequant.devices.profiles import DeviceProfile, load_profile
@@ -118,19 +117,6 @@ def _ms(v: float) -> str:
     return f"{v:.1f}" if v < 100 else f"{v:.0f}"
 
 
-def _counts_key(sha256: str, profile: DeviceProfile, kernels: str, litert: str) -> str:
-    # The code that does the counting is part of the key: a cache kept across versions (CI keeps ~/.cache)
-    # must not answer with counts an older plugin, guest script or run set-up made.
-    from edgequant.devices.arm import runner
-
-    counting = hashlib.sha256()
-    for source in (PLUGIN_SOURCE, GUEST_RUNNER, Path(runner.__file__)):
-        counting.update(source.read_bytes())
-    parts = [sha256, profile.qemu_cpu, f"{profile.cpu_implementer:x}-{profile.cpu_part:x}", kernels, litert,
-             counting.hexdigest()[:12]]
-    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]
-
-
 def count_instructions(model_path: Path, profile: DeviceProfile, *, kernels: str = "xnnpack",
                        sha256: str | None = None) -> dict:
     """Instructions per invoke (total and by class) on the profile's core, from the cache or by emulating once."""
@@ -139,7 +125,7 @@ def count_instructions(model_path: Path, profile: DeviceProfile, *, kernels: str
     from edgequant.devices.arm.runner import run_on_device
 
     sha256 = sha256 or hashlib.sha256(model_path.read_bytes()).hexdigest()
-    key = _counts_key(sha256, profile, kernels, metadata.version("ai-edge-litert"))
+    key = counts_key(sha256, profile, kernels, metadata.version("ai-edge-litert"))
     cached = cache_dir() / "counts" / f"{key}.json"
     record = read_entry(cached, key, count_problem)
     if record is not None:

@@ -108,11 +108,25 @@ def clear() -> list[Entry]:
     return removed
 
 
+def counts_key(sha256: str, profile, kernels: str, litert: str) -> str:
+    """The cache key of an emulated result: the model's bytes, the core, the kernels, LiteRT and the counting code."""
+    # The code that does the counting is part of the key: a cache kept across versions (CI keeps ~/.cache)
+    # must not answer with counts an older plugin, guest script or run set-up made.
+    from edgequant.devices.arm import guest, runner
+    from edgequant.devices.arm.install import GUEST_RUNNER, PLUGIN_SOURCE
+
+    counting = hashlib.sha256()
+    for source in (PLUGIN_SOURCE, GUEST_RUNNER, Path(runner.__file__), Path(guest.__file__)):
+        counting.update(source.read_bytes())
+    parts = [sha256, profile.qemu_cpu, f"{profile.cpu_implementer:x}-{profile.cpu_part:x}", kernels, litert,
+             counting.hexdigest()[:12]]
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]
+
+
 def cached_parity(model_path: Path, profile, inputs, kernels: str = "xnnpack") -> dict:
     """`check_parity(...).to_dict()`, from the cache when this model, core, kernels and inputs were checked before."""
     from importlib import metadata
 
-    from edgequant.devices.estimate import _counts_key
     from edgequant.devices.parity import check_parity
     from edgequant.devices.profiles import load_profile
 
@@ -123,7 +137,7 @@ def cached_parity(model_path: Path, profile, inputs, kernels: str = "xnnpack") -
             what.update(f"{x.dtype}{x.shape}".encode())
             what.update(x.tobytes())
     what.update(_host_cpu_flags().encode())  # the host side runs x86 kernels chosen by these
-    key = _counts_key(what.hexdigest(), prof, kernels, metadata.version('ai-edge-litert'))
+    key = counts_key(what.hexdigest(), prof, kernels, metadata.version('ai-edge-litert'))
     cached = cache_dir() / "parity" / f"{key}.json"
     record = read_entry(cached, key)
     if record is not None:
