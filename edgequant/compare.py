@@ -15,7 +15,7 @@ from edgequant.data.stream import InputSpec, iter_batches
 from edgequant.errors import DataError, InputError
 from edgequant.evaluate import Evaluation, evaluate
 from edgequant.recipe.schema import DataSpec
-from edgequant.tflite_file import read_tflite
+from edgequant.tflite_file import check_tflite
 
 
 def build_preprocess(*models: Path) -> tuple[dict, Path] | None:
@@ -99,7 +99,7 @@ def compare_models(
     reference: Path, candidate: Path, spec: DataSpec, *, batch_size: int = 256, top_k: int = 5
 ) -> dict[str, Evaluation]:
     """Evaluation of both models (keys: their paths), the candidate measured against the reference."""
-    ref_info, cand_info = read_tflite(reference), read_tflite(candidate)
+    ref_info, cand_info = check_tflite(reference), check_tflite(candidate)
     shapes = {tuple(m.inputs[0].shape_signature[1:]) for m in (ref_info, cand_info)}
     if len(shapes) != 1:
         raise InputError(f"{reference} and {candidate} take different inputs: {sorted(shapes)}")

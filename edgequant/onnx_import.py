@@ -69,7 +69,7 @@ def import_onnx(path: Path, sha256: str, input_shape: list[int] | None = None) -
     require("onnx2tf", "onnx", f"{path}: an ONNX model")
     import onnx2tf
 
-    name, shape = _onnx_input(path)
+    name, shape = onnx_input(path)
     converter = f"{CONVERTER} {onnx2tf.__version__}"
     target = cache_dir() / "onnx" / f"{sha256}-{CONVERTER}-{onnx2tf.__version__}"
     if not (target / "saved_model.pb").is_file():
@@ -80,7 +80,7 @@ def import_onnx(path: Path, sha256: str, input_shape: list[int] | None = None) -
     return target, inputs, source
 
 
-def _onnx_input(path: Path) -> tuple[str, tuple[int, ...]]:
+def onnx_input(path: Path) -> tuple[str, tuple[int, ...]]:
     onnx = require("onnx", "onnx", f"{path}: an ONNX model")
     try:
         model = onnx.load(str(path), load_external_data=False)

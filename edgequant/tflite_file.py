@@ -248,3 +248,36 @@ def verify_loadable(source: str | Path | bytes) -> None:
     except ModelFileError as exc:
         if "uses custom op" not in str(exc):  # runtime.load_interpreter's words for a missing custom kernel
             raise
+
+
+def check_tflite(source: str | Path | bytes) -> TFLiteModel:
+    """The one check every command makes of a .tflite it is given; raises ModelFileError (exit 2) if corrupt.
+
+    edgequant's own reader (every index), then the LiteRT interpreter: it must load the file, name its
+    tensors in UTF-8, and run it once on generated inputs with the default (XNNPACK) kernels. So `inspect`,
+    `bench`, `compare` and `devices` accept and refuse the same files, with the same words. A file that
+    only lacks a custom op's kernel is valid, and passes (it cannot run here; `bench` says so).
+    """
+    info = read_tflite(source)
+    label = "<bytes>" if isinstance(source, (bytes, bytearray)) else str(source)
+    if not info.inputs or not info.outputs:
+        raise ModelFileError(f"{label}: corrupt .tflite file (the model has no {'inputs' if not info.inputs else 'outputs'})")
+    if info.custom_ops:
+        verify_loadable(source)
+        return info
+    from edgequant.bench.inputs import generate_inputs
+    from edgequant.runtime import load_interpreter
+
+    interpreter = load_interpreter(source)
+    try:
+        inputs, _ = interpreter.get_input_details(), interpreter.get_output_details()
+        for detail, x in zip(inputs, generate_inputs(inputs)):
+            interpreter.set_tensor(detail["index"], x)
+        interpreter.invoke()
+    except UnicodeDecodeError:
+        raise ModelFileError(f"{label}: corrupt .tflite file (tensor names that are not UTF-8 text)") from None
+    except (ValueError, RuntimeError, IndexError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelFileError(f"{label}: corrupt .tflite file (the LiteRT interpreter cannot run it: {first[:200]})"
+                             ) from None
+    return info

@@ -94,3 +94,56 @@ def test_report_on_a_read_only_folder(tmp_path, capsys):
             assert code == 2 and len(errors) == 1 and "Read-only file system" in errors[0], errors
     finally:
         subprocess.run(["umount", "--lazy", str(folder)], check=True)
+
+
+def _non_utf8_names(model):
+    for t in model.subgraphs[0].tensors:
+        t.name = b"\xff\xfe" + (t.name or b"")
+
+
+def _no_outputs(model):
+    model.subgraphs[0].outputs = []
+
+
+def _bad_reshape(model):
+    from ai_edge_litert import schema_py_generated as schema
+
+    for op in model.subgraphs[0].operators:
+        code = model.operatorCodes[op.opcodeIndex]
+        if max(code.builtinCode, code.deprecatedBuiltinCode) == schema.BuiltinOperator.RESHAPE:
+            model.buffers[model.subgraphs[0].tensors[op.inputs[1]].buffer].data = np.array([3, 7], np.int32).tobytes()
+            if op.builtinOptions is not None:
+                op.builtinOptions.newShape = [3, 7]
+
+
+@pytest.mark.parametrize("edit", [_non_utf8_names, _no_outputs, _bad_reshape], ids=["names", "no outputs", "reshape"])
+def test_a_corrupt_tflite_is_exit_2_from_every_command_in_the_same_words(tmp_path, capsys, edit):
+    """Item 12: these mutants were exit 4 from some commands, and inspect accepted files bench refused."""
+    from tests.test_bad_input_matrix import tflite_with
+
+    bad = tmp_path / "bad.tflite"
+    bad.write_bytes(tflite_with(edit))
+    data = tmp_path / "x.npy"
+    np.save(data, np.zeros((2, 8, 8, 1), np.float32))
+    seen = set()
+    for argv in (["inspect", bad], ["inspect", bad, "--json"], ["bench", bad, "--runs", "1", "--warmup", "0"],
+                 ["compare", TINY, bad, "--data", data], ["devices", "estimate", bad, "-d", "rpi4"],
+                 ["bench", bad, "--device", "rpi4"]):
+        code, errors = run(capsys, argv)
+        assert code == 2 and len(errors) == 1 and str(bad) in errors[0], (argv, errors)
+        seen.add(errors[0])
+    assert len(seen) == 1, seen  # decided by one check, said in one way
+
+
+def test_recipe_check_opens_onnx_files(tmp_path, capsys):
+    """Smaller list: an empty or cut-short .onnx passed `recipe check` and failed the build."""
+    pytest.importorskip("onnx")
+    good = (REPO / "tests" / "fuzz_corpus" / "onnx" / "conv_nchw.onnx").read_bytes()
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("model: {path: m.onnx}\nvariants: [{name: f, mode: float32}]\n")
+    for content in (b"", good[: len(good) // 2]):
+        (tmp_path / "m.onnx").write_bytes(content)
+        code, errors = run(capsys, ["recipe", "check", recipe])
+        assert code == 2 and len(errors) == 1 and "model.path" in errors[0] and "not a valid ONNX model" in errors[0]
+    (tmp_path / "m.onnx").write_bytes(good)
+    assert run(capsys, ["recipe", "check", recipe]) == (0, [])

@@ -33,6 +33,10 @@ def bench(
 
     Exit codes: 0 success, 2 bad input (not a .tflite, truncated, custom op, bad option).
     """
+    from edgequant.tflite_file import check_tflite
+
+    for model in dict.fromkeys(models):
+        check_tflite(model)  # the same check as every other command's: a corrupt file is exit 2, in the same words
     thread_counts = [_positive_int(v) for v in _split(threads or ["1"])]
     if device:
         _bench_on_devices(models, _split(device), thread_counts, parity, as_json, _split(kernels or ["xnnpack"]))

@@ -27,10 +27,9 @@ KernelsOpt = Annotated[str, typer.Option("--kernels", "-k", help="runtime to est
 
 def _check_model_file(model: Path) -> None:
     """A corrupt .tflite is bad input (exit 2), found here rather than inside the emulated device."""
-    from edgequant.tflite_file import read_tflite, verify_loadable
+    from edgequant.tflite_file import check_tflite
 
-    read_tflite(model)
-    verify_loadable(model)
+    check_tflite(model)
 
 
 def _console():

@@ -24,10 +24,9 @@ def inspect(
     if model.suffix.lower() in KERAS_SUFFIXES:
         _inspect_keras(model, as_json)
         return
-    from edgequant.tflite_file import read_tflite, verify_loadable
+    from edgequant.tflite_file import check_tflite
 
-    m = read_tflite(model)
-    verify_loadable(model)
+    m = check_tflite(model)
     if as_json:
         typer.echo(json.dumps(inspection_dict(m), indent=2))
         return

@@ -84,6 +84,11 @@ def _check_model(recipe: Recipe, trusted: bool, problems: list) -> InputSpec | N
     path = recipe.model.path
     try:
         kind = source_kind(path)
+        if kind == "onnx":  # read and validated as the build will (no code runs), but its input is NCHW
+            from edgequant.onnx_import import onnx_input
+
+            onnx_input(path)
+            return None
         if kind != "saved_model" and not trusted:
             refuse_unsafe_layers(path, kind)
     except InputError as exc:
