@@ -59,7 +59,7 @@ def _figures(evaluation) -> str:
         if o.kind == "classes":
             parts.append(f"{o.name}: {100 * o.agreement:.1f}% agree")
         else:
-            parts.append(f"{o.name}: cos {o.cosine:.4f}")
+            parts.append(f"{o.name}: cos {o.cosine:.4f}, rel. error {o.relative_error:.3f}")
     return "; ".join(parts)
 
 
@@ -76,11 +76,11 @@ def _row(recipe_path: str, kind: str, source: str, licence: str, out: Path) -> s
     report = Report.model_validate_json((build.output_dir / "report.json").read_text())
     built = {v.name: v for v in report.variants}
     variants, figures, sizes, times, shape = [], [], [], [], None
-    for requested in report.recipe["variants"]:
-        v = built.get(requested["name"])
+    for requested in (v.name for v in build.recipe.variants):
+        v = built.get(requested)
         if v is None:  # the report's notes and warnings say why a variant was not built
-            why = next((n for n in [*report.warnings, *report.notes] if requested["name"] in n), "see the report")
-            variants.append(f"{requested['name']}: not built ({why})")
+            why = next((n for n in [*report.warnings, *report.notes] if requested in n), "see the report")
+            variants.append(f"{requested}: not built ({why})")
             continue
         variants.append(v.name)
         if v.evaluation is not None and v.name != report.reference:
@@ -119,7 +119,9 @@ def main() -> int:
         f"on {host.cpu or host.arch} ({host.cores} cores): host latency is this machine's, median of the recipe's "
         "runs, single-threaded unless the recipe says otherwise, at the input shape given.",
         "Agreement: top-1 matches with the float32 reference on the evaluation data (outputs of class "
-        "probabilities); cos: mean cosine similarity to the float32 reference (every other output).",
+        "probabilities); cos: mean cosine similarity to the float32 reference, and rel. error: RMS error / RMS of the "
+        "reference (every other output). The cosine of an output of one value per sample is 1, 0 or -1: it only "
+        "says whether the sign survived, so read the relative error there.",
         "",
         "| model | kind | source | licence | variants built | each output against float32 | size | host ms |",
         "|---|---|---|---|---|---|---|---|",
