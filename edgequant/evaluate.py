@@ -34,7 +34,14 @@ from pathlib import Path
 import numpy as np
 
 from edgequant.errors import DataError, InputError
-from edgequant.runtime import dequantize_output, load_interpreter, named_inputs, named_outputs, quantize_input
+from edgequant.runtime import (
+    allocate,
+    dequantize_output,
+    load_interpreter,
+    named_inputs,
+    named_outputs,
+    quantize_input,
+)
 
 KINDS = ("classes", "values")
 DISTRIBUTION_TOLERANCE = 0.02  # |sum - 1| of a probability row; int8 softmax outputs are off by up to ~1/256 per class
@@ -136,7 +143,9 @@ class BatchRunner:
     """
 
     def __init__(self, model: str | Path | bytes, *, kernels: str = "xnnpack", threads: int = 1):
-        self.interpreter = load_interpreter(model, kernels=kernels, threads=threads)
+        # allocated at the first batch's shapes: a dynamic axis may not run at the file's placeholder size
+        self.interpreter = load_interpreter(model, kernels=kernels, threads=threads, allocate=False)
+        self._allocated = False
         self._inputs = named_inputs(self.interpreter)
         self._outputs = named_outputs(self.interpreter)
         self.output_names = [name for name, _ in self._outputs]
@@ -185,8 +194,9 @@ class BatchRunner:
                     raise DataError(f"input '{name}': the model cannot take shape {list(x.shape)} "
                                     f"(it expects {[int(d) for d in detail['shape']]}): {exc}") from None
                 resized = True
-        if resized:
-            interp.allocate_tensors()
+        if resized or not self._allocated:
+            allocate(interp, [x.shape for x in arrays])
+            self._allocated = True
             self._inputs = named_inputs(interp)
             self._outputs = named_outputs(interp)
         for (_, detail), x in zip(self._inputs, arrays):

@@ -14,6 +14,7 @@ import json
 import time
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -497,7 +498,7 @@ class _Stages:
 
             with _field_context(self.recipe_path, ["devices"]):
                 profile = load_profile(self._device_path(devices[0]))
-                est = estimate_latency(self._work_file(".search-step", model), profile,
+                est = estimate_latency(self._work_file(".search-step", self._at_timed_shape(model)), profile,
                                        self.recipe.benchmark.threads, self.recipe.device_kernels(devices[0]))
             price.device, price.estimated_ms, price.estimate_label = devices[0], est.latency_ms, est.label
             price.instructions_per_invoke = est.instructions_per_invoke
@@ -505,7 +506,9 @@ class _Stages:
         if b.enabled and "host" not in self.skipped:
             from edgequant.bench.host import benchmark
 
-            stats = benchmark([model], kernels=[b.kernels], threads=[b.threads], runs=20, warmup=3)[0].latency
+            timed = self._timing_sample()
+            stats = benchmark([model], kernels=[b.kernels], threads=[b.threads], runs=20, warmup=3,
+                              inputs=timed and timed[0], inputs_description=timed and timed[1])[0].latency
             price.host_median_ms, price.host_std_ms, price.host_runs = stats.median_ms, stats.std_ms, stats.n
         return price
 
@@ -525,9 +528,10 @@ class _Stages:
             models = [x.data for x in built]
             if self.reference not in names:
                 names, models = [self.reference, *names], [self.reference_model(), *models]
+            timed = self._timing_sample()
             with self.progress.task(f"benchmark {len(models)} models on the host", total=None) as task:
                 results = benchmark(models, kernels=[b.kernels], threads=[b.threads], runs=b.runs, warmup=b.warmup,
-                                    names=names)
+                                    names=names, inputs=timed and timed[0], inputs_description=timed and timed[1])
                 task.advance()
             by_name = dict(zip(names, results))
             ref_ms = by_name[self.reference].latency.median_ms
@@ -560,10 +564,11 @@ class _Stages:
         from edgequant.devices.run_cache import cached_parity
 
         threads = self.recipe.benchmark.threads
-        models = {x.variant.name: self._work_file(x.variant.name, x.data) for x in built}
+        # the files as emulated: at the shape the host timed (a dynamic axis set from the data)
+        models = {x.variant.name: self._work_file(x.variant.name, self._at_timed_shape(x.data)) for x in built}
         if self.reference not in models:
-            models[self.reference] = self._work_file(INTERNAL_REFERENCE, self.reference_model())
-        parity_inputs = self._parity_inputs()
+            models[self.reference] = self._work_file(INTERNAL_REFERENCE, self._at_timed_shape(self.reference_model()))
+        parity_samples = self._parity_inputs()
         integer = [x for x in built if x.variant.mode in ("int8", "qat", *LOWBIT_MODES)]
         runs, keys = [], []
         with ExitStack() as tasks:
@@ -577,6 +582,7 @@ class _Stages:
                     runs.append(ModelRun(estimate_latency, path, (profile, threads, kernels), task))
                     keys.append(("estimate", entry, name))
                 for x in integer:
+                    parity_inputs = self._in_input_order(x.data, parity_samples)
                     runs.append(ModelRun(cached_parity, models[x.variant.name], (profile, parity_inputs or None), task))
                     keys.append(("parity", entry, x.variant.name))
             results = dict(zip(keys, self._emulate(runs)))
@@ -622,10 +628,59 @@ class _Stages:
         return entry
 
     def _parity_inputs(self):
+        """Up to 8 data samples of the timed shape (a dynamic axis can make others differ)."""
         spec = self.eval_spec or self.recipe.calibration
         if spec is None:
             return []
-        return [s.x for s in islice(iter_samples(spec, self.exported.data_inputs, role="parity"), 8)]
+        timed = self._timing_sample()
+        shapes = _shapes(timed[0]) if timed else None
+        samples = (s.x for s in iter_samples(spec, self.exported.data_inputs, role="parity"))
+        return list(islice((x for x in samples if shapes is None or _shapes(_batch_of_one(x)) == shapes), 8))
+
+    def _timing_sample(self):
+        """(inputs, description): the first evaluation (else calibration) sample as a batch of one, what the host
+        times and the devices emulate, so a dynamic axis takes a real size; None without data."""
+        return self._timing
+
+    @cached_property
+    def _timing(self):
+        for role, spec in (("evaluation", self.eval_spec), ("calibration", self.recipe.calibration)):
+            if spec is not None:
+                first = next(iter_samples(spec, self.exported.data_inputs, limit=1, role=role))
+                return _batch_of_one(first.x), f"real data: the first {role} sample"
+        return None
+
+    def _at_timed_shape(self, data: bytes) -> bytes:
+        """The model with its inputs starting at the timed shape where that differs from the file's (dynamic axes)."""
+        from edgequant.runtime import in_input_order, load_interpreter
+        from edgequant.tflite_io import with_input_shapes
+
+        timed = self._timing_sample()
+        if timed is None:
+            return data
+        interp = load_interpreter(data, kernels="builtin", allocate=False)
+        arrays = in_input_order(interp, timed[0])
+        if all(tuple(int(v) for v in d["shape"]) == a.shape for d, a in zip(interp.get_input_details(), arrays)):
+            return data
+        return with_input_shapes(data, [a.shape for a in arrays])
+
+    @staticmethod
+    def _in_input_order(data: bytes, samples: list) -> list:
+        """Samples of a model with several inputs as lists in the model's input order (what parity runs take)."""
+        if not samples or not isinstance(samples[0], dict):
+            return samples
+        from edgequant.runtime import in_input_order, load_interpreter
+
+        interp = load_interpreter(data, kernels="builtin", allocate=False)
+        return [in_input_order(interp, s) for s in samples]
+
+
+def _batch_of_one(x):
+    return {k: v[None] for k, v in x.items()} if isinstance(x, dict) else x[None]
+
+
+def _shapes(x) -> tuple:
+    return tuple(v.shape for v in x.values()) if isinstance(x, dict) else x.shape
 
 
 def _reference_name(variants: list) -> str:

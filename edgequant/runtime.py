@@ -27,11 +27,14 @@ def _interpreter_module():
     return interpreter
 
 
-def load_interpreter(model: str | Path | bytes, *, kernels: Kernels = "xnnpack", threads: int = 1):
+def load_interpreter(model: str | Path | bytes, *, kernels: Kernels = "xnnpack", threads: int = 1,
+                     allocate: bool = True):
     """An allocated interpreter for `model` (a path or the file's bytes).
 
     kernels: "xnnpack" (the default delegate), "builtin" (optimized builtin kernels
     without the default delegate) or "reference" (the reference kernels).
+    allocate=False: the caller resizes the inputs first (a dynamic axis whose placeholder size in the file,
+    often 1, the model cannot run at) and calls `allocate(interp)`.
     """
     mod = _interpreter_module()
     resolver = {
@@ -45,10 +48,21 @@ def load_interpreter(model: str | Path | bytes, *, kernels: Kernels = "xnnpack",
         raise ModelFileError(f"{label}: no such .tflite file")
     try:
         interp = mod.Interpreter(num_threads=threads, experimental_op_resolver_type=resolver, **source)
-        interp.allocate_tensors()
+        if allocate:
+            interp.allocate_tensors()
     except (ValueError, RuntimeError) as exc:
         raise ModelFileError(f"{label}: {_load_error_text(str(exc), type(exc).__name__)}") from None
     return interp
+
+
+def allocate(interp, shapes: Sequence[Sequence[int]] | None = None) -> None:
+    """Allocate `interp`'s tensors; a failure at these input shapes (the model cannot run them) is a DataError."""
+    try:
+        interp.allocate_tensors()
+    except (ValueError, RuntimeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        at = f" at input shape {', '.join(str(list(s)) for s in shapes)}" if shapes else ""
+        raise DataError(f"the model cannot run{at}: {first}") from None
 
 
 def _load_error_text(message: str, fallback: str) -> str:
@@ -190,6 +204,20 @@ def named_outputs(interp) -> list[tuple[str, dict]]:
     """(name, detail) of every output, ordered by name (naturally: output_2 before output_10), so that every
     variant of a model lists its outputs alike whatever order the converter gave them."""
     return sorted(_named(interp, "output", interp.get_output_details()), key=lambda item: natural_key(item[0]))
+
+
+def in_input_order(interp, sample) -> list[np.ndarray]:
+    """A sample as one array per input in the interpreter's input order: an array (one input), a dict by input
+    name (signature name or tensor name), or a list already in order."""
+    if isinstance(sample, Mapping):
+        named = named_inputs(interp)
+        missing = [name for name, detail in named if name not in sample and detail["name"] not in sample]
+        if missing:
+            raise DataError(f"no data for model input(s) {', '.join(missing)}; the data gives {', '.join(sample)}")
+        return [np.asarray(sample[name] if name in sample else sample[d["name"]]) for name, d in named]
+    if isinstance(sample, np.ndarray):
+        return [sample]
+    return [np.asarray(a) for a in sample]
 
 
 def _named(interp, side: str, details: list[dict]) -> list[tuple[str, dict]]:

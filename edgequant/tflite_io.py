@@ -6,11 +6,14 @@ the input or writes the output itself. This adds the op it would need instead: a
 integer input tensor and a DEQUANTIZE into the old float one, or a QUANTIZE from the old
 float output into a new integer one, with the scale and zero point calibration gave that
 tensor.
+
+Also: a copy of a model with a dynamic input axis whose inputs start at a concrete shape
+(`with_input_shapes`), for the tools that run a file as it is (the emulated devices).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 _TYPES = {"int8": 9, "uint8": 3}  # TensorType
 _DEQUANTIZE, _QUANTIZE = 6, 114  # BuiltinOperator
@@ -54,6 +57,27 @@ def add_integer_edges(
         _replace(graph.outputs, old, new)
         _retarget_signatures(m, "outputs", old, new)
     builder = flatbuffers.Builder(1024)
+    builder.Finish(m.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+def with_input_shapes(model: bytes, shapes: Sequence[Sequence[int]]) -> bytes:
+    """`model` with its inputs (in input order) starting at `shapes`, as if resized before allocation.
+
+    Only the inputs' `shape` changes (their `shape_signature` keeps the dynamic axes): the interpreter sets
+    the inputs' dimensions from it at load, and every operator's output shape follows when it allocates,
+    exactly as after `resize_tensor_input`.
+    """
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
+
+    m = schema.ModelT.InitFromObj(schema.Model.GetRootAs(model, 0))
+    graph = m.subgraphs[0]
+    if len(shapes) != len(graph.inputs):
+        raise ValueError(f"{len(shapes)} shapes for a model with {len(graph.inputs)} inputs")
+    for index, shape in zip(graph.inputs, shapes):
+        graph.tensors[int(index)].shape = [int(d) for d in shape]
+    builder = flatbuffers.Builder(max(1024, len(model) + 1024))
     builder.Finish(m.Pack(builder), file_identifier=b"TFL3")
     return bytes(builder.Output())
 

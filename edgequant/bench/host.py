@@ -33,7 +33,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from edgequant.bench.inputs import FloatDistribution, generate_inputs, read_inputs
-from edgequant.errors import InputError, ModelFileError
+from edgequant.errors import DataError, InputError, ModelFileError
 
 ModelSource = str | Path | bytes
 ProgressCallback = Callable[[str, int, int], None]  # (phase, done, total)
@@ -105,6 +105,7 @@ class BenchResult:
     inputs: str  # where the input values came from
     runtime: str
     host: dict = field(default_factory=dict)
+    input_shapes: list = field(default_factory=list)  # the shape of each input timed (batch included)
 
     @property
     def cpu_per_wall(self) -> float:
@@ -175,6 +176,35 @@ class _Config:
     delegated: int = 0
     partitions: int = 0
     tensors: int = 0
+    input_shapes: list = field(default_factory=list)
+
+
+def _resize_inputs(interp, arrays: list[np.ndarray], label: str) -> None:
+    """Resize the inputs whose data has another shape (a dynamic axis, such as a sequence length) and allocate."""
+    from edgequant.runtime import allocate
+
+    for detail, array in zip(interp.get_input_details(), arrays):
+        if tuple(int(d) for d in detail["shape"]) != tuple(array.shape):
+            signature = detail.get("shape_signature")
+            fixed = [i for i, d in enumerate(signature if signature is not None else detail["shape"]) if d != -1]
+            if len(array.shape) != len(detail["shape"]) or any(array.shape[i] != detail["shape"][i] for i in fixed):
+                raise DataError(f"{label}: input '{detail['name']}' has shape {list(array.shape)}, the model expects "
+                                f"{[int(d) for d in (signature if signature is not None else detail['shape'])]}")
+            interp.resize_tensor_input(detail["index"], list(array.shape))
+    try:
+        allocate(interp, [a.shape for a in arrays])
+    except DataError as exc:
+        raise DataError(f"{label}: {exc}") from None
+
+
+def _refuse_empty_outputs(interp, label: str, shapes: list[list[int]]) -> None:
+    """A model whose output is empty at these input shapes computes nothing: timing it would mislead."""
+    for detail in interp.get_output_details():
+        if interp.get_tensor(detail["index"]).size == 0:
+            raise DataError(
+                f"{label}: output '{detail['name']}' is empty (shape {list(interp.get_tensor(detail['index']).shape)}) "
+                f"at input shape {', '.join(map(str, shapes))}: a time for computing nothing would mislead; time it "
+                "on inputs of a real shape (evaluation data in a recipe, --input for `edgequant bench`)")
 
 
 class HostBenchmark:
@@ -192,8 +222,17 @@ class HostBenchmark:
         seed: int = 0,
         float_distribution: FloatDistribution = "uniform",
         progress: ProgressCallback | None = None,
+        inputs=None,
+        inputs_description: str = "",
     ):
-        from edgequant.runtime import KERNEL_CHOICES, execution_plan, load_interpreter, runtime_version, set_inputs
+        from edgequant.runtime import (
+            KERNEL_CHOICES,
+            execution_plan,
+            in_input_order,
+            load_interpreter,
+            runtime_version,
+            set_inputs,
+        )
         from edgequant.bench.xnnpack_support import classify_operators, model_precision
         from edgequant.tflite_file import read_tflite
 
@@ -225,6 +264,7 @@ class HostBenchmark:
             for label, model, info in parsed for k in kernels for t in threads
         ]
         self.input_description = (
+            inputs_description or "real data" if inputs is not None else
             f"real data from {input_data}" if input_data else
             f"generated, seed {seed}: floats {'uniform [0,1)' if float_distribution == 'uniform' else 'standard normal'}, "
             "quantized ints spanning their real domain"
@@ -236,14 +276,21 @@ class HostBenchmark:
             self._progress("load", i, len(self.configs))
             before = process_memory()
             t0 = time.perf_counter_ns()
-            interp = load_interpreter(c.source, kernels=c.kernels, threads=c.threads)
-            c.load_ms = (time.perf_counter_ns() - t0) / 1e6
+            interp = load_interpreter(c.source, kernels=c.kernels, threads=c.threads, allocate=False)
             details = interp.get_input_details()
-            arrays = read_inputs(input_data, details) if input_data else generate_inputs(details, seed, float_distribution)
+            if inputs is not None:
+                arrays = in_input_order(interp, inputs)
+            else:
+                arrays = read_inputs(input_data, details) if input_data else generate_inputs(details, seed,
+                                                                                             float_distribution)
+            _resize_inputs(interp, arrays, c.label)  # and allocate, at the data's shape
+            c.load_ms = (time.perf_counter_ns() - t0) / 1e6
             set_inputs(interp, arrays)
             t0 = time.perf_counter_ns()
             interp.invoke()
             c.first_invoke_ms = (time.perf_counter_ns() - t0) / 1e6
+            c.input_shapes = [[int(d) for d in a.shape] for a in arrays]
+            _refuse_empty_outputs(interp, c.label, c.input_shapes)
             after = process_memory()
             c.rss_increase = after["VmRSS"] - before["VmRSS"]
             c.threads_started = after["Threads"] - before["Threads"]
@@ -300,7 +347,7 @@ class HostBenchmark:
                 rss_increase_bytes=c.rss_increase, peak_rss_bytes=peak, threads_started=c.threads_started,
                 operators=c.operators, delegated_operators=c.delegated, delegate_partitions=c.partitions,
                 tensors_allocated=c.tensors,
-                inputs=self.input_description, runtime=self.runtime, host=conditions,
+                inputs=self.input_description, runtime=self.runtime, host=conditions, input_shapes=c.input_shapes,
             ))
         return results
 
@@ -317,15 +364,21 @@ def benchmark(
     seed: int = 0,
     float_distribution: FloatDistribution = "uniform",
     progress: ProgressCallback | None = None,
+    inputs=None,
+    inputs_description: str = "",
 ) -> list[BenchResult]:
     """Benchmark every (model, kernels, threads) configuration, interleaved; results in that order.
 
     models: .tflite paths or file bytes. kernels: any of "xnnpack", "builtin", "reference".
     input_data: a .npy (single input) or .npz keyed by input name; default: generated (see
-    `edgequant.bench.inputs`). Raises ModelFileError / InputError / DataError with one-line messages.
+    `edgequant.bench.inputs`). inputs: the values themselves instead (batch included: an array, or a dict by
+    input name), with `inputs_description` saying where they come from. A model is timed at the shape of its
+    inputs (resized to it along dynamic axes), and refused if an output is then empty.
+    Raises ModelFileError / InputError / DataError with one-line messages.
     """
     bench = HostBenchmark(models, kernels=kernels, threads=threads, names=names, input_data=input_data,
-                          seed=seed, float_distribution=float_distribution, progress=progress)
+                          seed=seed, float_distribution=float_distribution, progress=progress, inputs=inputs,
+                          inputs_description=inputs_description)
     return bench.run(runs=runs, warmup=warmup)
 
 

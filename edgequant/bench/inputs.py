@@ -88,11 +88,19 @@ def read_inputs(path: str | Path, details: list[dict]) -> list[np.ndarray]:
 
 
 def _fit_batch(path: Path, array: np.ndarray, detail: dict) -> np.ndarray:
+    """The array at the model's batch; along a dynamic axis (-1 in the signature) any size passes (the benchmark
+    resizes the input to it)."""
     shape = tuple(int(d) for d in detail["shape"])
+    signature = detail.get("shape_signature")
+    signature = tuple(int(d) for d in signature) if signature is not None and len(signature) else shape
+
+    def fits(dims: tuple) -> bool:
+        return len(dims) == len(shape) - 1 and all(s in (-1, d) for s, d in zip(signature[1:], dims))
+
     if array.shape == shape:
         return array
-    if array.ndim == len(shape) and array.shape[1:] == shape[1:] and array.shape[0] >= shape[0]:
+    if array.ndim == len(shape) and fits(array.shape[1:]) and array.shape[0] >= shape[0]:
         return array[: shape[0]]
-    if array.shape == shape[1:] and shape[0] == 1:
+    if fits(array.shape) and shape[0] == 1:
         return array[None]
     raise DataError(f"{path}: input '{detail['name']}' has shape {list(array.shape)}, the model expects {list(shape)}")

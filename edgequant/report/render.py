@@ -89,7 +89,7 @@ def markdown(report: Report, plot_names: list[str]) -> str:
     if evaluated:
         lines += [f"Plots show {quality_metric(evaluated).axis}.", ""]
         lines += _per_output_lines(evaluated)
-    lines += _input_lines(report)
+    lines += _input_lines(report) + _timed_shape_lines(report)
     lines += _device_sections(report)
     if report.failed_gates:
         lines += ["## Failed gates", ""] + [f"- {g}" for g in report.failed_gates] + [""]
@@ -139,6 +139,17 @@ def _input_lines(report: Report) -> list[str]:
             lines.append(f"| `{v.name}` | `{t.get('name')}` | {t.get('shape_signature') or t.get('shape')} | "
                          f"{t.get('dtype')} | {quant} |")
     return lines + [""]
+
+
+def _timed_shape_lines(report: Report) -> list[str]:
+    """The input shape the host timed (and the devices ran): a dynamic axis takes its size from the data."""
+    host = next((lat for v in report.variants for lat in v.latency if lat.device == "host"), None)
+    shapes = host.details.get("input_shapes") if host is not None else None
+    if not shapes:
+        return []
+    estimated = any(lat.estimate for v in report.variants for lat in v.latency)
+    return [f"Latency timed at input shape {', '.join(map(str, shapes))} ({host.details.get('inputs', 'inputs')})"
+            + ("; the simulated devices ran the same shape." if estimated else "."), ""]
 
 
 def _reference_words(report: Report) -> str:
