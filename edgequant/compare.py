@@ -96,18 +96,32 @@ def data_spec(
 
 
 def compare_models(
-    reference: Path, candidate: Path, spec: DataSpec, *, batch_size: int = 256, top_k: int = 5
+    reference: Path, candidate: Path, spec: DataSpec, *, batch_size: int = 256, top_k: int = 5,
+    output: str | int | None = None,
 ) -> dict[str, Evaluation]:
-    """Evaluation of both models (keys: their paths), the candidate measured against the reference."""
-    ref_info, cand_info = check_tflite(reference), check_tflite(candidate)
-    shapes = {tuple(m.inputs[0].shape_signature[1:]) for m in (ref_info, cand_info)}
-    if len(shapes) != 1:
-        raise InputError(f"{reference} and {candidate} take different inputs: {sorted(shapes)}")
-    model_input = InputSpec(ref_info.inputs[0].name, shapes.pop())
-    batches = iter_batches(spec, model_input, batch_size, role="comparison")
+    """Evaluation of both models (keys: their paths), the candidate measured against the reference.
+
+    Every output is measured (`per_output`); `output` (a name or index) picks the one the headline figures
+    are for, else they are the worst over all outputs.
+    """
+    from edgequant.runtime import load_interpreter, named_inputs
+
+    inputs = {}
+    for model in (reference, candidate):
+        check_tflite(model)  # a corrupt file: exit 2 with the same words as every command
+        interp = load_interpreter(model, kernels="builtin", allocate=False)
+        inputs[model] = [InputSpec(name, tuple(int(d) for d in (
+            d["shape_signature"] if d.get("shape_signature") is not None and len(d["shape_signature"]) else d["shape"]
+        )[1:])) for name, d in named_inputs(interp)]
+    if len({tuple(i.shape for i in v) for v in inputs.values()}) != 1:
+        raise InputError(f"{reference} and {candidate} take different inputs: "
+                         f"{sorted(str([i.shape for i in v]) for v in inputs.values())}")
+    model_inputs = inputs[reference]
+    batches = iter_batches(spec, model_inputs if len(model_inputs) > 1 else model_inputs[0], batch_size,
+                           role="comparison")
     try:
         return evaluate({str(reference): reference, str(candidate): candidate}, batches, reference=str(reference),
-                        top_k=top_k)
+                        top_k=top_k, outputs=[output] if output is not None else None)
     except DataError as exc:  # there is no recipe here: point at the options instead
         message = str(exc).partition(" (check the recipe")[0]
         raise DataError(f"{message} (check --resize, --color, --scale, --mean, --std)") from None

@@ -24,7 +24,7 @@ from edgequant.recipe.schema import (
     CALIBRATED_MODES, MODES, TRAINED_MODES, DataSpec, ImageFolderSource, IntIO, Preprocess, Recipe,
 )
 from edgequant.recipe.writer import recipe_yaml
-from edgequant.source_model import load_keras_model, source_kind, saved_model_inputs
+from edgequant.source_model import load_keras_model, saved_model_inputs, source_kind, tensor_names
 
 RECIPE_FILE = "recipe.yaml"
 INT8_IO_TYPES = get_args(IntIO)  # what an int8 variant's input_type and output_type accept
@@ -46,6 +46,7 @@ class ModelFacts:
     preprocessing_layers: tuple[str, ...] = ()  # e.g. "Rescaling(scale=0.00392, offset=0)"
     rescales: bool = False
     normalizes: bool = False
+    input_names: tuple[str, ...] = ()  # a model with several inputs: their names (input_shape is the first's)
 
     @property
     def image(self) -> tuple[int, int, int] | None:
@@ -58,6 +59,8 @@ class ModelFacts:
     def describe(self) -> str:
         dims = "x".join("?" if d < 0 else str(d) for d in self.input_shape)
         layers = f"; preprocessing layers: {', '.join(self.preprocessing_layers)}" if self.preprocessing_layers else ""
+        if self.input_names:
+            return f"{len(self.input_names)} inputs ({', '.join(self.input_names)}); the first {dims} {self.dtype}{layers}"
         return f"input {dims} {self.dtype}{layers}"
 
 
@@ -66,11 +69,11 @@ def read_model_facts(path: str | Path) -> ModelFacts:
     path = Path(path)
     kind = source_kind(path)
     if kind == "saved_model":
-        spec = saved_model_inputs(path)[0]
-        return ModelFacts(path, kind, tuple(spec.shape), spec.dtype)
+        specs = saved_model_inputs(path)
+        names = tuple(s.name for s in specs) if len(specs) > 1 else ()
+        return ModelFacts(path, kind, tuple(specs[0].shape), specs[0].dtype, input_names=names)
     model = load_keras_model(path, kind)
-    if len(model.inputs) != 1:
-        raise InputError(f"{path}: the model has {len(model.inputs)} inputs; edgequant supports one input")
+    names = tuple(tensor_names(model.inputs)) if len(model.inputs) > 1 else ()
     tensor = model.inputs[0]
     shape = tuple(-1 if d is None else int(d) for d in tensor.shape[1:])
     dtype = getattr(tensor.dtype, "name", str(tensor.dtype))
@@ -81,6 +84,7 @@ def read_model_facts(path: str | Path) -> ModelFacts:
         preprocessing_layers=tuple(_layer_summary(layer) for layer in found),
         rescales=any(type(layer).__name__ in RESCALING_LAYERS for layer in found),
         normalizes=any(type(layer).__name__ in NORMALIZATION_LAYERS for layer in found),
+        input_names=names,
     )
 
 
@@ -164,10 +168,16 @@ def choose_data(word: str, facts: ModelFacts, *, option: str, default_split: str
         word = f"fashion-mnist:{default_split}"
     source = data_spec(word, option=option).source
     try:
-        first = np.asarray(next(iter(iter_raw(source)))[0])
+        first = next(iter(iter_raw(source, facts.input_names or None)))[0]
     except StopIteration:
         raise DataError(f"{option} {word}: holds no samples") from None
-    preprocess, reasons = default_preprocess(facts, first, images=isinstance(source, ImageFolderSource))
+    except DataError as exc:
+        raise DataError(f"{option} {exc}") from None
+    if isinstance(first, dict):  # several inputs: the data is taken as the model takes it
+        preprocess, reasons = Preprocess(), [f"no preprocess: the model has {len(first)} inputs "
+                                             f"({', '.join(first)}); give each as the model takes it"]
+    else:
+        preprocess, reasons = default_preprocess(facts, np.asarray(first), images=isinstance(source, ImageFolderSource))
     if scale is not None:
         preprocess = preprocess.model_copy(update={"scale": scale})
         reasons = [r for r in reasons if not r.startswith("scale")] + [f"scale: {scale:g}, as given"]

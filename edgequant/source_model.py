@@ -223,14 +223,14 @@ def export_keras_model(
     several = len(model.inputs) > 1
     if several and input_shape is not None:
         raise ModelFileError(f"input_shape sets the input shape of a model with one input; this model has "
-                             f"{len(model.inputs)} inputs ({', '.join(_tensor_names(model.inputs))})")
+                             f"{len(model.inputs)} inputs ({', '.join(tensor_names(model.inputs))})")
     specs, inputs = [], []
-    for name, tensor in zip(_tensor_names(model.inputs) if several else ["input"], model.inputs):
+    for name, tensor in zip(tensor_names(model.inputs) if several else ["input"], model.inputs):
         dtype = tf.as_dtype(tensor.dtype)
         shape = list(input_shape) if input_shape is not None else [d if d is not None else -1 for d in tensor.shape[1:]]
         specs.append(tf.TensorSpec([None, *[None if d == -1 else d for d in shape]], dtype, name=name))
         inputs.append(InputSpec(name, tuple(shape), dtype.name))
-    output_names = _tensor_names(model.outputs, getattr(model, "output_names", None)) if len(model.outputs) > 1 else None
+    output_names = tensor_names(model.outputs, getattr(model, "output_names", None)) if len(model.outputs) > 1 else None
     target = workdir / "saved_model"
     try:
         if not several and output_names is None and _is_keras3(model):
@@ -257,7 +257,7 @@ def export_keras_model(
     return ExportedModel(target, tuple(inputs), kind, sha256, model)
 
 
-def _tensor_names(tensors, names=None) -> list[str]:
+def tensor_names(tensors, names=None) -> list[str]:
     """Unique signature-safe names for a model's input or output tensors (their layers' names where known)."""
     out: list[str] = []
     for i, tensor in enumerate(tensors):

@@ -95,6 +95,9 @@ def compare(
     samples: Annotated[Optional[int], typer.Option(min=1, help="use at most this many samples")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="samples per interpreter call")] = 256,
     top_k: Annotated[int, typer.Option(min=1, help="k of top-k accuracy")] = 5,
+    output: Annotated[Optional[str], typer.Option(
+        "--output", help="the output to compare on, by name or index (default: every output is listed and the "
+        "headline is the worst)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
     """Compare two .tflite models on the same data: accuracy, agreement, output error, throughput.
@@ -108,7 +111,8 @@ def compare(
         typer.echo(f"preprocessing from {recorded[1]}: {recorded[0]}", err=True)
     spec = data_spec(data, labels=labels, key=key, labels_key=labels_key, preprocess=recorded and recorded[0],
                      scale=scale, mean=mean, std=std, resize=resize, color=color, samples=samples)
-    results = compare_models(reference, candidate, spec, batch_size=batch_size, top_k=top_k)
+    chosen = int(output) if output is not None and output.isdigit() else output
+    results = compare_models(reference, candidate, spec, batch_size=batch_size, top_k=top_k, output=chosen)
     if as_json:
         typer.echo(json.dumps({name: r.to_dict() for name, r in results.items()}, indent=2))
         return
@@ -116,7 +120,11 @@ def compare(
 
     from edgequant.cli.render import wide_console
 
-    table = Table(title=f"{candidate.name} against {reference.name} on {next(iter(results.values())).samples} samples")
+    first = next(iter(results.values()))
+    several = first.outputs > 1
+    on = f", output {first.output}" if several and output is not None else \
+        f", worst of outputs {first.output}" if several else ""
+    table = Table(title=f"{candidate.name} against {reference.name} on {first.samples} samples{on}")
     for col in ("model", "top-1", f"top-{top_k}", "agreement", "MSE", "cosine", "samples/s"):
         table.add_column(col, justify="left" if col == "model" else "right")
     for path, r in zip((reference, candidate), results.values()):
@@ -125,6 +133,14 @@ def compare(
             f"{r.throughput:,.0f}",
         )
     wide_console().print(table)
+    if several:
+        per = Table(title=f"every output of {candidate.name} against {reference.name}'s")
+        for col in ("output", "kind", "agreement", "top-1", "cosine", "rel. error", "MSE"):
+            per.add_column(col, justify="left" if col in ("output", "kind") else "right")
+        for o in list(results.values())[1].per_output:
+            per.add_row(f"{o.index}: {o.name}", o.kind, _pct(o.agreement), _pct(o.top1), f"{o.cosine:.5f}",
+                        f"{o.relative_error:.3g}", f"{o.mse:.3g}")
+        wide_console().print(per)
 
 
 def _pct(x: float | None) -> str:

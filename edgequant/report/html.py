@@ -56,6 +56,7 @@ def render_html(report: dict[str, Any], plots: list[Path]) -> str:
         _verdict(report),
         "<h2>Variants</h2>",
         _variant_table(report),
+        _outputs_table(report),
     ]
     for device in _devices(variants):
         body.append(_device_section(report, device))
@@ -186,7 +187,7 @@ def _device_verdict(device: str, variants: list[dict], reference: dict | None) -
     if not candidates:
         return f"{where}: no variant is acceptable and fits; keep float32 or relax the recipe."
     ms, _, best, lat = min(candidates, key=lambda c: (c[0], c[1]))
-    text = _why(best, lat, device, reference)
+    text = _why(best, lat, device, reference, variants)
     smallest = min(candidates, key=lambda c: (c[1], c[0]))[2]
     if smallest is not best and best.get("size_bytes") and smallest["size_bytes"] <= 0.9 * best["size_bytes"]:
         small_lat = _latency(smallest, device)
@@ -196,12 +197,12 @@ def _device_verdict(device: str, variants: list[dict], reference: dict | None) -
     return f"{where}: ship <b>{escape(best['name'])}.tflite</b>: {text}"
 
 
-def _why(v: dict, lat: dict, device: str, reference: dict | None) -> str:
+def _why(v: dict, lat: dict, device: str, reference: dict | None, variants: list[dict] = ()) -> str:
     """Why a variant is the one to ship on a device: its time, speed-up, size, accuracy and ARM parity."""
     reasons = [f"{'estimated ' if lat.get('estimate') else ''}{_ms(lat.get('ms'))} ms"]
     ref_lat = _latency(reference, device) if reference is not None else None
     if v is reference:
-        reasons.append("the float reference: no accuracy lost; no quantized variant was faster here")
+        reasons.append("the float reference: no accuracy lost; " + _faster_but_rejected(v, lat, device, variants))
     else:
         speed = lat.get("speedup_vs_reference")
         if speed and ref_lat is not None:
@@ -214,6 +215,25 @@ def _why(v: dict, lat: dict, device: str, reference: dict | None) -> str:
     if parity is not None:
         reasons.append(str(parity.get("summary", "")))
     return "; ".join(escape(r) for r in reasons if r) + "."
+
+
+def _faster_but_rejected(shipped: dict, lat: dict, device: str, variants: list[dict]) -> str:
+    """What the quantized variants did on this device, from the same figures the table shows: none was faster,
+    or the faster ones are not acceptable (and why)."""
+    faster = [(other, olat) for other in variants if other is not shipped
+              and (olat := _latency(other, device)) is not None and olat.get("ms") is not None
+              and olat["ms"] < lat["ms"]]
+    if not faster:
+        return "no quantized variant was faster here"
+    words = []
+    for other, olat in sorted(faster, key=lambda f: f[1]["ms"]):
+        ok, why = _acceptable(other)
+        fits = (olat.get("details") or {}).get("memory", {}).get("fits")
+        reason = why if not ok else "it does not fit the device's memory" if fits is False else "not acceptable"
+        speed = olat.get("speedup_vs_reference")
+        words.append(f"{other['name']} was faster ({_ms(olat['ms'])} ms"
+                     + (f", {speed:.1f}x" if speed else "") + f") but {reason}")
+    return "; ".join(words)
 
 
 def _device_words(variants: list[dict], device: str) -> str:
@@ -247,6 +267,26 @@ def _variant_table(report: dict) -> str:
         cells.append(_gates_cell(v))
         rows.append(cells)
     return _table(head, rows, table_id="variants")
+
+
+def _outputs_table(report: dict) -> str:
+    """Every output of a model with several, measured by its kind; the variant table shows the worst judged one."""
+    evaluated = [v for v in report.get("variants", []) if (v.get("evaluation") or {}).get("per_output")]
+    if not evaluated or len(evaluated[0]["evaluation"]["per_output"]) <= 1:
+        return ""
+    rows = []
+    for v in evaluated:
+        for o in v["evaluation"]["per_output"]:
+            rows.append([f"<code>{escape(v['name'])}</code>", f"{o.get('index')}: <code>{escape(str(o.get('name')))}</code>",
+                         escape(str(o.get("kind"))), "yes" if o.get("judged") else "no",
+                         _num(_pct(o.get("agreement"))), _num(_pct(o.get("top1"))),
+                         _num(f"{o['cosine']:.5f}" if o.get("cosine") is not None else "-"),
+                         _num(f"{o['relative_error']:.3g}" if o.get("relative_error") is not None else "-")])
+    return ("<h3>Outputs</h3><p>Each output against the reference's: class probabilities by top-1 agreement, "
+            "other outputs by cosine similarity and relative error. The table above shows the worst judged output "
+            "(<code>evaluation.outputs</code>).</p>"
+            + _table(["variant", "output", "kind", "judged", "agreement", "top-1", "cosine", "rel. error"], rows,
+                     table_id="outputs"))
 
 
 def _device_section(report: dict, device: str) -> str:
