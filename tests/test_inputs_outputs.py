@@ -200,13 +200,21 @@ def sequence_build(tmp_path_factory):
     recipe = work / "seq.yaml"
     recipe.write_text(
         f"name: seq\nmodel: {{path: {model}}}\n"
-        f"calibration: {{source: {{type: npy, path: {work}/seq.npy}}}}\n"
+        f"calibration: {{source: {{type: npy, path: {work}/seq.npy}}, samples: 500}}\n"
         f"evaluation: {{source: {{type: npy, path: {work}/seq.npy}}}}\n"
         "benchmark: {runs: 3, warmup: 1}\n"
         f"output_dir: {work}/out\nvariants:\n  - {{name: float32, mode: float32}}\n"
         "  - {name: int8, mode: int8, input_type: float32, output_type: float32, analyse_layers: false}\n"
     )
     return build_recipe(recipe), io_models.sequences(x)
+
+
+@pytest.mark.slow
+def test_the_manifest_of_a_one_input_model_states_the_calibration_samples_read(sequence_build):
+    result, seq = sequence_build
+    manifest = json.loads((result.output_dir / "manifest.json").read_text())
+    int8 = next(a for a in manifest["artifacts"] if a["name"] == "int8")
+    assert int8["provenance"]["calibration"].endswith(f", {len(seq)} samples")  # before: "500 samples", as asked
 
 
 @pytest.mark.slow
