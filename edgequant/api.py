@@ -88,7 +88,7 @@ def quantize(
 
             float32 = convert_variant(exported.saved_model_dir, Float32Variant(name="float32"))
             return build_lowbit_variant(None, variant, exported, NullProgress(), lambda: float32)[0]
-        data = convert_variant(exported.saved_model_dir, variant, representative)
+        data = convert_variant(exported.saved_model_for(variant.mode), variant, representative)
         if variant.mode == "int8" and variant.int8_fixes:
             from edgequant.int8_fixes import build_fixed_int8
             from edgequant.recipe.schema import Float32Variant

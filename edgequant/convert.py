@@ -167,8 +167,23 @@ def convert(converter, label: str) -> bytes:
         cause = exc.__cause__ or exc.__context__
         if isinstance(cause, EdgequantError):  # raised inside the representative dataset generator
             raise cause from None
-        text = str(exc).strip().splitlines()
-        raise BuildError(f"{label}: conversion failed: {text[-1] if text else type(exc).__name__}") from None
+        raise BuildError(f"{label}: conversion failed: {_converter_message(str(exc), type(exc).__name__)}") from None
+
+
+TENSOR_LIST_FAILURE = "Lowering tensor list ops is failed"
+UNKNOWN_BATCH_LOOP = (
+    "a recurrent loop (TensorList ops) with an unknown batch size, which TFLite's builtin ops cannot run: "
+    "edgequant exports .keras and .h5 models with a batch of 1 itself, but converts a SavedModel as it is: "
+    "export it with a batch of 1, e.g. model.export(path, input_signature=[tf.TensorSpec([1, ...])])"
+)
+
+
+def _converter_message(text: str, default: str) -> str:
+    """The converter's error in one line: what it means where edgequant knows it, else its last line."""
+    if TENSOR_LIST_FAILURE in text:  # its own advice names private converter flags, with a literal '\\n'
+        return UNKNOWN_BATCH_LOOP
+    lines = text.strip().splitlines()
+    return lines[-1] if lines else default
 
 
 def calibrate_only(saved_model_dir: Path, variant, representative: RepresentativeData) -> bytes:

@@ -91,8 +91,8 @@ class Staging:
         target.parent.mkdir(parents=True, exist_ok=True)
         return target
 
-    def carry_over(self, built: list[dict]) -> list[dict]:
-        """The manifest's artifact entries: the current build's that this one did not rebuild, then `built`.
+    def carry_over(self, built: list[dict], dropped: set[str] = frozenset()) -> list[dict]:
+        """The manifest's artifact entries: the current build's that this one did not rebuild (nor drop), then `built`.
 
         A kept artifact's file is hard-linked into this build and its entry, with its own provenance,
         is copied unchanged. One whose file is missing or no longer matches its SHA-256 is dropped.
@@ -100,7 +100,7 @@ class Staging:
         previous = read_manifest(self.previous)
         if previous is None:
             return built
-        rebuilt = {a["name"] for a in built}
+        rebuilt = {a["name"] for a in built} | set(dropped)
         kept = []
         for entry in previous.get("artifacts", []):
             if not isinstance(entry, dict) or entry.get("name") in rebuilt:

@@ -27,7 +27,8 @@ from edgequant.artifacts import MANIFEST, MANIFEST_VERSION
 from edgequant.convert import convert_variant
 from edgequant.data.sources import class_names, describe
 from edgequant.data.stream import InputSpec, iter_batches, iter_samples
-from edgequant.errors import DataError, InputError
+from edgequant.convert_worker import ConversionWorker
+from edgequant.errors import BuildError, DataError, InputError
 from edgequant.evaluate import Evaluation, evaluate, reference_problems
 from edgequant.gates import GateResult, accuracy_gates_pass, check_gates
 from edgequant.interrupts import CheckingProgress, stop_on_signals, temporary_dir
@@ -45,6 +46,7 @@ from edgequant.report.schema import (
     LatencyReport,
     LayerErrorReport,
     MixedPrecisionReport,
+    NotBuiltReport,
     Report,
     StepPrice,
     VariantReport,
@@ -156,7 +158,8 @@ def build_recipe(
         check_registry(registry or recipe.registry)
     calibrated = recipe.calibration is not None and any(v.mode in CALIBRATED_MODES for v in variants)
 
-    with stop_on_signals(), temporary_dir("build") as work, Staging(out, wait=wait) as staging:
+    with stop_on_signals(), temporary_dir("build") as work, Staging(out, wait=wait) as staging, \
+            ConversionWorker() as worker:
         if calibrated and declared is not None:  # the model file declares its input: check before the export
             with _field_context(recipe_path, ["calibration"]):
                 _check_calibration(recipe, declared, progress)
@@ -175,11 +178,17 @@ def build_recipe(
 
         stages = _Stages(recipe, recipe_path, exported, progress, work, _reference_name(variants),
                          devices=devices, host_benchmark=host_benchmark, jobs=jobs or default_jobs(), ray=ray,
-                         split_evaluation=any(_is_auto(v) for v in variants))
+                         split_evaluation=any(_is_auto(v) for v in variants), worker=worker)
         # Conversions stay one after another: see edgequant.parallel for what running them side by side measured.
-        built = [
-            stages.build_auto_float(v) if _is_auto(v) else stages.build_variant(v) for v in variants
-        ]
+        built, not_built = [], []
+        for v in variants:
+            try:
+                built.append(stages.build_auto_float(v) if _is_auto(v) else stages.build_variant(v))
+            except BuildError as exc:  # this variant cannot be built (the converter refused it or crashed): the others ship
+                not_built.append(NotBuiltReport(name=v.name, mode=v.mode, reason=_not_built_reason(exc, v)))
+                progress.log(f"{v.name}: not built: {not_built[-1].reason}")
+        if not built:
+            raise BuildError("; ".join(f"variant {n.name!r}: not built: {n.reason}" for n in not_built))
 
         onnx_out = stages.build_onnx([b.variant for b in built if "onnx" in recipe.variant_formats(b.variant)])
         evaluations = stages.evaluate_all(built, onnx_out)
@@ -187,14 +196,14 @@ def build_recipe(
         report = _assemble_report(
             recipe, recipe_path, exported, built, evaluations, latencies, explanations, device_notes, stages
         )
-        report = report.model_copy(update=stages.onnx_report(onnx_out, evaluations))
+        report = report.model_copy(update=dict(stages.onnx_report(onnx_out, evaluations), not_built=not_built))
         fault_points.reached("converted")
         for b in built:
             staging.path(b.artifact.file).write_bytes(b.data)
         for a in onnx_out:
             staging.path(a.file).write_bytes(a.data)
         _write_manifest(recipe, recipe_path, exported, built, staging, [a.manifest_entry() for a in onnx_out],
-                        stages.calibration_used)
+                        stages.calibration_used, not_built)
         render_report(report, staging.dir)
         staging.commit()
     result = BuildResult(recipe=recipe, output_dir=out, artifacts=[b.artifact for b in built], report=report)
@@ -212,8 +221,9 @@ class _Stages:
         self, recipe: Recipe, recipe_path: str | None, exported: ExportedModel, progress: Progress, work_dir: Path,
         reference: str,
         *, devices: bool = True, host_benchmark: bool = True, jobs: int = 1, ray: str | None = None,
-        split_evaluation: bool = False,
+        split_evaluation: bool = False, worker: ConversionWorker | None = None,
     ):
+        self.worker = worker
         self.recipe, self.recipe_path, self.exported, self.progress = recipe, recipe_path, exported, progress
         self.jobs, self.ray = jobs, ray
         self.work_dir = work_dir
@@ -243,9 +253,15 @@ class _Stages:
         """The float32 model every variant is compared with (converted once, even if not a variant)."""
         if self._reference is None:
             with self.progress.task("convert float32 reference") as task:
-                self._reference = convert_variant(self.exported.saved_model_dir, Float32Variant(name="reference"))
+                self._reference = self._convert(self.exported.saved_model_dir, Float32Variant(name="reference"))
                 task.advance()
         return self._reference
+
+    def _convert(self, saved_model: Path, variant, representative=None) -> bytes:
+        """One conversion, in the build's child process (edgequant.convert_worker) when it has one."""
+        if self.worker is None:
+            return convert_variant(saved_model, variant, representative)
+        return self.worker.convert(saved_model, variant, representative)
 
     def _representative(self, variant, task=None):
         count = _calibration_count(self.recipe, variant)
@@ -270,7 +286,7 @@ class _Stages:
         if self.reported_samples is not None:  # the layer errors choose candidates: keep them off reported data
             samples = (s for s in samples if not self.reported_samples(s.index))
         debug = [s.x for s in islice(samples, DEBUG_SAMPLES)]
-        saved_model = fixed.saved_model_dir if fixed else self.exported.saved_model_dir
+        saved_model = fixed.saved_model_dir if fixed else self.exported.saved_model_for(variant.mode)
         edit = fixed.edit_calibration if fixed else None
         started = time.perf_counter()
         with self.progress.task(f"analyse layers of {variant.name}{' (fixed)' if fixed else ''}") as task:
@@ -301,7 +317,8 @@ class _Stages:
                 count = _calibration_count(self.recipe, variant)
                 calibrating = time.perf_counter()
                 with self.progress.task(f"calibrate + convert {variant.name} ({variant.mode})", total=count) as task:
-                    data = convert_variant(self.exported.saved_model_dir, variant, self._representative(variant, task))
+                    data = self._convert(self.exported.saved_model_for(variant.mode), variant,
+                                         self._representative(variant, task))
                 fixed = self._fix_int8(variant, data) if variant.mode == "int8" and variant.int8_fixes else None
                 data = fixed.data if fixed else data
                 if variant.mode == "int8" and (variant.analyse_layers or variant.mixed_precision) \
@@ -331,7 +348,7 @@ class _Stages:
                                   "error not measured (TF's QuantizationDebugger analyses int8 conversions only)")
             else:
                 with self.progress.task(f"convert {variant.name} ({variant.mode})") as task:
-                    data = convert_variant(self.exported.saved_model_dir, variant)
+                    data = self._convert(self.exported.saved_model_dir, variant)
                     task.advance()
             if variant.mode == "float32" and self._reference is None:
                 self._reference = data
@@ -377,7 +394,7 @@ class _Stages:
             started = time.perf_counter()
             fixed = None
             if variant.int8_fixes:  # all-integer fixes first: the search starts from the fixed model
-                plain = convert_variant(self.exported.saved_model_dir, variant, self._representative(variant))
+                plain = self._convert(self.exported.saved_model_for(variant.mode), variant, self._representative(variant))
                 fixed = self._fix_int8(variant, plain)
             analysis = self._analysis(variant, fixed if fixed and fixed.report.kept else None)
 
@@ -683,6 +700,13 @@ def _shapes(x) -> tuple:
     return tuple(v.shape for v in x.values()) if isinstance(x, dict) else x.shape
 
 
+def _not_built_reason(exc: BuildError, variant) -> str:
+    """The one line a report gives for a variant that could not be built: the error without the variant's label."""
+    reason = getattr(exc, "reason", None) or str(exc)
+    label = f"variant {variant.name!r} ({variant.mode}): "
+    return reason.removeprefix(label).removeprefix(f"variant {variant.name!r}: ")
+
+
 def _reference_name(variants: list) -> str:
     """The float32 model the others are compared with: the recipe's float32 variant itself, else an internal one."""
     return next((v.name for v in variants if v.mode == "float32"), INTERNAL_REFERENCE)
@@ -841,7 +865,7 @@ def _calibration_count(recipe: Recipe, variant) -> int | None:
 
 def _write_manifest(
     recipe, recipe_path, exported, built: list[_Built], staging: Staging, onnx: list[dict],
-    calibration_used: dict[str, int] | None = None,
+    calibration_used: dict[str, int] | None = None, not_built: list | None = None,
 ) -> None:
     created = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     build = {"edgequant_version": __version__, "tensorflow_version": _tf_version()}
@@ -860,8 +884,11 @@ def _write_manifest(
         **build,
         "recipe": recipe_info,  # of the build that wrote this manifest; each artifact names its own
         "source_model": source,
-        "artifacts": staging.carry_over(entries),
+        # a variant that could not be built is not replaced by the file an earlier build made of it
+        "artifacts": staging.carry_over(entries, dropped={n.name for n in not_built or []}),
     }
+    if not_built:
+        manifest["not_built"] = [n.model_dump() for n in not_built]
     if exported.onnx is not None:
         manifest["source_model"]["onnx"] = exported.onnx.to_dict()
     if onnx:

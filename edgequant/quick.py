@@ -24,7 +24,7 @@ from edgequant.recipe.schema import (
     CALIBRATED_MODES, MODES, TRAINED_MODES, DataSpec, ImageFolderSource, IntIO, Preprocess, Recipe,
 )
 from edgequant.recipe.writer import recipe_yaml
-from edgequant.source_model import load_keras_model, saved_model_inputs, source_kind, tensor_names
+from edgequant.source_model import all_layers, load_keras_model, saved_model_inputs, source_kind, tensor_names
 
 RECIPE_FILE = "recipe.yaml"
 INT8_IO_TYPES = get_args(IntIO)  # what an int8 variant's input_type and output_type accept
@@ -77,7 +77,7 @@ def read_model_facts(path: str | Path) -> ModelFacts:
     tensor = model.inputs[0]
     shape = tuple(-1 if d is None else int(d) for d in tensor.shape[1:])
     dtype = getattr(tensor.dtype, "name", str(tensor.dtype))
-    found = [layer for layer in _all_layers(model)
+    found = [layer for layer in all_layers(model)
              if type(layer).__name__ in RESCALING_LAYERS | NORMALIZATION_LAYERS]
     return ModelFacts(
         path, kind, shape, dtype,
@@ -86,13 +86,6 @@ def read_model_facts(path: str | Path) -> ModelFacts:
         normalizes=any(type(layer).__name__ in NORMALIZATION_LAYERS for layer in found),
         input_names=names,
     )
-
-
-def _all_layers(model):
-    for layer in model.layers:
-        yield layer
-        if hasattr(layer, "layers"):  # a nested model, such as a Sequential preprocessing block
-            yield from _all_layers(layer)
 
 
 def _layer_summary(layer) -> str:

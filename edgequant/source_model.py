@@ -11,7 +11,7 @@ import hashlib
 import json
 import re
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -33,6 +33,25 @@ class ExportedModel:
     source_sha256: str
     keras_model: Any = None  # the loaded Keras model, for QAT and per-layer analysis; None for SavedModels
     onnx: Any = None  # an onnx_import.OnnxSource when the source is an .onnx file converted to this SavedModel
+    recurrent: tuple[str, ...] = ()  # the Keras model's recurrent layers (exported with a batch of 1)
+    _unrolled: dict = field(default_factory=dict, compare=False, repr=False)  # saved_model_for's export, once
+
+    def saved_model_for(self, mode: str) -> Path:
+        """The SavedModel to convert `mode` from: the export, or for a calibrated mode of a Keras model with
+        recurrent layers, a copy of it with every recurrent loop unrolled (exported on first use).
+
+        TFLiteConverter's calibration runs the float model's WHILE loop and crashes (SIGSEGV) on the
+        recurrent models tried (Keras 3 LSTM, GRU, Bidirectional with Masking; tf_keras GRU and masked
+        Bidirectional): unrolled, they calibrate. The float modes keep the loop, which is smaller
+        (a 16-unit LSTM over 28 steps: 21 KB rolled, 85 KB unrolled in float32).
+        A sequence of unknown length cannot be unrolled: its calibrated modes convert the loop, in the
+        child process that a crash cannot take down (edgequant.convert_worker).
+        """
+        if mode not in ("int8", "int16x8") or not self.recurrent or self.keras_model is None:
+            return self.saved_model_dir
+        if "dir" not in self._unrolled:
+            self._unrolled["dir"] = _export_unrolled(self)
+        return self._unrolled["dir"] or self.saved_model_dir
 
     @property
     def input(self) -> InputSpec:
@@ -221,6 +240,8 @@ def export_keras_model(
     import tensorflow as tf
 
     several = len(model.inputs) > 1
+    recurrent = recurrent_layers(model)
+    batch = 1 if recurrent else None  # TFLite lowers a recurrent loop's tensor lists only with a known batch
     if several and input_shape is not None:
         raise ModelFileError(f"input_shape sets the input shape of a model with one input; this model has "
                              f"{len(model.inputs)} inputs ({', '.join(tensor_names(model.inputs))})")
@@ -228,7 +249,7 @@ def export_keras_model(
     for name, tensor in zip(tensor_names(model.inputs) if several else ["input"], model.inputs):
         dtype = tf.as_dtype(tensor.dtype)
         shape = list(input_shape) if input_shape is not None else [d if d is not None else -1 for d in tensor.shape[1:]]
-        specs.append(tf.TensorSpec([None, *[None if d == -1 else d for d in shape]], dtype, name=name))
+        specs.append(tf.TensorSpec([batch, *[None if d == -1 else d for d in shape]], dtype, name=name))
         inputs.append(InputSpec(name, tuple(shape), dtype.name))
     output_names = tensor_names(model.outputs, getattr(model, "output_names", None)) if len(model.outputs) > 1 else None
     target = workdir / "saved_model"
@@ -254,7 +275,58 @@ def export_keras_model(
     except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelFileError(f"cannot export the model to a SavedModel ({first[:300]})") from None
-    return ExportedModel(target, tuple(inputs), kind, sha256, model)
+    return ExportedModel(target, tuple(inputs), kind, sha256, model, recurrent=recurrent)
+
+
+def all_layers(model) -> list:
+    """Every layer of a Keras model, nested models' layers too (after the nested model itself)."""
+    out = []
+    for layer in getattr(model, "layers", []):
+        out.append(layer)
+        if hasattr(layer, "layers"):  # a nested model, such as a Sequential preprocessing block
+            out += all_layers(layer)
+    return out
+
+
+def recurrent_layers(model) -> tuple[str, ...]:
+    """Names of the model's recurrent layers: every RNN subclass (LSTM, GRU, SimpleRNN, ConvLSTM...), and
+    Bidirectional wrappers, in Keras 3 and tf_keras."""
+    found = [layer.name for layer in all_layers(model)
+             if {"RNN", "Bidirectional"} & {cls.__name__ for cls in type(layer).__mro__}]
+    return tuple(found)
+
+
+def _export_unrolled(exported: ExportedModel) -> Path | None:
+    """The exported Keras model again, with `unroll=True` in every recurrent layer; None where it cannot be
+    (a subclassed model, or a sequence of unknown length)."""
+    model = exported.keras_model
+    try:
+        config = model.get_config()
+        _set_unroll(config)
+        # the model's own layer classes, so that custom layers rebuild as they loaded
+        classes = {type(layer).__name__: type(layer) for layer in all_layers(model)}
+        copy = type(model).from_config(config, custom_objects=classes)
+        copy.set_weights(model.get_weights())
+    except Exception:  # noqa: BLE001 - Keras raises anything from NotImplementedError to ValueError here
+        return None
+    folder = exported.saved_model_dir.parent / "unrolled"
+    folder.mkdir(exist_ok=True)
+    shape = list(exported.input.shape) if len(exported.inputs) == 1 else None
+    try:
+        return export_keras_model(copy, folder, input_shape=shape).saved_model_dir
+    except ModelFileError:
+        return None
+
+
+def _set_unroll(config) -> None:
+    if isinstance(config, dict):
+        if "unroll" in config:
+            config["unroll"] = True
+        for value in config.values():
+            _set_unroll(value)
+    elif isinstance(config, list):
+        for value in config:
+            _set_unroll(value)
 
 
 def tensor_names(tensors, names=None) -> list[str]:

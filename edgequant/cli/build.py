@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from edgequant.cli.recipe_cmd import TrustCodeOpt
-from edgequant.errors import EXIT_GATE_FAILED, EdgequantError, InputError
+from edgequant.errors import EXIT_BUILD_FAILED, EXIT_GATE_FAILED, EdgequantError, InputError
 
 
 def build(
@@ -32,7 +32,8 @@ def build(
     that fails does not stop the others; the exit code is the worst of theirs. An interrupt stops the
     recipe being built (its output directory keeps what it held) and the ones after it.
 
-    Exit codes: 0 success, 1 a gate failed, 2 bad input, 3 a build step failed, 4 an internal error,
+    Exit codes: 0 success, 1 a gate failed, 2 bad input, 3 a build step failed (also when a variant could
+    not be built and the others were written: the summary names it and why), 4 an internal error,
     130 interrupted, 143 terminated.
     """
     options = dict(only=variant or None, trust_code=trust_code, registry=registry, devices=not no_devices,
@@ -82,8 +83,12 @@ def run_build(recipe, *, exits_after: bool = True, **options):
                 typer.echo(f"registered {r.name} version {r.version}" + (" (candidate)" if r.candidate else ""))
             for gate in result.failed_gates:
                 typer.echo(f"edgequant: gate failed: {gate}", err=True)
+            for missing in result.report.not_built:
+                typer.echo(f"edgequant: variant {missing.name} ({missing.mode}) not built: {missing.reason}", err=True)
     except KeyboardInterrupt as exc:  # SIGINT, or interrupts.Terminated for SIGTERM
         raise Interrupted(exc) from None
+    if result.report.not_built:  # the others were written; a requested variant is missing
+        raise typer.Exit(EXIT_BUILD_FAILED)
     if not result.passed:
         raise typer.Exit(EXIT_GATE_FAILED)
     return result

@@ -97,14 +97,14 @@ def build_fixed_int8(exported, variant, representative: RepresentativeData, *, p
     split = min(FIT_SAMPLES, len(drawn) * 2 // 3)
     samples, held_out = np.stack(drawn[:split]), np.stack(drawn[split:])
     details: dict = {}
-    saved_model = exported.saved_model_dir
+    saved_model = exported.saved_model_for(variant.mode)
     if variant.equalize or variant.adaround or variant.bias_correction_mode == "weights":
         model = _transformed(exported.keras_model, samples, variant, details)
         from edgequant.source_model import export_keras_model
 
         target = work_dir / "int8_fixes" / variant.name
         target.mkdir(parents=True, exist_ok=True)
-        saved_model = export_keras_model(model, target, input_shape=list(exported.input.shape)).saved_model_dir
+        saved_model = export_keras_model(model, target, input_shape=list(exported.input.shape)).saved_model_for(variant.mode)
     edit = _calibration_editor(variant, samples, details)
     if edit is not None:
         data = quantize_calibrated(edit(calibrate_only(saved_model, variant, representative)), variant)

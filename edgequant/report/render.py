@@ -86,6 +86,8 @@ def markdown(report: Report, plot_names: list[str]) -> str:
         cells.append("-" if not v.gates else ("FAIL: " + ", ".join(failed_here) if failed_here else "pass"))
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
+    lines += [f"- {n.name} ({n.mode}): not built: {n.reason}" for n in report.not_built] + (
+        [""] if report.not_built else [])
     if evaluated:
         lines += [f"Plots show {quality_metric(evaluated).axis}.", ""]
         lines += _per_output_lines(evaluated)

@@ -221,6 +221,14 @@ class OnnxArtifactReport(_Model):
     host_latency_ms: float | None = Field(None, description="median, one sample per run, through onnxruntime")
 
 
+class NotBuiltReport(_Model):
+    """A requested variant that could not be built; the build's other variants shipped (exit code 3)."""
+
+    name: str
+    mode: str
+    reason: str = Field(..., description="one line, e.g. 'the converter crashed (signal 11)'")
+
+
 class Report(_Model):
     report_version: int = REPORT_VERSION
     created: str
@@ -245,6 +253,9 @@ class Report(_Model):
         None, description="an ONNX source: the float32 .tflite against onnxruntime on the original model"
     )
     onnx_artifacts: list[OnnxArtifactReport] = []
+    not_built: list[NotBuiltReport] = Field(
+        [], description="requested variants that could not be built, each with the reason; the others shipped"
+    )
 
     def variant(self, name: str) -> VariantReport:
         return next(v for v in self.variants if v.name == name)
