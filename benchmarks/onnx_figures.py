@@ -46,7 +46,7 @@ def rows(recipe_path: Path, out: Path, **changes) -> tuple[list[str], str]:
     check = report.onnx_source_check
     note = ""
     if check:
-        shown = ", ".join(f"{k} {v}" for k, v in check.items() if not isinstance(v, (dict, list)))
+        shown = ", ".join(f"{k} {v}" for k, v in check.items() if not isinstance(v, (dict, list)) and k != "path")
         note = f"- `{recipe_path.stem}`: the float32 `.tflite` against onnxruntime on the original `.onnx`: {shown}"
     return lines, note
 
