@@ -138,3 +138,17 @@ def test_only_the_entry_points_import_the_pipeline():
 
 def test_errors_import_nothing_of_edgequant():
     assert import_graph()["edgequant.errors"] == set()
+
+
+def test_help_loads_neither_numpy_nor_pydantic_nor_tensorflow():
+    """`edgequant --help` stays fast by construction: the CLI imports the library inside its commands
+    (benchmarks/cli_startup.py measures the time; a test only checks what was loaded)."""
+    import subprocess
+    import sys
+
+    script = ("import sys\nfrom edgequant.cli import main\ncode = main(['--help'])\n"
+              "print(code, sorted(m for m in ('numpy', 'pydantic', 'tensorflow', 'yaml', 'matplotlib') if m in sys.modules))")
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         env={"PYTHONPATH": str(PACKAGE.parent), "PATH": "/usr/bin:/bin"}, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip().splitlines()[-1] == "0 []"
