@@ -368,8 +368,9 @@ def _low_bit_findings(info, precision: str) -> list[str]:
              if op.op_type == "FULLY_CONNECTED" and len(op.inputs) > 1 and info.tensors[op.inputs[1]].is_constant]
     largest = max(dense, default=0)
     bits = {t.dtype for t in info.tensors if t.is_constant and t.dtype in ("int2", "int4")}
-    text = (f"Weights are stored as {'/'.join(sorted(bits))} ({info.weight_bytes:,} B of weights): the file is "
-            "4-16x smaller than float32, always. Speed is another matter: XNNPACK's qd8 kernels quantize each "
+    text = (f"Weights are stored as {'/'.join(sorted(bits))} ({info.weight_bytes:,} B of weights in the file): each "
+            "packed weight takes 2 or 4 bits instead of float32's 32, so the file shrinks whatever the model. "
+            "Speed is another matter: XNNPACK's qd8 kernels quantize each "
             "activation to int8 and unpack the low-bit weights to int8 in registers, extra work per weight that "
             "pays only where reading the weights from memory dominates, i.e. large dense layers. ")
     if largest >= MEMORY_BOUND_WEIGHTS:
