@@ -10,6 +10,13 @@ gets edgequant's own numbers: the file size, top-1 on the 10,000 test images, th
 XNNPACK (1 thread, interleaved runs, median) and the estimated latency on the simulated rpi4 (Cortex-A72)
 and pixel4 (Cortex-A76) with their intervals. The table goes to docs/results/lowbit.md with the date, the
 commit and the machine, and a line per device saying whether INT2 (ternary) beats int8 there.
+
+    python benchmarks/lowbit.py --cnn           # the shipped Fashion-MNIST CNN: recipes/fashion_mnist_lowbit.yaml
+    python benchmarks/lowbit.py --cnn --from-build DIR    # the same table from a build of that recipe in DIR
+
+--cnn builds recipes/fashion_mnist_lowbit.yaml (float32, int8, int4, INT4 QAT, ternary, binary) and adds
+post-training INT2 (the float32 weights packed as INT2 dense + INT8 conv, untrained: what the recipe schema
+refuses by default), all on the 10,000 test images; the table goes to docs/results/lowbit-cnn.md.
 """
 
 from __future__ import annotations
@@ -25,6 +32,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "docs" / "results" / "lowbit.md"
+CNN_RESULTS = REPO / "docs" / "results" / "lowbit-cnn.md"
+CNN_RECIPE = REPO / "recipes" / "fashion_mnist_lowbit.yaml"
 WIDTHS = (2048, 2048, 2048)  # fixed before any result was seen
 SCALE = 1 / 255
 TRAIN = {"source": {"type": "fashion-mnist", "split": "train"}, "preprocess": {"scale": SCALE}}
@@ -78,7 +87,7 @@ def table(report) -> list[str]:
         host = _latency(v, "host")
         cells = [v.name, v.mode, f"{v.size_bytes:,} B", f"{100 * (v.size_vs_reference or 0):.1f}%",
                  f"{100 * v.evaluation.top1:.2f}%" if v.evaluation and v.evaluation.top1 is not None else "-",
-                 f"{host.ms:.2f}" if host else "-"]
+                 f"{host.ms:.3f}" if host else "-"]
         for d in DEVICES:
             est = _latency(v, d)
             cells.append(f"{est.ms:.2f} [{est.interval_ms[0]:.2f}-{est.interval_ms[1]:.2f}]" if est else "-")
@@ -93,12 +102,12 @@ def verdicts(report) -> list[str]:
     for device in ("host", *DEVICES):
         t = _latency(by["ternary"], device)
         for other in ("int8", "dynamic", "float32"):
-            o = _latency(by[other], device)
+            o = _latency(by[other], device) if other in by else None
             if t is None or o is None:
                 continue
             if device == "host":
                 word = "faster" if t.ms < 0.9 * o.ms else "NOT faster" if t.ms > o.ms else "not clearly faster"
-                out.append(f"- host (measured): ternary {t.ms:.2f} ms vs {other} {o.ms:.2f} ms: {word} "
+                out.append(f"- host (measured): ternary {t.ms:.3f} ms vs {other} {o.ms:.3f} ms: {word} "
                            f"({o.ms / t.ms:.2f}x)")
             else:
                 apart = t.interval_ms[1] < o.interval_ms[0] or o.interval_ms[1] < t.interval_ms[0]
@@ -110,14 +119,83 @@ def verdicts(report) -> list[str]:
     return out
 
 
+def header(title: str, command: str, report) -> list[str]:
+    from edgequant.bench.cpu_features import read_host_features
+
+    commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True).stdout.strip() or "unknown"
+    host = read_host_features()
+    return [f"# {title}", "",
+            f"Written by `{command}` on {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC, commit {commit}; "
+            f"build of {report.created} (edgequant {report.edgequant_version}); host {host.cpu or platform.machine()} "
+            f"({os.cpu_count()} cores, shared: host latencies are medians of interleaved runs, this machine only).", ""]
+
+
+def write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".md.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+    print(f"wrote {path}")
+
+
+def post_training_int2(float32: Path) -> tuple[int, float]:
+    """(size, top-1 on the 10,000 test images) of the untrained float32 weights packed as INT2 dense + INT8 conv."""
+    from edgequant.data.idx import load_fashion_mnist
+    from edgequant.evaluate import evaluate
+    from edgequant.lowbit.pack import PackPlan, pack
+    from edgequant.lowbit.readback import check_packed
+
+    plan = PackPlan(dense_bits=2, conv_bits=8)
+    packed = pack(float32.read_bytes(), plan, label="post-training INT2")
+    check_packed(packed, plan, label="post-training INT2")
+    x, y = load_fashion_mnist("test")
+    batches = [(x[i:i + 1000], y[i:i + 1000]) for i in range(0, len(x), 1000)]
+    return len(packed), evaluate({"m": packed}, batches, reference="m")["m"].top1
+
+
+def cnn(from_build: Path | None, write_file: bool) -> int:
+    from edgequant.pipeline import build_recipe
+    from edgequant.report.schema import Report
+
+    with tempfile.TemporaryDirectory(prefix="edgequant-lowbit-cnn-") as work:
+        out = from_build or Path(work) / "out"
+        if from_build is None:
+            build_recipe(CNN_RECIPE, output_dir=out)
+        report = Report.model_validate_json((out / "report.json").read_text())
+        size, top1 = post_training_int2(out / "float32.tflite")
+    reference = next(v for v in report.variants if v.name == "float32")
+    command = "python benchmarks/lowbit.py --cnn" + (" --from-build DIR" if from_build else "")
+    lines = [
+        *header("≤4-bit weights on the shipped Fashion-MNIST CNN", command, report),
+        f"Recipe: {CNN_RECIPE.relative_to(REPO)} (the model of recipes/fashion_mnist/train.py); top-1 on the 10,000 "
+        "test images. Device figures are estimates from instruction counts of the real ARM kernels under qemu, with "
+        "the profile's calibration interval.", "",
+        *table(report), "",
+        f"Post-training INT2 (the float32 weights packed as INT2 dense + INT8 conv without training, refused by "
+        f"default): {size:,} B, top-1 {100 * top1:.2f}% against float32's {100 * reference.evaluation.top1:.2f}%.", "",
+        "ARM parity (outputs on the emulated cores against x86, 8 test images):", "",
+        *[f"- {v.name} on {p['device']}: {p['summary']}" for v in report.variants for p in v.arm_parity], "",
+        "Where INT2 (ternary) is faster than int8:", "", *verdicts(report), "",
+    ]
+    text = "\n".join(lines)
+    print(text)
+    if write_file:
+        write(CNN_RESULTS, text)
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=2, help="float training epochs")
     parser.add_argument("--qat-epochs", type=int, default=1, help="ternary QAT epochs")
-    parser.add_argument("--no-write", action="store_true", help=f"print only; do not write {RESULTS.relative_to(REPO)}")
+    parser.add_argument("--cnn", action="store_true", help="the shipped Fashion-MNIST CNN instead of the MLP")
+    parser.add_argument("--from-build", type=Path, help="with --cnn: a build of its recipe to read the figures from")
+    parser.add_argument("--no-write", action="store_true", help="print only; do not write under docs/results/")
     args = parser.parse_args()
+    if args.cnn:
+        return cnn(args.from_build, not args.no_write)
 
-    from edgequant.bench.cpu_features import read_host_features
     from edgequant.pipeline import build_recipe
 
     with tempfile.TemporaryDirectory(prefix="edgequant-lowbit-bench-") as work:
@@ -126,18 +204,13 @@ def main() -> int:
         print(f"trained {model.name}: Keras top-1 {keras_top1:.4f} on the 10,000 test images", flush=True)
         result = build_recipe(recipe_for(model, Path(work) / "out", args.qat_epochs))
     report = result.report
-    commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True).stdout.strip() or "unknown"
-    host = read_host_features()
+    command = f"python benchmarks/lowbit.py --epochs {args.epochs} --qat-epochs {args.qat_epochs}"
     lines = [
-        "# ≤4-bit weights on a dense-heavy MLP", "",
-        f"Written by `python benchmarks/lowbit.py --epochs {args.epochs} --qat-epochs {args.qat_epochs}` on "
-        f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC, commit {commit}, host {host.cpu or platform.machine()} "
-        f"({os.cpu_count()} cores, shared: latencies are medians of interleaved runs).", "",
+        *header("≤4-bit weights on a dense-heavy MLP", command, report),
         f"Model: Fashion-MNIST 28x28 -> Flatten -> Dense({', '.join(map(str, WIDTHS))}, relu) -> Dense(10); "
         f"float training {args.epochs} epoch(s), ternary QAT {args.qat_epochs} epoch(s) on the 60,000 training images; "
         "top-1 on the 10,000 test images. Device figures are estimates from instruction counts of the real ARM "
-        "kernels under qemu, with the profile's calibration interval; the host figure is this machine only.", "",
+        "kernels under qemu, with the profile's calibration interval.", "",
         *table(report), "",
         "Where INT2 (ternary: INT2 dense weights, activations quantized to int8 at run time) is faster:", "",
         *verdicts(report), "",
@@ -145,11 +218,7 @@ def main() -> int:
     text = "\n".join(lines)
     print(text)
     if not args.no_write:
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        tmp = RESULTS.with_suffix(".md.tmp")
-        tmp.write_text(text)
-        os.replace(tmp, RESULTS)
-        print(f"wrote {RESULTS}")
+        write(RESULTS, text)
     return 0
 
 
