@@ -134,23 +134,45 @@ def int8_qdq_onnx(float_model: bytes, calibration: Iterable[np.ndarray], work_di
 
 def build_onnx_variants(
     variants: list, saved_model_dir: Path, work_dir: Path, calibration: Callable[[object], Iterable[np.ndarray]]
-) -> list[OnnxArtifact]:
-    """Write each variant in `variants` as ONNX; `calibration(variant)` gives the int8 calibration samples."""
+) -> tuple[list[OnnxArtifact], list[str]]:
+    """Write each variant in `variants` as ONNX; `calibration(variant)` gives the int8 calibration samples.
+
+    Returns the artifacts written and, for each that could not be, one line saying why: an ONNX
+    export that fails costs that file only (the .tflite artifacts do not depend on it).
+    """
     if not variants:
-        return []
+        return [], []
     started = time.perf_counter()
-    float_model = float32_onnx(saved_model_dir, work_dir)
+    try:
+        float_model = loadable(float32_onnx(saved_model_dir, work_dir), "tf2onnx's float32 ONNX model")
+    except BuildError as exc:
+        return [], [f"{v.name}.onnx: not written: {exc}" for v in variants]
     float_seconds = time.perf_counter() - started
-    written = []
+    written, failed = [], []
     for v in variants:
         if v.mode == "float32":
             written.append(OnnxArtifact(v.name, v.mode, float_model, "none", round(float_seconds, 3)))
             continue
         started = time.perf_counter()
-        data = int8_qdq_onnx(float_model, calibration(v), work_dir, per_channel=v.per_channel)
+        try:
+            data = loadable(int8_qdq_onnx(float_model, calibration(v), work_dir, per_channel=v.per_channel),
+                            "the int8 QDQ ONNX model")
+        except BuildError as exc:
+            failed.append(f"{v.name}.onnx: not written: {exc}")
+            continue
         seconds = float_seconds + time.perf_counter() - started
         written.append(OnnxArtifact(v.name, v.mode, data, "QDQ int8 (onnxruntime quantize_static)", round(seconds, 3)))
-    return written
+    return written, failed
+
+
+def loadable(model: bytes, what: str) -> bytes:
+    """`model` if onnxruntime loads it (tf2onnx exits 0 even when it leaves an op ONNX lacks in the graph)."""
+    try:
+        _session(model)
+    except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise BuildError(f"onnxruntime cannot load {what} ({first[:300]})") from None
+    return model
 
 
 def host_latency_ms(model: bytes, sample: np.ndarray, *, threads: int, runs: int, warmup: int) -> float:

@@ -130,7 +130,13 @@ def check_against_onnxruntime(source: OnnxSource, tflite: bytes, samples: list[n
     ort = require("onnxruntime", "onnx", "checking an ONNX model")
     session = ort.InferenceSession(source.path, providers=["CPUExecutionProvider"])
     x = np.stack(samples).astype(np.float32)
-    expected = session.run(None, {source.input_name: source.to_onnx_layout(x)})[0]
+    batch = session.get_inputs()[0].shape[0]  # an int when the model fixes its batch size (often 1), else a name
+    if isinstance(batch, int) and batch > 0:
+        x = x[: max(batch, len(x) // batch * batch)] if len(x) >= batch else np.resize(x, (batch, *x.shape[1:]))
+        chunks = [source.to_onnx_layout(x[i : i + batch]) for i in range(0, len(x), batch)]
+    else:
+        chunks = [source.to_onnx_layout(x)]
+    expected = np.concatenate([session.run(None, {source.input_name: c})[0] for c in chunks])
     got = BatchRunner(tflite)(x)
     diff = np.abs(got.astype(np.float64) - expected.astype(np.float64))
     n = len(x)

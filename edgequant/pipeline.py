@@ -231,6 +231,7 @@ class _Stages:
         self.parity: dict[str, list[dict]] = {}
         self.calibration_used: dict[str, int] = {}  # variant name: calibration samples its conversion read
         self.notes: list[str] = []
+        self.warnings: list[str] = []
         self.eval_spec = recipe.evaluation_data()
         self._reference: bytes | None = None
         # {"host" or a device: why it is not measured}: what the user skipped for a quick build.
@@ -474,10 +475,11 @@ class _Stages:
         from edgequant.onnx_export import build_onnx_variants
 
         with self.progress.task(f"write {len(variants)} variants as ONNX") as task:
-            written = build_onnx_variants(
+            written, failed = build_onnx_variants(
                 variants, self.exported.saved_model_dir, self.work_dir, lambda v: self._representative(v)()
             )
             task.advance()
+        self.warnings += failed  # reported; the .tflite artifacts still commit
         return written
 
     def onnx_report(self, onnx_out: list, evaluations: dict[str, Evaluation]) -> dict:
@@ -796,7 +798,7 @@ def _assemble_report(recipe, recipe_path, exported, built, evaluations, latencie
         variants=variants,
         passed=not failed,
         failed_gates=failed,
-        warnings=_reference_warnings(problems, allowed),
+        warnings=_reference_warnings(problems, allowed) + stages.warnings,
         notes=stages.notes + notes,
     )
 

@@ -13,13 +13,30 @@ from tests.test_bad_input_matrix import run
 TINY = REPO / "tests" / "fuzz_corpus" / "tflite" / "float32.tflite"  # an 8x8x1 model of a few kB
 
 
-@pytest.mark.parametrize("content", [b"", np.lib.format.MAGIC_PREFIX + b"\x01\x00"], ids=["empty", "cut short"])
+def _unclosed_header() -> bytes:
+    """A .npy whose header (a Python literal numpy tokenizes) lacks its closing parenthesis: found by fuzz_quantize."""
+    import io
+
+    buf = io.BytesIO()
+    np.save(buf, np.zeros((2, 8, 8, 1), np.float32))
+    return buf.getvalue().replace(b"'shape': (2, 8, 8, 1)", b"'shape': (2, 8, 8, 1 ")
+
+
+@pytest.mark.parametrize("content", [b"", np.lib.format.MAGIC_PREFIX + b"\x01\x00", _unclosed_header()],
+                         ids=["empty", "cut short", "unclosed header"])
 def test_bench_input_that_is_empty_or_cut_short(tmp_path, capsys, content):
     """Item 11: a zero-byte .npy was 'interrupted', exit 130 (click turns EOFError into an abort)."""
     data = tmp_path / "x.npy"
     data.write_bytes(content)
     code, errors = run(capsys, ["bench", TINY, "--input", data, "--runs", "1", "--warmup", "0"])
     assert code == 2 and len(errors) == 1 and str(data) in errors[0], errors
+
+
+def test_quantize_calib_with_an_unclosed_header(tmp_path, capsys):
+    data = tmp_path / "x.npy"
+    data.write_bytes(_unclosed_header())
+    code, errors = run(capsys, ["quantize", FMNIST_MODEL, "--calib", data, "-o", tmp_path / "out"])
+    assert code == 2 and len(errors) == 1 and "cannot read as a .npy array" in errors[0], errors
 
 
 @pytest.mark.parametrize("option", ["--batch-size", "--samples", "--top-k"])

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from edgequant.android.device_paths import SAMPLES_FILE
+from edgequant.data.sources import NUMPY_FILE_ERRORS
 from edgequant.errors import DataError
 
 SAMPLE_DTYPES = ("uint8", "int8", "int16", "float32")
@@ -57,7 +58,7 @@ def load_npz(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
             else:
                 raise DataError(f"{path}: no array 'x' (arrays: {', '.join(keys) or 'none'}); name the samples 'x' and labels 'y'")
             y = npz["y"] if "y" in keys else None
-    except (ValueError, OSError) as exc:
+    except NUMPY_FILE_ERRORS as exc:
         raise DataError(f"{path}: not a readable .npz file ({exc})") from None
     return x, y
 

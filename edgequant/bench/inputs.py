@@ -20,6 +20,7 @@ from typing import Literal
 
 import numpy as np
 
+from edgequant.data.sources import NUMPY_FILE_ERRORS
 from edgequant.errors import DataError
 
 FloatDistribution = Literal["uniform", "normal"]
@@ -72,18 +73,19 @@ def read_inputs(path: str | Path, details: list[dict]) -> list[np.ndarray]:
         raise DataError(f"{path}: an empty file, not a .npy/.npz array")
     try:
         loaded = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:  # EOFError: a file cut short
-        raise DataError(f"{path}: not a .npy/.npz file ({exc})") from None
-    if isinstance(loaded, np.ndarray):
-        if len(details) != 1:
-            raise DataError(f"{path}: a .npy holds one array, the model has {len(details)} inputs; use a .npz keyed by input name")
-        arrays = [loaded]
-    else:
-        with loaded:
-            missing = [d["name"] for d in details if d["name"] not in loaded.files]
-            if missing:
-                raise DataError(f"{path}: no array for input(s) {', '.join(missing)} (it has {', '.join(loaded.files)})")
-            arrays = [loaded[d["name"]] for d in details]
+        if isinstance(loaded, np.ndarray):
+            if len(details) != 1:
+                raise DataError(f"{path}: a .npy holds one array, the model has {len(details)} inputs; "
+                                "use a .npz keyed by input name")
+            arrays = [loaded]
+        else:
+            with loaded:
+                missing = [d["name"] for d in details if d["name"] not in loaded.files]
+                if missing:
+                    raise DataError(f"{path}: no array for input(s) {', '.join(missing)} (it has {', '.join(loaded.files)})")
+                arrays = [loaded[d["name"]] for d in details]
+    except NUMPY_FILE_ERRORS as exc:
+        raise DataError(f"{path}: not a readable .npy/.npz file ({type(exc).__name__}: {exc})") from None
     return [_fit_batch(path, a, d) for a, d in zip(arrays, details)]
 
 

@@ -12,9 +12,11 @@ becomes a DataError naming it.
 from __future__ import annotations
 
 import importlib
+import tokenize
 import warnings
-from contextlib import contextmanager
 import zipfile
+import zlib
+from contextlib import contextmanager
 from collections.abc import Iterator, Sequence
 from itertools import repeat
 from pathlib import Path
@@ -30,6 +32,10 @@ from edgequant.recipe.schema import (
     NpySource,
     NpzSource,
 )
+
+# What numpy.load and reading a .npz member raise on a damaged file (a header numpy parses as Python
+# literals raises tokenize and syntax errors; a cut-short zip member, zlib's).
+NUMPY_FILE_ERRORS = (ValueError, OSError, EOFError, SyntaxError, tokenize.TokenError, zipfile.BadZipFile, zlib.error)
 
 RawSample = tuple[np.ndarray, "int | np.ndarray | None", "str | None"]  # sample, label, origin
 
@@ -84,7 +90,7 @@ def _load_npy(path: Path) -> np.ndarray:
         raise DataError(f"{path}: an empty file, not a .npy array")
     try:
         array = np.load(path, mmap_mode="r", allow_pickle=False)  # memory-mapped: rows are read on demand
-    except (ValueError, OSError, EOFError) as exc:
+    except NUMPY_FILE_ERRORS as exc:
         raise DataError(f"{path}: cannot read as a .npy array without pickle ({exc})") from None
     return _stacked(array, path)
 
@@ -112,7 +118,7 @@ def _iter_npz(source: NpzSource) -> Iterator[RawSample]:
         raise DataError(f"{source.path}: no such file")
     try:
         archive = np.load(source.path, allow_pickle=False)
-    except (ValueError, OSError, zipfile.BadZipFile) as exc:
+    except NUMPY_FILE_ERRORS as exc:
         raise DataError(f"{source.path}: cannot read as a .npz archive ({exc})") from None
     with archive:
         for key in filter(None, (source.key, source.labels_key)):
@@ -133,7 +139,7 @@ def _iter_npz_inputs(source: NpzSource, names: list[str]) -> Iterator[RawSample]
         raise DataError(f"{source.path}: no such file")
     try:
         archive = np.load(source.path, allow_pickle=False)
-    except (ValueError, OSError, zipfile.BadZipFile) as exc:
+    except NUMPY_FILE_ERRORS as exc:
         raise DataError(f"{source.path}: cannot read as a .npz archive ({exc})") from None
     with archive:
         positional = [f"arr_{i}" for i in range(len(names))]
@@ -161,7 +167,7 @@ def _iter_npz_inputs(source: NpzSource, names: list[str]) -> Iterator[RawSample]
 def _npz_member(archive, path: Path, key: str) -> np.ndarray:
     try:
         array = archive[key]
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+    except NUMPY_FILE_ERRORS as exc:
         raise DataError(f"{path}: cannot read array {key!r} without pickle ({exc})") from None
     return _stacked(array, f"{path}[{key!r}]")
 
