@@ -9,7 +9,8 @@
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ def quantize(
     report: bool = False,
     output_dir: str | Path | None = None,
     trust_code: bool = False,
+    custom_objects: Sequence[str | type] = (),
     **options: Any,
 ) -> bytes | tuple[bytes, Any]:
     """Convert a Keras model (in memory, Keras 3 or tf_keras, or a model file path) to .tflite bytes.
@@ -53,7 +55,33 @@ def quantize(
     `report=True` returns `(bytes, report)`, the build's `Report`; `output_dir` keeps its files
     (artifacts, report.json, report.md, report.html).
     A model file with Lambda layers (whose loading runs Python) needs `trust_code=True` (or EDGEQUANT_TRUST_CODE=1).
+    `custom_objects`: the custom layers a model file names, as classes, or as 'package.module:Name' strings
+    (imported here, which runs that module: strings need `trust_code=True`).
     """
+    with _custom_object_scope(custom_objects, trust_code):
+        return _quantize(model, mode, calibration=calibration, input_shape=input_shape, devices=devices,
+                         evaluation=evaluation, report=report, output_dir=output_dir, trust_code=trust_code,
+                         **options)
+
+
+@contextmanager
+def _custom_object_scope(custom_objects, trust_code: bool):
+    """Keras 3's and tf_keras' custom-object scopes holding `custom_objects`, for every model loaded inside."""
+    if not custom_objects:
+        yield
+        return
+    from edgequant.source_model import custom_object_classes
+
+    objects = custom_object_classes(custom_objects, trust_code=trust_code)
+    import keras
+    import tf_keras
+
+    with keras.saving.custom_object_scope(objects), tf_keras.utils.custom_object_scope(objects):
+        yield
+
+
+def _quantize(model, mode, *, calibration, input_shape, devices, evaluation, report, output_dir, trust_code,
+              **options):
     from edgequant.convert import convert_variant
     from edgequant.source_model import export_keras_model, export_model
 

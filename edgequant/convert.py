@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Iterator
 from functools import lru_cache
 from pathlib import Path
@@ -171,6 +172,15 @@ def convert(converter, label: str) -> bytes:
 
 
 TENSOR_LIST_FAILURE = "Lowering tensor list ops is failed"
+_SELECT_OPS = re.compile(r"TF Select ops: ([\w, .]+?)(?:\.?\s*\n|\.\s|$|\\n)")
+
+
+def ops_without_builtin_kernel(text: str) -> list[str]:
+    """The TensorFlow ops the converter's error says have no builtin TFLite kernel ("TF Select ops: MaxPool3D")."""
+    ops: list[str] = []
+    for match in _SELECT_OPS.finditer(text):
+        ops += [op.strip() for op in match.group(1).split(",") if op.strip() and op.strip() not in ops]
+    return ops
 UNKNOWN_BATCH_LOOP = (
     "a recurrent loop (TensorList ops) with an unknown batch size, which TFLite's builtin ops cannot run: "
     "edgequant exports .keras and .h5 models with a batch of 1 itself, but converts a SavedModel as it is: "
@@ -182,6 +192,11 @@ def _converter_message(text: str, default: str) -> str:
     """The converter's error in one line: what it means where edgequant knows it, else its last line."""
     if TENSOR_LIST_FAILURE in text:  # its own advice names private converter flags, with a literal '\\n'
         return UNKNOWN_BATCH_LOOP
+    ops = ops_without_builtin_kernel(text)
+    if ops:
+        return (f"TFLite has no builtin kernel for {', '.join(ops)} (TensorFlow op{'s' if len(ops) > 1 else ''} "
+                "that only TF Select, the Flex delegate, runs); edgequant builds only artifacts that LiteRT's "
+                "builtin ops run")
     lines = text.strip().splitlines()
     return lines[-1] if lines else default
 

@@ -165,9 +165,11 @@ def build_recipe(
                 _check_calibration(recipe, declared, progress)
         with progress.task(f"export {recipe.model.path.name}") as task:
             if shared is None:
-                exported = export_model(recipe.model.path, Path(work), recipe.model.input_shape, trust_code=trust_code)
+                exported = export_model(recipe.model.path, Path(work), recipe.model.input_shape, trust_code=trust_code,
+                                        custom_objects=recipe.model.custom_objects)
             else:
-                exported, reused = shared.export(recipe.model.path, recipe.model.input_shape, trust_code=trust_code)
+                exported, reused = shared.export(recipe.model.path, recipe.model.input_shape, trust_code=trust_code,
+                                                 custom_objects=recipe.model.custom_objects)
                 if reused:
                     progress.log(f"{recipe.name}: {recipe.model.path.name}: the export of an earlier recipe, reused")
             task.advance()

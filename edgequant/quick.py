@@ -64,7 +64,7 @@ class ModelFacts:
         return f"input {dims} {self.dtype}{layers}"
 
 
-def read_model_facts(path: str | Path) -> ModelFacts:
+def read_model_facts(path: str | Path, *, custom_objects: list[str] = (), trust_code: bool = False) -> ModelFacts:
     """Load the model once and read its input and any preprocessing layers it contains."""
     path = Path(path)
     kind = source_kind(path)
@@ -72,7 +72,7 @@ def read_model_facts(path: str | Path) -> ModelFacts:
         specs = saved_model_inputs(path)
         names = tuple(s.name for s in specs) if len(specs) > 1 else ()
         return ModelFacts(path, kind, tuple(specs[0].shape), specs[0].dtype, input_names=names)
-    model = load_keras_model(path, kind)
+    model = load_keras_model(path, kind, custom_objects=custom_objects, trust_code=trust_code)
     names = tuple(tensor_names(model.inputs)) if len(model.inputs) > 1 else ()
     tensor = model.inputs[0]
     shape = tuple(-1 if d is None else int(d) for d in tensor.shape[1:])
@@ -213,6 +213,7 @@ def quick_recipe(
     input_type: str | None = None,
     output_type: str | None = None,
     input_shape: list[int] | None = None,
+    custom_objects: list[str] = (),
 ) -> tuple[Recipe, str]:
     """The recipe `edgequant quantize` builds, and its YAML text for `output_dir/recipe.yaml`
     (default output_dir: build/<model name>).
@@ -242,7 +243,8 @@ def quick_recipe(
     output_dir = Path(output_dir) if output_dir is not None else Path("build") / name
     data: dict = {
         "name": name,
-        "model": {"path": facts.path, **({"input_shape": list(input_shape)} if input_shape else {})},
+        "model": {"path": facts.path, **({"input_shape": list(input_shape)} if input_shape else {}),
+                  **({"custom_objects": list(custom_objects)} if custom_objects else {})},
         "devices": list(devices),
         "output_dir": output_dir,
         "variants": [{"name": m, "mode": m, **(io_types if m == "int8" else {})}

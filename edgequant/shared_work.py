@@ -20,14 +20,17 @@ class SharedWork:
         self.work_dir = work_dir
         self._exports: dict[tuple, ExportedModel] = {}
 
-    def export(self, path: Path, input_shape: list[int] | None, *, trust_code: bool) -> tuple[ExportedModel, bool]:
+    def export(self, path: Path, input_shape: list[int] | None, *, trust_code: bool,
+               custom_objects: list[str] = ()) -> tuple[ExportedModel, bool]:
         """The model exported for the builds, and whether an earlier build of this call exported it."""
-        key = (str(Path(path).resolve()), file_sha256(path), tuple(input_shape) if input_shape else None, trust_code)
+        key = (str(Path(path).resolve()), file_sha256(path), tuple(input_shape) if input_shape else None, trust_code,
+               tuple(custom_objects))
         if key in self._exports:
             return self._exports[key], True
         folder = self.work_dir / f"export-{len(self._exports)}"
         folder.mkdir()
-        self._exports[key] = export_model(path, folder, input_shape, trust_code=trust_code)
+        self._exports[key] = export_model(path, folder, input_shape, trust_code=trust_code,
+                                          custom_objects=custom_objects)
         return self._exports[key], False
 
 

@@ -188,30 +188,67 @@ def _config_inputs(config: dict | None) -> tuple[InputSpec, ...]:
     return tuple(inputs)
 
 
-def load_keras_model(path: Path, kind: SourceKind, *, trust_code: bool = False):
+def load_keras_model(path: Path, kind: SourceKind, *, trust_code: bool = False, custom_objects=()):
     """Load a Keras 3 or tf_keras model file (weights and architecture, not the optimizer).
 
     Without `trust_code` (or EDGEQUANT_TRUST_CODE=1), a file whose loading would run Python
     (Lambda layers) is refused, and Keras 3 loads in safe mode.
+    `custom_objects`: the classes of the custom layers the file names, or 'package.module:Name' strings
+    (importing them runs code: they need the trust opt-in too); see `custom_object_classes`.
     """
     trust_code = trusted(trust_code)
     if not trust_code:
         refuse_unsafe_layers(path, kind)
+    objects = custom_object_classes(custom_objects, trust_code=trust_code)
     try:
         if kind in ("keras", "h5-keras3"):
             import keras
 
-            return keras.saving.load_model(path, compile=False, safe_mode=not trust_code)
+            return keras.saving.load_model(path, compile=False, safe_mode=not trust_code, custom_objects=objects)
         import tf_keras
 
-        return tf_keras.models.load_model(path, compile=False, safe_mode=not trust_code)
+        return tf_keras.models.load_model(path, compile=False, safe_mode=not trust_code, custom_objects=objects)
     except Exception as exc:  # Keras raises anything from ValueError to TypeError on a bad file
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        text = str(exc).strip()
+        unknown = re.search(r"Unknown (?:layer|object)[^'\w]*'?(\w+)|Could not locate (?:class|function) '(\w+)'", text)
+        if unknown:
+            raise ModelFileError(f"{path}: {unknown_object_message(unknown.group(1) or unknown.group(2))}") from None
+        first = text.splitlines()[0] if text else type(exc).__name__
         raise ModelFileError(f"{path}: cannot load the model ({first[:300]})") from None
 
 
+def unknown_object_message(name: str) -> str:
+    """What to do about a custom layer the model file names and Keras cannot find: every way to name it."""
+    return (f"the model uses {name!r}, a custom layer (or object) Keras does not know: name the module that "
+            f"defines it, as `model: {{custom_objects: [\"package.module:{name}\"]}}` in the recipe, "
+            f"`--custom-objects package.module:{name}` with `edgequant quantize`, or custom_objects=[{name}] in "
+            f"Python (edgequant.quantize); importing a module runs its code, so add --trust-code (trust_code=True)")
+
+
+def custom_object_classes(objects, *, trust_code: bool = False) -> dict[str, Any]:
+    """{name: object} for Keras' `custom_objects`, from objects (classes, functions) or 'package.module:Name'
+    strings, which are imported here: that runs the module's code, so strings need the trust opt-in."""
+    import importlib
+
+    found: dict[str, Any] = {}
+    for item in objects or ():
+        if not isinstance(item, str):
+            found[getattr(item, "__name__", str(item))] = item
+            continue
+        if not trusted(trust_code):
+            raise untrusted(f"custom object {item}: importing it runs that module's code")
+        module_name, _, name = item.partition(":")
+        try:
+            found[name] = getattr(importlib.import_module(module_name), name)
+        except ImportError as exc:
+            raise ModelFileError(f"custom object {item}: cannot import {module_name} ({exc})") from None
+        except AttributeError:
+            raise ModelFileError(f"custom object {item}: {module_name} has no {name!r}") from None
+    return found
+
+
 def export_model(
-    path: Path, workdir: Path, input_shape: list[int] | None = None, *, trust_code: bool = False
+    path: Path, workdir: Path, input_shape: list[int] | None = None, *, trust_code: bool = False, custom_objects=()
 ) -> ExportedModel:
     """Export the model at `path` once, into `workdir`, for every conversion of the build."""
     kind = source_kind(path)
@@ -225,7 +262,7 @@ def export_model(
 
         saved_model, inputs, onnx_source = import_onnx(path, sha, input_shape)
         return ExportedModel(saved_model, inputs, kind, sha, onnx=onnx_source)
-    model = load_keras_model(path, kind, trust_code=trust_code)
+    model = load_keras_model(path, kind, trust_code=trust_code, custom_objects=custom_objects)
     return export_keras_model(model, workdir, input_shape=input_shape, kind=kind, sha256=sha)
 
 

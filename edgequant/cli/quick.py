@@ -5,6 +5,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from edgequant.cli.recipe_cmd import TrustCodeOpt
 from edgequant.recipe.defaults import CALIBRATION_SAMPLES
 
 Devices = Annotated[Optional[list[str]], typer.Option("--device", "-d", help="simulated device profile (repeatable)")]
@@ -37,6 +38,10 @@ def quantize(
     ] = None,
     no_bench: Annotated[bool, typer.Option("--no-bench", help="skip the host benchmark")] = False,
     no_devices: Annotated[bool, typer.Option("--no-devices", help="skip the simulated devices")] = False,
+    custom_objects: Annotated[Optional[list[str]], typer.Option(
+        "--custom-objects", metavar="MODULE:NAME", help="a custom layer the model file names, e.g. "
+        "mypackage.layers:Attention (repeatable; importing it runs its code: needs --trust-code)")] = None,
+    trust_code: TrustCodeOpt = False,
 ) -> None:
     """Build MODEL's float32 reference and the chosen variants in one command, and write the recipe.yaml that repeats it.
 
@@ -55,7 +60,7 @@ def quantize(
     modes = modes or (["int8"] if calib else ["dynamic"])
     check_quick_arguments(model, calib=calib, evaluation=evaluation, scale=scale)
     shape = parse_input_shape(input_shape) if input_shape is not None else None
-    facts = read_model_facts(model)
+    facts = read_model_facts(model, custom_objects=custom_objects or [], trust_code=trust_code)
     facts = with_input_shape(facts, shape) if shape is not None else facts
     calibration = choose_data(calib, facts, option="--calib", default_split="train", samples=samples, scale=scale) \
         if calib else None
@@ -63,12 +68,12 @@ def quantize(
         if evaluation else None
     recipe, text = quick_recipe(facts, modes, output_dir=output_dir, calibration=calibration, evaluation=held_out,
                                 devices=device or [], input_type=input_type, output_type=output_type,
-                                input_shape=shape)
+                                input_shape=shape, custom_objects=custom_objects or [])
     recipe_file = recipe.output_path() / RECIPE_FILE
     refuse_overwrite(recipe_file, force, same_text=text)
     write_atomic(recipe_file, text)  # before the build: a build that fails still leaves the recipe to fix and repeat
     typer.echo(f"recipe: {recipe_file} (repeat or edit it: edgequant build {recipe_file})")
-    run_build(recipe, host_benchmark=not no_bench, devices=not no_devices)
+    run_build(recipe, host_benchmark=not no_bench, devices=not no_devices, trust_code=trust_code)
 
 
 def init(

@@ -98,7 +98,7 @@ def build_fixed_int8(exported, variant, representative: RepresentativeData, *, p
     samples, held_out = np.stack(drawn[:split]), np.stack(drawn[split:])
     details: dict = {}
     saved_model = exported.saved_model_for(variant.mode)
-    if variant.equalize or variant.adaround or variant.bias_correction_mode == "weights":
+    if transforms_keras3_weights(variant):
         model = _transformed(exported.keras_model, samples, variant, details)
         from edgequant.source_model import export_keras_model
 
@@ -131,15 +131,27 @@ def _draw(representative: RepresentativeData, most: int, budget: int) -> list[np
     return drawn
 
 
+def keras3_fixes_refused(variant) -> InputError:
+    """The error for fixes that transform a Keras 3 model's weights, asked of a model that is not one
+    (`edgequant recipe check` gives it too, from the model file's kind)."""
+    return InputError(f"variant {variant.name!r}: equalize, adaround and bias_correction transform a Keras 3 "
+                      "model's weights; this model is not one "
+                      "(ranges and bias_correction: empirical work on any model)")
+
+
+def transforms_keras3_weights(variant) -> bool:
+    """Whether `variant` asks for a fix that transforms a Keras 3 model's weights."""
+    return bool(getattr(variant, "equalize", False) or getattr(variant, "adaround", False)
+                or getattr(variant, "bias_correction_mode", None) == "weights")
+
+
 def _transformed(model, samples: np.ndarray, variant, details: dict):
     import keras
 
     from edgequant.int8_fixes.graph import is_keras3
 
     if model is None or not is_keras3(model):
-        raise InputError(f"variant {variant.name!r}: equalize, adaround and bias_correction transform a Keras 3 "
-                         "model's weights; this model is not one "
-                         "(ranges and bias_correction: empirical work on any model)")
+        raise keras3_fixes_refused(variant)
     copy = keras.models.clone_model(model, recursive=True)
     copy.set_weights(model.get_weights())
     before = _predict(model, samples)

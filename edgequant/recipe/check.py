@@ -82,6 +82,9 @@ def _problem(loc: Location, check, *args) -> list[tuple[Location, str]]:
 
 def _check_model(recipe: Recipe, trusted: bool, problems: list) -> InputSpec | None:
     path = recipe.model.path
+    if recipe.model.custom_objects and not trusted:  # checked, never imported: recipe check runs no user code
+        problems.append((["model", "custom_objects"], str(untrusted(
+            f"model.custom_objects imports {', '.join(recipe.model.custom_objects)}, which runs that code"))))
     try:
         kind = source_kind(path)
         if kind == "onnx":  # read and validated as the build will (no code runs), but its input is NCHW
@@ -91,6 +94,11 @@ def _check_model(recipe: Recipe, trusted: bool, problems: list) -> InputSpec | N
             return None
         if kind != "saved_model" and not trusted:
             refuse_unsafe_layers(path, kind)
+        if kind not in ("keras", "h5-keras3"):  # the build loads no Keras 3 model to transform
+            from edgequant.int8_fixes import keras3_fixes_refused, transforms_keras3_weights
+
+            problems += [(["variants", i], str(keras3_fixes_refused(v)))
+                         for i, v in enumerate(recipe.variants) if transforms_keras3_weights(v)]
     except InputError as exc:
         problems.append((["model", "path"], str(exc)))
         return None

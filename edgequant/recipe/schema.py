@@ -376,6 +376,10 @@ class ModelSpec(StrictModel):
     input_shape: list[int] | None = Field(
         None, description="override the input shape, without the batch dimension, e.g. [224, 224, 3]"
     )
+    custom_objects: list[Annotated[str, Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")]] = Field(
+        [], description="the custom layers (or other Keras objects) the model file names, as 'package.module:Name': "
+        "imported to load the model, which runs that module's code, so the build needs --trust-code"
+    )
 
     @field_validator("input_shape")
     @classmethod
