@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from pydantic import TypeAdapter, ValidationError
 
-from edgequant.data.stream import InputSpec, check_sample, iter_samples
+from edgequant.data.stream import check_sample, iter_samples
 from edgequant.errors import DataError, InputError
 from edgequant.native_log import native_log_to_file
 from edgequant.recipe.schema import CALIBRATED_MODES, LOWBIT_MODES, TRAINED_MODES, DataSpec, Recipe, Variant
@@ -108,7 +108,7 @@ def _quantize(model, mode, *, calibration, input_shape, devices, evaluation, rep
             exported = export_model(Path(model), Path(work), input_shape, trust_code=trust_code)
         else:
             exported = export_keras_model(model, Path(work), input_shape=input_shape)
-        representative = _representative(calibration, exported.input) if variant.mode in CALIBRATED_MODES else None
+        representative = _representative(calibration, exported.data_inputs) if variant.mode in CALIBRATED_MODES else None
         if variant.mode in LOWBIT_MODES:  # int4: the float32 conversion, packed by Google's quantizer
             from edgequant.lowbit import build_lowbit_variant
             from edgequant.progress import NullProgress
@@ -127,14 +127,26 @@ def _quantize(model, mode, *, calibration, input_shape, devices, evaluation, rep
         return data
 
 
-def _representative(calibration: Calibration, model_input: InputSpec) -> Callable[[], Iterator[np.ndarray]]:
+def _representative(calibration: Calibration, model_input) -> Callable[[], Iterator[np.ndarray]]:
+    """`model_input`: an InputSpec, or a tuple of them for a model with several inputs (whose samples are then
+    dicts {input name: array})."""
     if isinstance(calibration, DataSpec):
         return lambda: (s.x for s in iter_samples(calibration, model_input, role="calibration"))
+    inputs = {i.name: i for i in model_input} if isinstance(model_input, tuple) else None
 
     def checked() -> Iterator[np.ndarray]:
         samples = calibration() if callable(calibration) else calibration
         index = -1
         for index, x in enumerate(samples):
+            if inputs is not None:
+                if not isinstance(x, dict) or set(x) != set(inputs):
+                    raise DataError(f"calibration sample {index}: the model's inputs are {', '.join(inputs)}; give "
+                                    "each sample as a dict {input name: array}")
+                x = {k: np.asarray(v, dtype=np.float32) for k, v in x.items()}
+                for name, v in x.items():
+                    check_sample(v, index, inputs[name], source="the calibration argument", role="calibration")
+                yield x
+                continue
             x = np.asarray(x, dtype=np.float32)
             check_sample(x, index, model_input, source="the calibration argument", role="calibration")
             yield x

@@ -48,10 +48,21 @@ class OnnxRunner:
         self.seconds = 0.0
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
+        return self.run_all(x)[self.output]
+
+    def run_all(self, x) -> dict[str, np.ndarray]:
+        """Every output by name, in name order (as BatchRunner.run_all); the evaluation matches them to the
+        .tflite's by name, else by position."""
         started = time.perf_counter()
-        y = self.session.run([self.output], {self._input: x.astype(np.float32)})[0]
+        names = sorted(o.name for o in self.session.get_outputs())
+        if isinstance(x, dict):  # several inputs: by name where the ONNX model kept them, else in order
+            given = [i.name for i in self.session.get_inputs()]
+            feed = {n: np.asarray(x[n] if n in x else v, dtype=np.float32) for n, v in zip(given, x.values())}
+        else:
+            feed = {self._input: x.astype(np.float32)}
+        ys = self.session.run(names, feed)
         self.seconds += time.perf_counter() - started
-        return y
+        return dict(zip(names, ys))
 
 
 @dataclass
