@@ -186,6 +186,21 @@ def test_evaluation_outputs_choose_the_headline_and_compare_output_names_it(two_
     assert compared["output"] == "probs" and compared["agreement"] == probs_only.agreement
 
 
+@pytest.mark.slow
+def test_quantize_takes_an_npz_per_input_for_calib_and_eval(two_io_build, tmp_path):
+    from edgequant.cli import main
+
+    result, _, _, work = two_io_build
+    out = tmp_path / "quick"
+    args = ["quantize", str(work / "two.keras"), "--int8", "--calib", str(work / "calib.npz"), "--eval",
+            str(work / "eval.npz"), "--no-bench", "--output-dir", str(out)]
+    assert main(args) == 0  # before: "the model has 2 inputs; edgequant supports one input"
+    report = json.loads((out / "report.json").read_text())
+    int8 = next(v for v in report["variants"] if v["name"] == "int8")
+    assert [o["name"] for o in int8["evaluation"]["per_output"]] == ["box", "probs"] and len(int8["inputs"]) == 2
+    assert "no preprocess: the model has 2 inputs" in (out / "recipe.yaml").read_text()
+
+
 # --- a dynamic sequence length (item 5) --------------------------------------------------------------------
 
 
@@ -226,6 +241,8 @@ def test_a_dynamic_axis_is_timed_at_the_datas_shape_and_said(sequence_build):
         assert host.details["inputs"] == "real data: the first evaluation sample"
     md = (result.output_dir / "report.md").read_text()
     assert "Latency timed at input shape [1, 28, 4] (real data: the first evaluation sample)." in md
+    assert "Timed at input shape [1, 28, 4] (real data: the first evaluation sample)." in \
+        (result.output_dir / "report.html").read_text()
     e = result.report.variant("int8").evaluation
     reference = _independent(result.path("float32"), [{"input": s} for s in seq])["output_0"]
     got = _independent(result.path("int8"), [{"input": s} for s in seq])["output_0"]

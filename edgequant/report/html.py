@@ -364,8 +364,12 @@ def _host_section(report: dict) -> str:
         rows.append([f"<code>{escape(v['name'])}</code>", _num(_ms(lat.get("ms"))), _num(_ms(stats.get("p90_ms"))),
                      _num(f"{speed:.2f}x" if speed else "-"), _num(str(d.get("threads", "-"))),
                      escape(str(d.get("kernels", "-")))])
-    note = (f"Measured on this machine{': ' + escape(str(cpu)) if cpu else ''}. A host figure says little about an "
-            "edge device: see the simulated devices.")
+    timed = next((lat.get("details", {}) for v in report.get("variants", []) if (lat := _latency(v, "host"))), {})
+    shapes = timed.get("input_shapes")
+    at = (f" Timed at input shape {escape(', '.join(map(str, shapes)))} ({escape(str(timed.get('inputs', '')))})."
+          if shapes else "")
+    note = (f"Measured on this machine{': ' + escape(str(cpu)) if cpu else ''}.{at} A host figure says little about "
+            "an edge device: see the simulated devices.")
     return f"<h2 id=\"device-host\">host (measured)</h2><p class=\"est\">{note}</p>" + _table(head, rows)
 
 
