@@ -7,7 +7,8 @@ then its five variants (float32, float16, dynamic, int8, int16x8; 500 calibratio
 says) are converted one after another, either in the process itself (convert.convert_variant, as builds
 did before) or through one ConversionWorker (the child starts, imports TensorFlow, reads the SavedModel
 once and converts the five, the samples sent from the parent). Timed from after the export to the last
-bytes. The summary is printed and written to docs/results/convert_worker_overhead.md.
+bytes, in wall time and in CPU time (this process and the child: on a shared machine the CPU time is
+the steadier figure). The summary is printed and written to docs/results/convert_worker_overhead.md.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ def side(name: str) -> None:
             return (s.x for s in iter_samples(recipe.calibration, exported.input, limit=500, role="calibration"))
 
         variants = [TypeAdapter(Variant).validate_python({"name": m, "mode": m}) for m in MODES]
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), _cpu_seconds()
         sizes = []
         if name == "child":
             with ConversionWorker() as worker:
@@ -56,7 +57,15 @@ def side(name: str) -> None:
         else:
             for v in variants:
                 sizes.append(len(convert_variant(exported.saved_model_dir, v, representative)))
-        print(json.dumps({"seconds": time.perf_counter() - started, "sizes": sizes}))
+        print(json.dumps({"seconds": time.perf_counter() - started, "cpu": _cpu_seconds() - cpu, "sizes": sizes}))
+
+
+def _cpu_seconds() -> float:
+    """CPU time of this process and of its ended children (the worker, once closed)."""
+    import resource
+
+    return sum(resource.getrusage(who).ru_utime + resource.getrusage(who).ru_stime
+               for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
 
 
 def main() -> None:
@@ -68,12 +77,14 @@ def main() -> None:
         side(args.side)
         return
     times: dict[str, list[float]] = {"in-process": [], "child": []}
+    cpu: dict[str, list[float]] = {"in-process": [], "child": []}
     sizes = {}
     for _ in range(args.repeats):
         for name in times:
             out = subprocess.run([sys.executable, __file__, "--side", name], capture_output=True, text=True, check=True)
             result = json.loads(out.stdout.strip().splitlines()[-1])
             times[name].append(result["seconds"])
+            cpu[name].append(result["cpu"])
             sizes[name] = result["sizes"]
     assert sizes["child"] == sizes["in-process"], sizes  # the same conversions
     import os
@@ -83,9 +94,11 @@ def main() -> None:
         print(f"Fashion-MNIST recipe, 5 variants ({', '.join(MODES)}), 500 calibration images; "
               f"{args.repeats} fresh processes per side, alternating; load average {load:.1f} at the end")
         for name, values in times.items():
-            print(f"  {name:10s} min {min(values):6.2f} s   all: {', '.join(f'{v:.2f}' for v in values)}")
-        print(f"  child / in-process (min): {min(times['child']) / min(times['in-process']):.2f}x, "
-              f"+{min(times['child']) - min(times['in-process']):.2f} s")
+            print(f"  {name:10s} wall min {min(values):6.2f} s (all: {', '.join(f'{v:.2f}' for v in values)}); "
+                  f"CPU min {min(cpu[name]):6.2f} s (all: {', '.join(f'{v:.2f}' for v in cpu[name])})")
+        print(f"  child - in-process (min): wall +{min(times['child']) - min(times['in-process']):.2f} s, "
+              f"CPU +{min(cpu['child']) - min(cpu['in-process']):.2f} s: the child's TensorFlow import and its own "
+              "reading of the SavedModel")
 
 
 if __name__ == "__main__":

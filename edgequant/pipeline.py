@@ -159,7 +159,10 @@ def build_recipe(
     calibrated = recipe.calibration is not None and any(v.mode in CALIBRATED_MODES for v in variants)
 
     with stop_on_signals(), temporary_dir("build") as work, Staging(out, wait=wait) as staging, \
-            ConversionWorker() as worker:
+            ExitStack() as stack:
+        # the conversions' child process: the build's own, started now (its import overlaps the export), or
+        # the one the builds of this call share
+        worker = shared.worker if shared is not None else stack.enter_context(ConversionWorker())
         if calibrated and declared is not None:  # the model file declares its input: check before the export
             with _field_context(recipe_path, ["calibration"]):
                 _check_calibration(recipe, declared, progress)

@@ -1,6 +1,7 @@
 """What several recipes built in one call (`edgequant build A.yaml B.yaml ...`) have in common.
 
-Each source model is exported once for all of them. Emulated device runs are shared through the
+Each source model is exported once for all of them, and one child process converts for all of them
+(edgequant.convert_worker: TensorFlow is imported there once). Emulated device runs are shared through the
 cache of emulated results (edgequant.devices.run_cache): a model whose bytes another recipe already
 built is counted and checked once.
 """
@@ -11,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from edgequant.convert_worker import ConversionWorker
 from edgequant.interrupts import temporary_dir
 from edgequant.source_model import ExportedModel, export_model, file_sha256
 
@@ -18,6 +20,7 @@ from edgequant.source_model import ExportedModel, export_model, file_sha256
 class SharedWork:
     def __init__(self, work_dir: Path):
         self.work_dir = work_dir
+        self.worker = ConversionWorker()
         self._exports: dict[tuple, ExportedModel] = {}
 
     def export(self, path: Path, input_shape: list[int] | None, *, trust_code: bool,
@@ -37,4 +40,8 @@ class SharedWork:
 @contextmanager
 def shared_work() -> Iterator[SharedWork]:
     with temporary_dir("edgequant-shared-") as folder:
-        yield SharedWork(folder)
+        shared = SharedWork(folder)
+        try:
+            yield shared
+        finally:
+            shared.worker.close()
