@@ -53,7 +53,9 @@ class ConversionWorker:
         self._start()  # TensorFlow's import in the child overlaps what the parent does next (the export)
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, kind, *exc) -> None:
+        if kind is not None and self._process is not None:  # interrupted or failed: its conversion is not wanted
+            self._process.kill()
         self.close()
 
     def convert(self, saved_model_dir: Path, variant, representative=None) -> bytes:

@@ -41,7 +41,5 @@ class SharedWork:
 def shared_work() -> Iterator[SharedWork]:
     with temporary_dir("edgequant-shared-") as folder:
         shared = SharedWork(folder)
-        try:
+        with shared.worker:  # started now; killed at once if a build is interrupted
             yield shared
-        finally:
-            shared.worker.close()
