@@ -7,7 +7,8 @@ An input is one line of arguments, then the bytes of a data file: `{data}` in th
 data file's path (.npz if the bytes are a zip archive, else .npy), `{out}` the output folder.
 The model is a tiny Keras CNN (8x8x1 input, written once per run), so an input that passes
 every check builds in seconds. Only exit codes 0 and 2 are accepted; anything else stops the
-run and saves the input. `tests/test_bad_input_fuzz_corpus.py` replays tests/fuzz_corpus/quantize in CI.
+run and saves the input. On a busy machine a build can take minutes: pass -timeout=600 after the options.
+`tests/test_bad_input_fuzz_corpus.py` replays tests/fuzz_corpus/quantize in CI.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ def check_one(data: bytes, folder: Path) -> int:
         words = shlex.split(text.replace("{out}", str(folder / "out")))
     except ValueError:  # unbalanced quotes: what a shell would refuse before edgequant runs
         words = text.split()
-    return run_cli(["quantize", str(folder / MODEL), "--force", *words])
+    return run_cli(["quantize", str(folder / MODEL), "--force", "--no-bench", *words])  # the host timing adds nothing here
 
 
 def make_seeds() -> None:
