@@ -392,6 +392,8 @@ class _Stages:
         from edgequant.mixed_precision import (
             SELECTION_DESCRIPTION,
             SELECTION_SAMPLES,
+            ReferenceRunner,
+            ScoredRunner,
             in_selection,
             search_float_layers,
         )
@@ -405,9 +407,12 @@ class _Stages:
             analysis = self._analysis(variant, fixed if fixed and fixed.report.kept else None)
 
             def judge(candidate: bytes):
-                results = self._evaluate({"candidate": candidate}, limit=2 * SELECTION_SAMPLES, keep=in_selection)
+                reference = ReferenceRunner(self.reference_model())
+                scored = ScoredRunner(candidate, reference)  # each sample's fidelity, for the search's sign test
+                results = self._evaluate({"candidate": scored, self.reference: reference},
+                                         limit=2 * SELECTION_SAMPLES, keep=in_selection)
                 passed = accuracy_gates_pass(variant.gates, results["candidate"], results[self.reference])
-                return _evaluation_report(results["candidate"], results[self.reference]), passed
+                return _evaluation_report(results["candidate"], results[self.reference]), passed, scored.sample_scores()
 
             def search(analysis):
                 return search_float_layers(analysis, judge=judge, price=self._step_price,

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from edgequant.cli import main
-from edgequant.mixed_precision import PATIENCE, in_selection, quality
+from edgequant.mixed_precision import PATIENCE, SIGNIFICANCE, in_selection, quality
 from edgequant.report.schema import Report
 from edgequant.tflite_file import read_tflite
 from tests.conftest import REPO
@@ -186,10 +186,11 @@ def test_auto_ships_the_most_accurate_step_when_none_passes_and_says_so(wide_ran
     assert quality(mp.steps[mp.shipped_step].evaluation) == best
     assert mp.shipped_step == min(s.step for s in mp.steps if quality(s.evaluation) == best)
     assert "no step passes the gates" in mp.outcome and "the most accurate" in mp.outcome
+    assert mp.steps[mp.shipped_step].p_value is None or mp.steps[mp.shipped_step].p_value < SIGNIFICANCE
     if len(mp.steps) < 1 + len(mp.sensitivity_order):  # it stopped early: only after PATIENCE steps with no gain
-        assert f"stopped after {PATIENCE} steps in a row without a gain" in mp.outcome
+        assert f"stopped after {PATIENCE} steps in a row without a significant gain" in mp.outcome
         best_before = max(quality(s.evaluation) for s in mp.steps[:-PATIENCE])
-        assert all(quality(s.evaluation) <= best_before for s in mp.steps[-PATIENCE:])
+        assert all(quality(s.evaluation) <= best_before or s.p_value >= SIGNIFICANCE for s in mp.steps[-PATIENCE:])
     assert any("unreachable: min_agreement_percent FAILED" in g for g in report.failed_gates)
 
 

@@ -135,6 +135,10 @@ class FloatLayerStep(_Model):
     price: StepPrice
     evaluation: EvaluationReport = Field(..., description="on the selection slice (see `selection_data`)")
     gates_passed: bool
+    p_value: float | None = Field(
+        None, description="one-sided sign test that this step is more faithful to float32 than the best step before "
+        "it, on the selection samples (none for step 0); a gain counts below mixed_precision.SIGNIFICANCE"
+    )
 
 
 class MixedPrecisionReport(_Model):
