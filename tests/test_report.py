@@ -110,7 +110,7 @@ def test_automatic_mixed_precision_passes_the_gate_plain_int8_fails(mixed_build)
     assert any("conv1" in layer for layer in mp.float_layers)  # the layer with the wide channel
     assert mixed.size_bytes < 0.5 * report.variant("float32").size_bytes  # most of the model stayed int8
     md = (out / "report.md").read_text()
-    assert "layers kept in float" in md and mp.float_layers[0] in md
+    assert "layers kept in float" in md and mp.float_layers[0] in md and "| p (gain) |" in md
     html = (out / "report.html").read_text()  # the search's steps, and a verdict that names the failed gate
     assert 'id="mixed-int8_mixed"' in html and mp.float_layers[0] in html and "Do not ship <b>int8</b>" in html
 
