@@ -113,6 +113,7 @@ def test_automatic_mixed_precision_passes_the_gate_plain_int8_fails(mixed_build)
     assert "layers kept in float" in md and mp.float_layers[0] in md and "| p (gain) |" in md
     html = (out / "report.html").read_text()  # the search's steps, and a verdict that names the failed gate
     assert 'id="mixed-int8_mixed"' in html and mp.float_layers[0] in html and "Do not ship <b>int8</b>" in html
+    assert "p (gain)" in html
 
 
 def test_report_command_rerenders_and_rejects_a_corrupt_report(fmnist_build, tmp_path, capsys):

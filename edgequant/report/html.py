@@ -414,11 +414,13 @@ def _mixed_precision(name: str, mp: dict) -> str:
             rows.append([_num(f"{s.get('step')}{shipped}"),
                          f"<code>{escape(s['added_layer'])}</code>" if s.get("added_layer") else "plain int8",
                          _num(_pct(e.get("top1"))), _num(_pct(e.get("agreement"))),
+                         _num("-" if s.get("p_value") is None else f"{s['p_value']:.2g}"),
                          _num(_kib(s.get("size_bytes"))), _num(f"{((s.get('size_bytes') or 0) - base) / 1024:+,.1f} KiB"),
                          _num(device_ms), _status(s.get("gates_passed"))])
         out += (f"<p>{escape(str(mp.get('outcome') or ''))} Each step keeps one more layer in float, judged on "
                 f"{escape(str(mp.get('selection_data') or 'the selection data'))}:</p>"
-                + _table(["step", "layer added", "top-1", "agreement", "size", "size cost", "estimated ms", "gates"],
+                + _table(["step", "layer added", "top-1", "agreement", "p (gain)", "size", "size cost", "estimated ms",
+                          "gates"],
                          rows, table_id=f"mixed-{name}"))
     return out
 
