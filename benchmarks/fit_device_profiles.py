@@ -180,7 +180,6 @@ def measure(args) -> None:
     from edgequant.devices.arm.install import ensure_arm_environment
     from edgequant.devices.arm.runner import run_on_device
     from edgequant.devices.layers import serial_instructions
-    from edgequant.tflite_file import read_tflite
 
     env = ensure_arm_environment(progress=print)
     counts = json.loads(COUNTS_FILE.read_text()) if COUNTS_FILE.is_file() else {"counts": {}, "models": {}}
@@ -197,11 +196,7 @@ def measure(args) -> None:
         if key in counts["counts"] and not (args.force and re.search(args.only, key)):
             continue
         path = build_model(model, precision)
-        info = read_tflite(path)
-        counts["models"][f"{model}|{precision}"] = {
-            "weight_bytes": info.weight_bytes, "activation_bytes": info.activation_bytes,
-            "operators": len(info.operators), "sha256": info.sha256,
-        }
+        record_model(counts, model, precision)
         start = time.monotonic()
         run = run_on_device(path, profile, kernels=kernels, env=env)
         counts["counts"][key] = {
@@ -214,6 +209,37 @@ def measure(args) -> None:
         print(f"{key:70s} {run.instructions_per_invoke:>14,d} insns  ({time.monotonic() - start:.0f} s emulated)",
               flush=True)
         _save_counts(counts)
+
+
+# Activation tensors smaller than this are not listed in device_counts.json: no device's last-level cache is
+# that small, so they never spill to DRAM in the cost model (latency_model.dram_bytes).
+LISTED_TENSOR_BYTES = 64 * 1024
+
+
+def record_model(counts: dict, model: str, precision: str) -> None:
+    """The model's weight and activation bytes (and its activation tensors' sizes) in `counts`."""
+    from edgequant.tflite_file import read_tflite
+
+    info = read_tflite(build_model(model, precision))
+    counts["models"][f"{model}|{precision}"] = {
+        "weight_bytes": info.weight_bytes, "activation_bytes": info.activation_bytes,
+        "operators": len(info.operators), "sha256": info.sha256,
+        "activation_tensors": [t for t in latency_model.activation_tensor_sizes(info) if t >= LISTED_TENSOR_BYTES],
+    }
+
+
+def sizes(args) -> None:
+    """Record the activation tensor sizes of every counted model that lacks them (builds the model; no emulation)."""
+    counts = json.loads(COUNTS_FILE.read_text())
+    for key, entry in list(counts["models"].items()):
+        model, precision = key.split("|")
+        if "activation_tensors" not in entry and not (args.skip and re.search(args.skip, model)):
+            record_model(counts, model, precision)
+            if counts["models"][key]["sha256"] != entry["sha256"]:  # sizes come from the architecture alone
+                print(f"{key}: rebuilt with other bytes than the file counted (sha256); same architecture")
+                counts["models"][key]["sha256"] = entry["sha256"]
+            print(f"{key:30s} {len(counts['models'][key]['activation_tensors'])} tensors of 64 KiB or more", flush=True)
+            _save_counts(counts)
 
 
 def _save_counts(counts: dict) -> None:
@@ -296,7 +322,8 @@ def workload_for(row: dict, counts: dict) -> latency_model.Workload | None:
         return None
     return latency_model.Workload(entry["instructions"], entry["mix"], model["weight_bytes"],
                                   model["activation_bytes"], row["kernels"],
-                                  serial_instructions=entry.get("serial_instructions", 0))
+                                  serial_instructions=entry.get("serial_instructions", 0),
+                                  activation_tensors=tuple(model.get("activation_tensors", ())))
 
 
 # A cost-model variant: the structural choices the fit tries. `fixed` holds CostParams fields at a value instead
@@ -309,11 +336,15 @@ class Variant:
 
 
 VARIANTS = (
-    Variant("smoothed roofline (p 3), XNNPACK delegate factor fitted: before issue 26", {"roofline_p": 3.0}),
-    Variant("compute and memory added (p 1), delegate factor fitted", {"roofline_p": 1.0}),
-    Variant("compute and memory added (p 1), no delegate factor", {"roofline_p": 1.0, "delegate_factor": 1.0}),
-    Variant("p fitted, delegate factor fitted", {}),
+    Variant("smoothed roofline (p 3), XNNPACK delegate factor: before issue 26", {"roofline_p": 3.0}),
+    Variant("compute and memory added (p 1), delegate factor", {"roofline_p": 1.0}),
+    Variant("p fitted, delegate factor", {}),
     Variant("p fitted, no delegate factor", {"delegate_factor": 1.0}),
+    Variant("p fitted, delegate factor, activations spill past the last-level cache", {"cache_spill": True}),
+    Variant("p fitted, no delegate factor, activations spill past the last-level cache",
+            {"delegate_factor": 1.0, "cache_spill": True}),
+    Variant("added (p 1), no delegate factor, activations spill past the last-level cache",
+            {"roofline_p": 1.0, "delegate_factor": 1.0, "cache_spill": True}),
 )
 MODEL = VARIANTS[0]
 
@@ -385,7 +416,7 @@ VALIDATIONS = {
 # The errors the shipped intervals are built from: a user's model is, as a rule, of a family the fit never saw,
 # on a shipped device (a device made with `devices new` widens the interval further).
 INTERVAL_VALIDATION = "family out"
-NOMINAL_COVERAGE = 0.90  # the 5th-95th percentile band (latency_model.interval_from_errors)
+NOMINAL_COVERAGE = 0.90  # of the bands latency_model.interval_from_errors draws (90th percentile of |error|)
 
 
 def leaves_out(group: tuple, row: dict) -> bool:
@@ -418,7 +449,7 @@ def group_keys(row: dict) -> list[str]:
     return latency_model.interval_group(core, row["precision"], row["kernels"])
 
 
-def interval_table(data, log_errors, ratios=(), ratio_errors=(), keep=lambda r: True) -> dict:
+def interval_table(data, log_errors, ratios=(), ratio_errors=(), keep=lambda r: True, symmetric=None) -> dict:
     """Interval bands by group from held-out errors of the rows `keep` accepts. int8 on dot-product cores has
     few absolute rows: its band adds to them the fp32 rows' errors on those cores plus each held-out int8/fp32
     ratio error, widened for the number of absolute rows and ratio pairs (not for the fp32 rows)."""
@@ -427,17 +458,18 @@ def interval_table(data, log_errors, ratios=(), ratio_errors=(), keep=lambda r: 
         if keep(r):
             for g in group_keys(r):
                 groups.setdefault(g, []).append(e)
-    table = {g: latency_model.interval_from_errors(v) for g, v in sorted(groups.items())}
+    table = {g: latency_model.interval_from_errors(v, symmetric=symmetric) for g, v in sorted(groups.items())}
     for kernels in latency_model.KERNEL_FAMILIES:
         ratio_errs = [e for pair, e in zip(ratios, ratio_errors) if keep(pair[0]) and pair[0]["kernels"] == kernels]
         fp32, absolute = groups.get(f"dot|fp32|{kernels}", []), groups.get(f"dot|int8|{kernels}", [])
         if len(absolute) < latency_model.MIN_INTERVAL_ROWS and fp32 and ratio_errs:
             table[f"dot|int8|{kernels}"] = latency_model.interval_from_errors(
-                absolute + [f + e for f in fp32 for e in ratio_errs], evidence=len(absolute) + len(ratio_errs))
+                absolute + [f + e for f in fp32 for e in ratio_errs], evidence=len(absolute) + len(ratio_errs),
+                symmetric=symmetric)
     return table
 
 
-def coverage(data, log_errors, ratios, ratio_errors, validation: str, params) -> list[bool]:
+def coverage(data, log_errors, ratios, ratio_errors, validation: str, params, symmetric=None) -> list[bool]:
     """Whether each row's held-out interval holds its published figure; the interval comes from the same
     validation's errors on the rows the row's own fit left in (none of its device or family, as it applies)."""
     import dataclasses
@@ -449,7 +481,8 @@ def coverage(data, log_errors, ratios, ratio_errors, validation: str, params) ->
     for (r, _), e in zip(data, log_errors):
         g = group_of(r)
         if g not in tables:
-            tables[g] = interval_table(data, log_errors, ratios, ratio_errors, keep=lambda x: not leaves_out(g, x))
+            tables[g] = interval_table(data, log_errors, ratios, ratio_errors, keep=lambda x: not leaves_out(g, x),
+                                       symmetric=symmetric)
         trial = dataclasses.replace(params, intervals=tables[g])
         low, high, _ = latency_model.interval_ms(math.exp(e) * r["published_ms"], load_profile(r["profile"]).core,
                                                  r["precision"], r["kernels"], params=trial)
@@ -491,7 +524,10 @@ def validate(data, ratios, variant: Variant = MODEL) -> dict:
     for v in VALIDATIONS:
         errs, ratio_errs = held_out(data, ratios, v, variant)
         out[v] = {"errors": errs, "ratio_errors": ratio_errs,
-                  "covered": coverage(data, errs, ratios, ratio_errs, v, params)}
+                  "covered": coverage(data, errs, ratios, ratio_errs, v, params),
+                  # the other way of drawing the band, for comparison
+                  "covered_other": coverage(data, errs, ratios, ratio_errs, v, params,
+                                            symmetric=not latency_model.SYMMETRIC_INTERVALS)}
     return out
 
 
@@ -545,6 +581,9 @@ def fit(args) -> None:
           f"nominal {NOMINAL_COVERAGE:.0%}):")
     for v in VALIDATIONS:
         print(f"  {v:12s} {overall[v]['rows']:>3d} rows  {summary_text(overall[v])}")
+    other = "asymmetric 5th-95th percentile" if latency_model.SYMMETRIC_INTERVALS else "symmetric"
+    print(f"  coverage with the {other} band instead: " + ", ".join(
+        f"{v} {sum(result[v]['covered_other']) / len(data):.0%}" for v in VALIDATIONS))
     if ratios:
         print("  int8/fp32 ratio pairs (median |error| / within ±25% / median signed): "
               + "; ".join(f"{v} {summary_text(summary(ratio_pct[v]))}" for v in VALIDATIONS))
@@ -557,11 +596,17 @@ def fit(args) -> None:
         for variant, fitted, by_v in tried:
             print(f"  {variant.label}{' (shipped)' if variant == MODEL else ''}\n    " + "\n    ".join(
                 f"{v:12s} {summary_text(s)}" for v, s in by_v.items()) + f"\n    fitted: {parameters_text(fitted)}")
-    print_tables(counts, rows, params, ratios)
+    import contextlib
+    import io
+
+    tables = io.StringIO()
+    with contextlib.redirect_stdout(tables):
+        print_tables(counts, rows, params, ratios)
+    print(tables.getvalue(), end="")
 
     if args.write_docs:
         write_results(Path(args.write_docs), data, rows, params, pct, ratio_pct, result, overall, groups, ratios,
-                      tried)
+                      tried, tables.getvalue())
         print(f"\nwrote {args.write_docs}")
     if args.write_profiles:
         latency_model.PARAMS_FILE.write_text(json.dumps(params.to_dict(), indent=1) + "\n")
@@ -638,7 +683,8 @@ def provenance() -> str:
             f"benchmarks/device_calibration.csv and benchmarks/device_counts.json: the machine does not change it.")
 
 
-def write_results(path: Path, data, rows, params, pct, ratio_pct, result, overall, groups, ratios, tried) -> None:
+def write_results(path: Path, data, rows, params, pct, ratio_pct, result, overall, groups, ratios, tried,
+                  tables: str) -> None:
     """docs/results/device_fit.md: the validation tables, every row's held-out errors, the parameters."""
     vs = list(VALIDATIONS)
     cell = "median \\|error\\| / within ±25% / median signed / interval coverage"
@@ -649,8 +695,8 @@ def write_results(path: Path, data, rows, params, pct, ratio_pct, result, overal
              "predicted row's device, **family out** every row of its model family "
              f"({', '.join(MODEL_FAMILIES)}), **both out** both at once. Errors are estimate / published − 1 "
              "(negative: the estimate is too fast). Coverage: the share of rows whose published figure lies in the "
-             "interval built from the same validation's errors on the rows that fit kept (the intervals are "
-             f"5th–95th percentile bands, nominal {NOMINAL_COVERAGE:.0%}); the shipped intervals are built from the "
+             "interval built from the same validation's errors on the rows that fit kept (nominal "
+             f"{NOMINAL_COVERAGE:.0%}, widened where rows are few); the shipped intervals are built from the "
              f"**{INTERVAL_VALIDATION}** errors of every row.", "",
              "## Validation", "",
              "| validation | rows | median \\|error\\| | within ±25% | median signed | interval coverage |",
@@ -659,6 +705,11 @@ def write_results(path: Path, data, rows, params, pct, ratio_pct, result, overal
         s = overall[v]
         lines.append(f"| {v} | {s['rows']} | {s['median_abs']:.1f}% | {s['within25']:.0%} | {s['signed']:+.1f}% | "
                      f"{s['coverage']:.0%} |")
+    other = ("the asymmetric 5th–95th percentile band around the median error (before issue 26)"
+             if latency_model.SYMMETRIC_INTERVALS else "the symmetric band")
+    lines += ["", f"Intervals are {'± the 90th percentile of |error| around the estimate' if latency_model.SYMMETRIC_INTERVALS else 'the 5th–95th percentile band of the errors'} "
+              f"(latency_model.interval_from_errors). Coverage with {other} instead: "
+              + ", ".join(f"{v} {sum(result[v]['covered_other']) / len(data):.0%}" for v in vs) + "."]
     ok = meets(overall["family out"])
     lines += ["", "Targets for family out: median |error| ≤ 15% ("
               + ("met" if ok["median_abs"] else "not met") + "), at least 80% within ±25% ("
@@ -687,6 +738,7 @@ def write_results(path: Path, data, rows, params, pct, ratio_pct, result, overal
         lines += ["", "## Rows not estimated", "", "| line | device | model | why |", "|---:|---|---|---|"]
         lines += [f"| {r['line']} | {r['profile'] or '-'} | {r['label']} | {r['skip']} |" for r in left_out]
     lines += ["", "## Shared parameters", "", parameters_text(params) + "."]
+    lines += ["", "## Speed-ups and builtin-kernel estimates (shipped parameters)", "", "```", tables.strip("\n"), "```"]
     if tried:
         lines += ["", "## Cost-model variants tried", "",
                   "Each variant fitted and validated as above (`fit --sensitivity`); the shipped one is marked. "
@@ -821,7 +873,7 @@ def write_cost(name: str, lodo_pct: list[float], rows: list[dict]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["measure", "fit"])
+    parser.add_argument("command", choices=["measure", "sizes", "fit"])
     parser.add_argument("--csv", default=str(DEFAULT_CSV), help="published latency rows")
     parser.add_argument("--force", action="store_true", help="measure again counts already in the file")
     parser.add_argument("--only", default="", help="with --force: only the counts whose key matches this regex")
@@ -836,6 +888,8 @@ def main() -> None:
     args.csv_name = Path(args.csv).name
     if args.command == "measure":
         measure(args)
+    elif args.command == "sizes":
+        sizes(args)
     else:
         fit(args)
 

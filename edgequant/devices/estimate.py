@@ -177,7 +177,8 @@ def estimate_latency(model_path: str | Path, profile: str | Path | DeviceProfile
     counts = counts or count_instructions(model_path, prof, kernels=kernels, sha256=info.sha256)
     workload = latency_model.Workload(counts["instructions"], counts["mix"], info.weight_bytes,
                                       info.activation_bytes, kernels,
-                                      serial_instructions=serial_instructions(counts.get("layers", [])))
+                                      serial_instructions=serial_instructions(counts.get("layers", [])),
+                                      activation_tensors=latency_model.activation_tensor_sizes(info))
 
     def ms(n: int) -> float:
         return round(latency_model.estimate_ms(workload, prof, n), 2)
