@@ -345,6 +345,8 @@ VARIANTS = (
             {"delegate_factor": 1.0, "cache_spill": True}),
     Variant("added (p 1), no delegate factor, activations spill past the last-level cache",
             {"roofline_p": 1.0, "delegate_factor": 1.0, "cache_spill": True}),
+    Variant("p 3, delegate factor, weights read by every thread", {"roofline_p": 3.0, "weights_per_thread": True}),
+    Variant("p fitted, delegate factor, weights read by every thread", {"weights_per_thread": True}),
 )
 MODEL = VARIANTS[0]
 

@@ -270,6 +270,22 @@ def test_every_estimate_lies_inside_its_interval():
     assert checked > 100
 
 
+def test_dram_traffic_variants_the_fit_validates():
+    """The memory terms `fit --sensitivity` tries: activations past the last-level cache, weights per thread."""
+    import dataclasses
+
+    rpi4 = load_profile("rpi4")  # 1 MB last-level cache
+    mib = 1 << 20
+    work = latency_model.Workload(10**8, {"fp_mac": 10**8}, 4 * mib, 6 * mib, activation_tensors=(3 * mib, 2 * mib, mib))
+    base = latency_model.shipped_params()
+    assert latency_model.dram_bytes(work, rpi4, base) == 4 * mib + 2 * 6 * mib  # everything, as before
+    spill = dataclasses.replace(base, cache_spill=True)
+    assert latency_model.dram_bytes(work, rpi4, spill) == 4 * mib + 2 * (2 * mib + mib)  # only the excess
+    per_thread = dataclasses.replace(base, weights_per_thread=True)
+    assert latency_model.dram_bytes(work, rpi4, per_thread, threads=4) == 4 * 4 * mib + 2 * 6 * mib
+    assert latency_model.dram_bytes(work, rpi4, per_thread, threads=9) == 4 * 4 * mib + 2 * 6 * mib  # 4 cores
+
+
 def test_fit_reproduces_the_shipped_parameters(capsys):
     """cost_params.json is what the fit script computes from the committed calibration rows and counts,
     and the script prints leave-one-row-out and leave-one-device-out errors by group."""

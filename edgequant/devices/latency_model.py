@@ -84,6 +84,8 @@ class CostParams:
     roofline_p: float = 3.0
     # count an activation tensor's DRAM traffic only by its excess over the device's last-level cache
     cache_spill: bool = False
+    # each thread streams the weights of its share of a layer's output on its own: weight traffic x threads
+    weights_per_thread: bool = False
     intervals: dict[str, dict] = field(default_factory=dict)  # group -> leave-one-device-out error quantiles
     source: str = ""
 
@@ -153,19 +155,21 @@ def estimate_ms(workload: Workload, profile, threads: int, params: CostParams | 
     serial = min(1.0, workload.serial_instructions / workload.instructions) if workload.instructions else 0.0
     compute_ms *= serial + (1 - serial) / thread_speed(workload, profile, params, threads)
     bandwidth = profile.memory_bandwidth_gbs * params.memory_efficiency
-    memory_ms = dram_bytes(workload, profile, params) / (bandwidth * 1e6)
+    memory_ms = dram_bytes(workload, profile, params, threads) / (bandwidth * 1e6)
     p = params.roofline_p
     return (compute_ms ** p + memory_ms ** p) ** (1 / p)
 
 
-def dram_bytes(workload: Workload, profile, params: CostParams) -> float:
-    """Bytes one invoke moves to and from DRAM: the weights, read once, and each activation tensor written
-    and read once. With `params.cache_spill` and the device's last-level cache known, a tensor counts only
-    by what of it exceeds that cache (the rest stays on chip between the node writing it and the one reading it)."""
+def dram_bytes(workload: Workload, profile, params: CostParams, threads: int = 1) -> float:
+    """Bytes one invoke moves to and from DRAM: the weights, read once (by each thread, with
+    `params.weights_per_thread`), and each activation tensor written and read once. With `params.cache_spill` and
+    the device's last-level cache known, a tensor counts only by what of it exceeds that cache (the rest stays on
+    chip between the node writing it and the one reading it)."""
+    weights = workload.weight_bytes * (min(threads, profile.max_threads) if params.weights_per_thread else 1)
     if not params.cache_spill or not workload.activation_tensors or not profile.last_level_cache_kb:
-        return workload.weight_bytes + 2 * workload.activation_bytes
+        return weights + 2 * workload.activation_bytes
     cache = profile.last_level_cache_kb * 1024
-    return workload.weight_bytes + 2 * sum(max(0, t - cache) for t in workload.activation_tensors)
+    return weights + 2 * sum(max(0, t - cache) for t in workload.activation_tensors)
 
 
 def activation_tensor_sizes(model) -> tuple[int, ...]:
