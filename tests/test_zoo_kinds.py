@@ -10,6 +10,9 @@ is class probabilities, cosine and MSE everywhere; and the host latency is timed
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,6 +21,7 @@ import pytest
 from edgequant.report.schema import Report
 from tests.zoo_models import (  # noqa: F401  (pytest fixtures)
     agreement,
+    ZOO_RECIPES,
     build_zoo,
     independent_run,
     mean_cosine,
@@ -74,14 +78,31 @@ def _param(case: Case, *also_needs: str):
 _BUILDS: dict[str, object] = {}
 
 
+@contextlib.contextmanager
+def _importable(folder):
+    """Modules in `folder` importable here and in child processes, as `PYTHONPATH=folder` makes them for a user."""
+    saved_path, saved_env = list(sys.path), os.environ.get("PYTHONPATH")
+    sys.path.insert(0, str(folder))
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(folder), saved_env]))
+    try:
+        yield
+    finally:
+        sys.path[:] = saved_path
+        if saved_env is None:
+            os.environ.pop("PYTHONPATH")
+        else:
+            os.environ["PYTHONPATH"] = saved_env
+
+
 @pytest.fixture(scope="session")
 def zoo_builds(zoo_ready, tmp_path_factory):
     """Builds each zoo recipe once per session, when a test first asks for it."""
     def build(case: Case):
         if case.recipe not in _BUILDS:
             try:
-                _BUILDS[case.recipe] = build_zoo(case.recipe, tmp_path_factory.mktemp(case.recipe),
-                                                 trust_code=case.trust_code, devices=False)
+                with _importable(ZOO_RECIPES):  # zoo_layers, the module fashion_attention's custom_objects names
+                    _BUILDS[case.recipe] = build_zoo(case.recipe, tmp_path_factory.mktemp(case.recipe),
+                                                     trust_code=case.trust_code, devices=False)
             except Exception as e:  # a second test of the same model gets the same error without building again
                 _BUILDS[case.recipe] = e
         if isinstance(_BUILDS[case.recipe], Exception):
