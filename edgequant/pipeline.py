@@ -573,8 +573,8 @@ class _Stages:
                         details=r.to_dict(samples=False),
                     )
                 )
-                explanations[x.variant.name] = explain_speed(
-                    x.data, name=x.variant.name, results=[by_name[self.reference], r]
+                explanations[x.variant.name] = explain_speed(  # at the timed shape: a dynamic axis may not load at 1
+                    self._at_timed_shape(x.data), name=x.variant.name, results=[by_name[self.reference], r]
                 ).to_dict()
         skipped = [d for d in self.recipe.device_names if d in self.skipped]
         if skipped:
