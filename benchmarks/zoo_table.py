@@ -76,11 +76,11 @@ def _row(recipe_path: str, kind: str, source: str, licence: str, out: Path) -> s
     report = Report.model_validate_json((build.output_dir / "report.json").read_text())
     built = {v.name: v for v in report.variants}
     variants, figures, sizes, times, shape = [], [], [], [], None
+    not_built = {n.name: n.reason for n in report.not_built}
     for requested in (v.name for v in build.recipe.variants):
         v = built.get(requested)
-        if v is None:  # the report's notes and warnings say why a variant was not built
-            why = next((n for n in [*report.warnings, *report.notes] if requested in n), "see the report")
-            variants.append(f"{requested}: not built ({why})")
+        if v is None:
+            variants.append(f"{requested}: not built ({not_built.get(requested, 'see the report')})")
             continue
         variants.append(v.name)
         if v.evaluation is not None and v.name != report.reference:
