@@ -80,3 +80,17 @@ def test_python_quantize_takes_the_class_itself_and_converts_what_keras_computes
     got = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
     keras_model = tf_keras.models.load_model(h5_model, custom_objects={"AttentionPooling": AttentionPooling})
     np.testing.assert_allclose(got, keras_model(sample).numpy(), atol=1e-5)
+
+
+@pytest.mark.slow
+def test_quantize_takes_custom_objects_and_writes_them_into_the_recipe_it_repeats_with(h5_model, tmp_path):
+    from edgequant.cli import main
+
+    out = tmp_path / "quick"
+    args = ["quantize", str(h5_model), "--dynamic", "-o", str(out), "--no-bench", "--no-devices",
+            "--custom-objects", LAYER]
+    assert main(args) == 2  # importing the module runs its code: refused without the opt-in
+    assert main([*args, "--trust-code"]) == 0
+    assert (out / "dynamic.tflite").is_file()
+    recipe = yaml.safe_load((out / "recipe.yaml").read_text())
+    assert recipe["model"]["custom_objects"] == [LAYER]
