@@ -1,10 +1,10 @@
 """Where ≤4-bit weights pay: float32, int8, dynamic int8, int4 and ternary on a dense-heavy MLP, in one run.
 
-    python benchmarks/lowbit.py                 # trains the MLP (~10 min on 2 busy cores), builds, writes the table
+    python benchmarks/lowbit.py                 # trains the MLP (~15 min on 2 busy cores), builds, writes the table
     python benchmarks/lowbit.py --epochs 1 --qat-epochs 1 --no-write    # a quicker look, nothing written
 
-The model is fixed before any result: Fashion-MNIST 28x28 -> Flatten -> Dense(2048, relu) x 3 -> Dense(10),
-three dense layers of 1.6M, 4.2M and 4.2M weights (40 MB as float32), trained here (seeded) on the 60,000
+The model is fixed before any result: Fashion-MNIST 28x28 -> Flatten -> Dense(1280, relu) x 3 -> Dense(10),
+three dense layers of 1.0M, 1.6M and 1.6M weights (17 MB as float32), trained here (seeded) on the 60,000
 training images. Every variant is built by `edgequant.pipeline.build_recipe` from one recipe, so each row
 gets edgequant's own numbers: the file size, top-1 on the 10,000 test images, the host latency through
 XNNPACK (1 thread, interleaved runs, median) and the estimated latency on the simulated rpi4 (Cortex-A72)
@@ -34,7 +34,7 @@ REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "docs" / "results" / "lowbit.md"
 CNN_RESULTS = REPO / "docs" / "results" / "lowbit-cnn.md"
 CNN_RECIPE = REPO / "recipes" / "fashion_mnist_lowbit.yaml"
-WIDTHS = (2048, 2048, 2048)  # fixed before any result was seen
+WIDTHS = (1280, 1280, 1280)  # fixed before any result was seen (1.0M, 1.6M and 1.6M weights)
 SCALE = 1 / 255
 TRAIN = {"source": {"type": "fashion-mnist", "split": "train"}, "preprocess": {"scale": SCALE}}
 TEST = {"source": {"type": "fashion-mnist", "split": "test"}, "preprocess": {"scale": SCALE}, "batch_size": 500}
@@ -187,7 +187,7 @@ def cnn(from_build: Path | None, write_file: bool) -> int:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=2, help="float training epochs")
+    parser.add_argument("--epochs", type=int, default=1, help="float training epochs")
     parser.add_argument("--qat-epochs", type=int, default=1, help="ternary QAT epochs")
     parser.add_argument("--cnn", action="store_true", help="the shipped Fashion-MNIST CNN instead of the MLP")
     parser.add_argument("--from-build", type=Path, help="with --cnn: a build of its recipe to read the figures from")

@@ -168,6 +168,13 @@ def test_missing_quantizer_says_what_to_install(monkeypatch, float32_cnn):
     with pytest.raises(ToolMissingError, match=r"pip install 'edgequant\[lowbit\]'") as info:
         pack(float32_cnn, PackPlan(4, 4), label="variant 'int4' (int4)")
     assert info.value.exit_code == 2
+    # a ternary variant fails before its fine-tune starts (no model, data or training is touched)
+    from edgequant.lowbit import build_lowbit_variant
+    from edgequant.progress import NullProgress
+    from edgequant.recipe.schema import TernaryVariant
+
+    with pytest.raises(ToolMissingError, match=r"variant 't' \(ternary\).*pip install 'edgequant\[lowbit\]'"):
+        build_lowbit_variant(None, TernaryVariant(name="t"), None, NullProgress(), lambda: b"")
 
 
 def test_speed_explanation_covers_low_bit_weights(float32_cnn):

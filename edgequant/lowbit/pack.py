@@ -53,6 +53,11 @@ class Int2ConvolutionRefused(InputError):
     """INT2 convolution weights were asked for while the runtime computes them wrong."""
 
 
+def require_quantizer(label: str):
+    """Google's quantizer module, or a one-line ToolMissingError (exit 2) naming the extra to install."""
+    return require("litert_quantizer.quantizer", "lowbit", f"{label}: ≤4-bit weights")
+
+
 def pack(float_tflite: bytes, plan: PackPlan, *, label: str, allow_int2_convolutions: bool = False) -> bytes:
     """`float_tflite` with its dense and convolution weights packed as `plan` says.
 
@@ -64,7 +69,7 @@ def pack(float_tflite: bytes, plan: PackPlan, *, label: str, allow_int2_convolut
     if plan.dense_block_size and plan.dense_bits == 2:
         raise InputError(f"{label}: blockwise INT2 is refused by ai-edge-litert 2.3 when it loads the file; "
                          "drop dense_block_size (INT2 dense layers use one scale per channel)")
-    quantizer = require("litert_quantizer.quantizer", "lowbit", f"{label}: ≤4-bit weights")
+    quantizer = require_quantizer(label)
     qtyping = require("litert_quantizer.qtyping", "lowbit", f"{label}: ≤4-bit weights")
     channel = qtyping.QuantGranularity.CHANNELWISE
     dense_granularity = (qtyping.QuantGranularity(f"BLOCKWISE_{plan.dense_block_size}")

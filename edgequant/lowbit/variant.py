@@ -19,10 +19,11 @@ from pathlib import Path
 import numpy as np
 
 from edgequant.errors import InputError
-from edgequant.lowbit.pack import PackPlan, pack
+from edgequant.lowbit.pack import PackPlan, pack, require_quantizer
 from edgequant.lowbit.readback import PackedWeights, check_packed
 from edgequant.progress import Progress
 from edgequant.scratch import scratch_prefix
+
 
 def plan_for(variant) -> PackPlan:
     if variant.mode == "int4":
@@ -34,11 +35,12 @@ def build_lowbit_variant(recipe, variant, exported, progress: Progress,
                          reference: Callable[[], bytes]) -> tuple[bytes, PackedWeights]:
     """The packed .tflite bytes of `variant` and what the read-back found in them."""
     plan = plan_for(variant)  # the recipe schema has refused untrained INT2 and INT2 convolutions already
+    label = f"variant {variant.name!r} ({variant.mode})"
+    require_quantizer(label)  # before any training: a missing extra fails in seconds, not after the fine-tune
     if variant.mode == "int4" or variant.epochs == 0:
         float_tflite = reference()
     else:
         float_tflite = _trained_float_model(recipe, variant, exported, progress)
-    label = f"variant {variant.name!r} ({variant.mode})"
     with progress.task(f"pack {variant.name} ({plan.describe()})") as task:
         data = pack(float_tflite, plan, label=label)
         packed = check_packed(data, plan, label=label)
