@@ -89,7 +89,7 @@ def _row(recipe_path: str, kind: str, source: str, licence: str, out: Path) -> s
         host = next((lat for lat in v.latency if not lat.estimate), None)
         if host is not None:
             shape = host.details.get("input_shapes")
-            times.append(f"{v.name} {host.ms:.2f}")
+            times.append(f"{v.name} {host.ms:.3g}")  # 3 significant digits: the small models run in microseconds
     shape_note = f" at {shape}" if times and shape else ""
     return (f"| {name} | {kind} | {source} | {licence} | {', '.join(variants)} | {'<br>'.join(figures)} | "
             f"{', '.join(sizes)} | {', '.join(times)}{shape_note} |")
