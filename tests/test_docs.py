@@ -52,7 +52,7 @@ def test_results_tables_are_generated_files():
         if path.name == "index.md":
             continue
         head = "\n".join(path.read_text(encoding="utf-8").splitlines()[:5])
-        assert re.search(r"(generated|written|measured) by `?python benchmarks/\w+\.py", head, re.IGNORECASE), f"{path}: not a generated file"
+        assert re.search(r"(generated|written|measured) by `?(python )?benchmarks/\w+\.py", head, re.IGNORECASE), f"{path}: not a generated file"
         assert re.search(r"\d{4}-\d{2}-\d{2}", head) and "commit" in head, f"{path}: no date or commit"
 
 
