@@ -122,7 +122,7 @@ def test_the_library_never_imports_the_cli():
 
 def test_report_imports_no_build_stage():
     """The report renders results it is given; it never reaches into the stages that produced them."""
-    stages = ["edgequant.pipeline", "edgequant.api", "edgequant.quick", "edgequant.convert", "edgequant.evaluate",
+    stages = ["edgequant.pipeline", "edgequant.stages", "edgequant.api", "edgequant.quick", "edgequant.convert", "edgequant.evaluate",
               "edgequant.gates", "edgequant.mixed_precision", "edgequant.layer_error", "edgequant.int8_fixes",
               "edgequant.qat", "edgequant.source_model", "edgequant.onnx_import", "edgequant.onnx_export",
               "edgequant.registry", "edgequant.recipe"]
@@ -134,6 +134,16 @@ def test_report_imports_no_build_stage():
 def test_only_the_entry_points_import_the_pipeline():
     """The stages never reach back into the orchestrator that calls them."""
     assert importers(import_graph(), "edgequant.pipeline") <= {"edgequant.api", "edgequant.cli.build", "edgequant.quick"}
+
+
+def test_the_build_stages_are_wired_by_the_pipeline_alone():
+    """Each stage of `build` is a module of edgequant.stages that the pipeline calls in order: no stage reaches
+    up into the pipeline, the entry points or the CLI, and nothing but the pipeline calls the stages."""
+    graph = import_graph()
+    reached = {d for m, deps in graph.items() if _inside(m, "edgequant.stages") for d in deps}
+    above = ["edgequant.pipeline", "edgequant.api", "edgequant.quick", "edgequant.cli", "edgequant.registry"]
+    assert not {d for d in reached for a in above if _inside(d, a)}
+    assert importers(graph, "edgequant.stages") <= {"edgequant.pipeline"}
 
 
 def test_errors_import_nothing_of_edgequant():

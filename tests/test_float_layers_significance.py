@@ -37,7 +37,7 @@ def test_auto_does_not_ship_float_layers_for_a_one_sample_gain(tmp_path):
     from edgequant.evaluate import BatchRunner, evaluate
     from edgequant.layer_error import QuantizationAnalysis
     from edgequant.mixed_precision import ReferenceRunner, ScoredRunner, search_float_layers
-    from edgequant.pipeline import _evaluation_report
+    from edgequant.stages.evaluation import evaluation_report
     from edgequant.progress import NullProgress
     from edgequant.recipe.schema import Float32Variant, Int8Variant
     from edgequant.report.schema import StepPrice
@@ -59,7 +59,7 @@ def test_auto_does_not_ship_float_layers_for_a_one_sample_gain(tmp_path):
         ref = ReferenceRunner(reference)
         scored = ScoredRunner(model, ref)
         results = evaluate({"candidate": scored, "float32": ref}, [(x, y)], reference="float32")
-        return _evaluation_report(results["candidate"], results["float32"]), False, scored.sample_scores()
+        return evaluation_report(results["candidate"], results["float32"]), False, scored.sample_scores()
 
     _, report = search_float_layers(analysis, judge=judge, price=lambda model: StepPrice(), max_layers=3,
                                     float_ops=[], progress=NullProgress(), label="auto")

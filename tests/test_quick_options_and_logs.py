@@ -80,9 +80,9 @@ def test_progress_prints_lines_when_stderr_is_not_a_terminal(capsys):
 def test_quantize_options_for_io_types_shape_and_quick_looks(tmp_path, capsys, monkeypatch):
     """--input-type/--output-type/--input-shape/--no-bench/--no-devices reach the recipe and the build; the build
     prints progress lines to a redirected stderr, and a slow calibration leaves out the default analysis."""
-    import edgequant.pipeline
+    import edgequant.stages.variants
 
-    monkeypatch.setattr(edgequant.pipeline, "ANALYSIS_CALIBRATION_SECONDS", 0.0)  # every calibration is "slow"
+    monkeypatch.setattr(edgequant.stages.variants, "ANALYSIS_CALIBRATION_SECONDS", 0.0)  # every calibration is "slow"
     out = tmp_path / "out"
     code = main(["quantize", str(FMNIST_MODEL), "--calib", "fashion-mnist", "--samples", "20", "--eval",
                  "fashion-mnist", "--scale", str(1 / 255), "--input-type", "float32", "--output-type", "uint8",
