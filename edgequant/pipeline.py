@@ -1,9 +1,9 @@
 """`edgequant build`: the thin orchestrator that runs the stages in order.
 
-    recipe -> source model -> export once -> variants (.tflite bytes)
-        -> evaluate -> benchmark (host, simulated devices) -> gates -> artifacts + manifest + report
+    recipe -> source model -> export once -> variants (.tflite bytes) -> ONNX copies
+        -> evaluate -> host benchmark -> simulated devices -> gates + report -> artifacts + manifest
 
-Each stage is its own module; this one only wires them and owns the staging of
+Each stage is a module of `edgequant.stages`; this one only wires them and owns the staging of
 outputs, so that a failed or interrupted build changes nothing on disk.
 """
 
