@@ -1,8 +1,8 @@
 """Estimate on the simulated devices: every variant's latency under qemu, and the ARM parity of integer ones.
 
 `estimate_on_devices(ctx, built, latencies)` adds each device's estimate to the variants' latency lists,
-records the parity results in `ctx.parity`, and returns the notes the report states. `at_timed_shape` gives
-a model at the shape the host timed (what the devices emulate).
+records the parity results in `ctx.parity`, and returns the notes the report states. The models are emulated
+at the shape the host timed (`BuildContext.at_timed_shape`).
 """
 
 from __future__ import annotations
