@@ -71,9 +71,9 @@ def test_progress_prints_lines_when_stderr_is_not_a_terminal(capsys):
             task.advance(3)
         progress.log("a note")
     lines = capsys.readouterr().err.splitlines()
-    assert lines[0] == "edgequant: calibrate + convert int8 (int8) ..."
-    assert lines[1].startswith("edgequant: calibrate + convert int8 (int8): done in ") and lines[1].endswith(" s")
-    assert lines[2] == "edgequant: a note"
+    assert lines[0] == "[edgequant] calibrate + convert int8 (int8) ..."
+    assert lines[1].startswith("[edgequant] calibrate + convert int8 (int8): done in ") and lines[1].endswith(" s")
+    assert lines[2] == "[edgequant] a note"
 
 
 @pytest.mark.slow
@@ -98,7 +98,7 @@ def test_quantize_options_for_io_types_shape_and_quick_looks(tmp_path, capsys, m
     notes = "\n".join(report.notes)
     assert "no per-layer analysis: calibrating took" in notes
     assert "host benchmark: skipped with --no-bench" in notes and "skipped with --no-devices (rpi4)" in notes
-    assert "edgequant: export fashion_mnist_cnn.keras ..." in err and "edgequant: evaluate 2 models: done in" in err
+    assert "[edgequant] export fashion_mnist_cnn.keras ..." in err and "[edgequant] evaluate 2 models: done in" in err
 
 
 @pytest.mark.parametrize("args, message", [

@@ -109,8 +109,11 @@ class LineProgress:
         pass
 
 
+LINE_PREFIX = "[edgequant] "  # not "edgequant: ", which starts the lines a CI log is searched for: errors, warnings, gates
+
+
 def _line(text: str) -> None:
-    print(f"edgequant: {text}", file=sys.stderr, flush=True)
+    print(f"{LINE_PREFIX}{text}", file=sys.stderr, flush=True)
 
 
 def progress_for_stderr() -> RichProgress | LineProgress:
