@@ -4,7 +4,8 @@ Exit codes (documented in the README):
   0  success
   1  a gate failed (the build finished and wrote its report)
   2  bad input: recipe, file, model, data, device or missing tool the user can fix
-  3  a build step failed for another reason (converter or runtime error)
+  3  a build step failed for another reason (converter or runtime error); when only some variants could
+     not be built (the converter refused one, or crashed), the others are written and the build exits 3
   4  an unforeseen internal error (a bug): one line, the traceback in the run's log
   130 interrupted (SIGINT)
   143 terminated (SIGTERM)
