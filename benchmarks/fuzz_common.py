@@ -6,6 +6,7 @@ An outcome is acceptable when the command returns one of its documented exit cod
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import io
 import shutil
@@ -16,6 +17,20 @@ from collections import Counter
 from pathlib import Path
 
 ACCEPTED = {0, 2}
+
+
+def command_line(doc: str, make_seeds=None):
+    """The fuzzers' shared options; the rest go to libFuzzer. None when `--make-seeds` was asked for (and done)."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=int, default=600)
+    parser.add_argument("--corpus", type=Path, default=None, help="working corpus (default: a copy of the seeds)")
+    if make_seeds is not None:
+        parser.add_argument("--make-seeds", action="store_true")
+    args, libfuzzer_args = parser.parse_known_args()
+    if make_seeds is not None and args.make_seeds:
+        make_seeds()
+        return None
+    return args, libfuzzer_args
 
 
 class Finding(Exception):

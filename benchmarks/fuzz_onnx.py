@@ -11,7 +11,6 @@ Only exit codes 0 and 2 are accepted; anything else stops the run and saves the 
 
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 from pathlib import Path
@@ -20,7 +19,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from fuzz_common import fuzz, run_cli  # noqa: E402
+from fuzz_common import command_line, fuzz, run_cli  # noqa: E402
 
 SEED_CORPUS = REPO / "tests" / "fuzz_corpus" / "onnx"
 RECIPE = "model: {path: model.onnx}\nbenchmark: {enabled: false}\nvariants: [{name: float32, mode: float32}]\n"
@@ -64,14 +63,10 @@ def make_seeds() -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=int, default=600)
-    parser.add_argument("--corpus", type=Path, default=None, help="working corpus (default: a copy of the seeds)")
-    parser.add_argument("--make-seeds", action="store_true")
-    args, libfuzzer_args = parser.parse_known_args()
-    if args.make_seeds:
-        make_seeds()
+    parsed = command_line(__doc__, make_seeds)
+    if parsed is None:
         return
+    args, libfuzzer_args = parsed
 
     import atheris
 

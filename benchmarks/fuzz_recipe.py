@@ -12,7 +12,6 @@ any other code, a traceback or an exception stops the run and saves the input
 
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 from pathlib import Path
@@ -21,7 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from fuzz_common import fuzz, run_cli  # noqa: E402
+from fuzz_common import command_line, fuzz, run_cli  # noqa: E402
 
 SEED_CORPUS = REPO / "tests" / "fuzz_corpus" / "recipe"
 
@@ -43,10 +42,7 @@ def check_one(data: bytes, folder: Path) -> int:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=int, default=600)
-    parser.add_argument("--corpus", type=Path, default=None, help="working corpus (default: a copy of the seeds)")
-    args, libfuzzer_args = parser.parse_known_args()
+    args, libfuzzer_args = command_line(__doc__)
 
     import atheris
 
