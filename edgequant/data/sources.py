@@ -113,14 +113,17 @@ def _iter_npy(source: NpySource) -> Iterator[RawSample]:
         yield np.asarray(x[i]), (y[i] if y is not None else None), None
 
 
-def _iter_npz(source: NpzSource) -> Iterator[RawSample]:
-    if not source.path.is_file():
-        raise DataError(f"{source.path}: no such file")
+def _open_npz(path: Path):
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
     try:
-        archive = np.load(source.path, allow_pickle=False)
+        return np.load(path, allow_pickle=False)
     except NUMPY_FILE_ERRORS as exc:
-        raise DataError(f"{source.path}: cannot read as a .npz archive ({exc})") from None
-    with archive:
+        raise DataError(f"{path}: cannot read as a .npz archive ({exc})") from None
+
+
+def _iter_npz(source: NpzSource) -> Iterator[RawSample]:
+    with _open_npz(source.path) as archive:
         for key in filter(None, (source.key, source.labels_key)):
             if key not in archive.files:
                 raise DataError(f"{source.path}: no array {key!r} (it holds {', '.join(archive.files)})")
@@ -135,13 +138,7 @@ def _iter_npz(source: NpzSource) -> Iterator[RawSample]:
 
 def _iter_npz_inputs(source: NpzSource, names: list[str]) -> Iterator[RawSample]:
     """One dict {input name: sample} per row of an .npz holding an array per input, by name or by position."""
-    if not source.path.is_file():
-        raise DataError(f"{source.path}: no such file")
-    try:
-        archive = np.load(source.path, allow_pickle=False)
-    except NUMPY_FILE_ERRORS as exc:
-        raise DataError(f"{source.path}: cannot read as a .npz archive ({exc})") from None
-    with archive:
+    with _open_npz(source.path) as archive:
         positional = [f"arr_{i}" for i in range(len(names))]
         keys = names if set(names) <= set(archive.files) else positional if set(positional) <= set(archive.files) \
             else None
