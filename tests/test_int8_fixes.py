@@ -240,12 +240,12 @@ def test_recipe_fields_are_checked():
         eq.quantize(_load(WIDE_MODEL), "int8", calibration=np.zeros((1, 28, 28, 1), np.float32), percentile=20)
 
 
-def _build(tmp_path, model, variants, **sections):
+def _build(tmp_path, model, variants, trust_code=False, **sections):
     recipe = eq.Recipe(
         name="fixes", model=eq.ModelSpec(path=model), output_dir=tmp_path, benchmark={"enabled": False},
         variants=[{"name": "float32", "mode": "float32"}, *variants], **sections,
     )
-    return eq.build(recipe).report
+    return eq.build(recipe, trust_code=trust_code).report
 
 
 FMNIST = {
