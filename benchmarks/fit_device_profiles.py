@@ -701,6 +701,7 @@ def write_results(path: Path, data, rows, params, pct, ratio_pct, result, overal
              f"{NOMINAL_COVERAGE:.0%}, widened where rows are few); the shipped intervals are built from the "
              f"**{INTERVAL_VALIDATION}** errors of every row.", "",
              "## Validation", "",
+             "<!-- --8<-- [start:validation] -->",  # docs/guides/devices.md includes this part
              "| validation | rows | median \\|error\\| | within ±25% | median signed | interval coverage |",
              "|---|---:|---:|---:|---:|---:|"]
     for v in vs:
@@ -717,7 +718,7 @@ def write_results(path: Path, data, rows, params, pct, ratio_pct, result, overal
               + ("met" if ok["median_abs"] else "not met") + "), at least 80% within ±25% ("
               + ("met" if ok["within25"] else "not met") + "), median signed within ±10% ("
               + ("met" if ok["signed"] else "not met") + "), coverage at least 85% ("
-              + ("met" if ok["coverage"] else "not met") + ")."]
+              + ("met" if ok["coverage"] else "not met") + ").", "<!-- --8<-- [end:validation] -->"]
     if ratios:
         lines += ["", "int8/fp32 ratio pairs (" + ", ".join(f"{f['profile']} {f['model']}" for f, *_ in ratios)
                   + "), " + "; ".join(f"{v}: {summary_text(summary(ratio_pct[v]))}" for v in vs)
