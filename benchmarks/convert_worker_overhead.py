@@ -1,4 +1,4 @@
-"""What converting in a child process (edgequant.convert_worker) costs on the Fashion-MNIST recipe's five variants.
+"""What converting in a child process (edgequant.quantization.convert_worker) costs on the Fashion-MNIST recipe's five variants.
 
     nice python benchmarks/convert_worker_overhead.py [--repeats 2]
 
@@ -33,12 +33,12 @@ MODES = ("float32", "float16", "dynamic", "int8", "int16x8")
 def side(name: str) -> None:
     from pydantic import TypeAdapter
 
-    from edgequant.convert import convert_variant
-    from edgequant.convert_worker import ConversionWorker
+    from edgequant.quantization.convert import convert_variant
+    from edgequant.quantization.convert_worker import ConversionWorker
     from edgequant.data.stream import iter_samples
     from edgequant.recipe.loader import load_recipe
     from edgequant.recipe.schema import Variant
-    from edgequant.source_model import export_model
+    from edgequant.model.source_model import export_model
 
     recipe = load_recipe(REPO / "recipes" / "fashion_mnist.yaml")
     with tempfile.TemporaryDirectory() as work:

@@ -23,8 +23,8 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from edgequant.cache import cache_dir
-from edgequant.progress import NullProgress
+from edgequant.process.cache import cache_dir
+from edgequant.process.progress import NullProgress
 from results_page import printed_results
 
 REPO = Path(__file__).resolve().parents[1]

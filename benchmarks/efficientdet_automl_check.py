@@ -50,7 +50,7 @@ print(json.dumps(out))
 
 def compute_ops(path: Path) -> Counter:
     """(operator type, output shape) of every compute operator: equal for two files, they do the same work."""
-    from edgequant.tflite_file import read_tflite
+    from edgequant.model.tflite_file import read_tflite
 
     info = read_tflite(path)
     return Counter((op.op_type, tuple(info.tensors[op.outputs[0]].shape))

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from edgequant.data.idx import iter_idx
-from edgequant.evaluate import BatchRunner
+from edgequant.measure.evaluate import BatchRunner
 from results_page import printed_results
 
 REPO = Path(__file__).resolve().parents[1]

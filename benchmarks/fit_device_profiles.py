@@ -100,7 +100,7 @@ def _priority(job: tuple, calibration: bool) -> int:
 
 
 def models_dir() -> Path:
-    from edgequant.cache import cache_dir
+    from edgequant.process.cache import cache_dir
 
     return cache_dir() / "calibration_models"
 
@@ -218,7 +218,7 @@ LISTED_TENSOR_BYTES = 64 * 1024
 
 def record_model(counts: dict, model: str, precision: str) -> None:
     """The model's weight and activation bytes (and its activation tensors' sizes) in `counts`."""
-    from edgequant.tflite_file import read_tflite
+    from edgequant.model.tflite_file import read_tflite
 
     info = read_tflite(build_model(model, precision))
     counts["models"][f"{model}|{precision}"] = {

@@ -72,8 +72,8 @@ def main() -> None:
 
     with atheris.instrument_imports(include=["edgequant"]):
         import edgequant.cli  # noqa: F401
-        import edgequant.onnx_import  # noqa: F401
-        import edgequant.recipe.check  # noqa: F401
+        import edgequant.model.onnx_import  # noqa: F401
+        import edgequant.recipe_check  # noqa: F401
     import onnx  # noqa: F401 - protobuf and the checker are native code: nothing to instrument
 
     folder = Path(tempfile.mkdtemp(prefix="edgequant-fuzz-onnx-"))

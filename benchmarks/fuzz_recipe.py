@@ -48,7 +48,7 @@ def main() -> None:
 
     with atheris.instrument_imports(include=["edgequant", "yaml"]):
         import edgequant.cli  # noqa: F401
-        import edgequant.recipe.check  # noqa: F401
+        import edgequant.recipe_check  # noqa: F401
         import edgequant.recipe.loader  # noqa: F401
 
     folder = workspace()

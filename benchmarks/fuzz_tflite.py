@@ -67,8 +67,8 @@ def main() -> None:
     with atheris.instrument_imports(include=["edgequant", "ai_edge_litert.schema_py_generated", "flatbuffers"]):
         import ai_edge_litert.schema_py_generated  # noqa: F401
         import edgequant.cli  # noqa: F401
-        import edgequant.tflite_file  # noqa: F401
-    import edgequant.runtime  # noqa: F401 - the interpreter is native code: nothing to instrument
+        import edgequant.model.tflite_file  # noqa: F401
+    import edgequant.model.runtime  # noqa: F401 - the interpreter is native code: nothing to instrument
 
     folder = Path(tempfile.mkdtemp(prefix="edgequant-fuzz-tflite-"))
     fuzz("fuzz_tflite", SEED_CORPUS, lambda data: check_one(data, folder), seconds=args.seconds, max_len=65536,

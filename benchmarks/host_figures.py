@@ -189,8 +189,8 @@ def probe_xnnpack() -> int:
     import tensorflow as tf
 
     from edgequant.bench.xnnpack_support import CONDITIONS, classify_operators, is_verified, xnnpack_takes
-    from edgequant.runtime import execution_plan, load_interpreter
-    from edgequant.tflite_file import read_tflite
+    from edgequant.model.runtime import execution_plan, load_interpreter
+    from edgequant.model.tflite_file import read_tflite
 
     shape = [1, 8, 8, 16]
 
@@ -255,9 +255,9 @@ def probe_xnnpack() -> int:
 
 _LOOP = """
 import sys, numpy as np
-from edgequant.runtime import load_interpreter
-from edgequant.bench.inputs import generate_inputs
-from edgequant.runtime import set_inputs
+from edgequant.model.runtime import load_interpreter
+from edgequant.model.inputs import generate_inputs
+from edgequant.model.runtime import set_inputs
 interp = load_interpreter(sys.argv[1], threads=int(sys.argv[3]))
 set_inputs(interp, generate_inputs(interp.get_input_details()))
 for _ in range(int(sys.argv[2])):

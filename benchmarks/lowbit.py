@@ -142,7 +142,7 @@ def write(path: Path, text: str) -> None:
 def post_training_int2(float32: Path) -> tuple[int, float]:
     """(size, top-1 on the 10,000 test images) of the untrained float32 weights packed as INT2 dense + INT8 conv."""
     from edgequant.data.idx import load_fashion_mnist
-    from edgequant.evaluate import evaluate
+    from edgequant.measure.evaluate import evaluate
     from edgequant.lowbit.pack import PackPlan, pack
     from edgequant.lowbit.readback import check_packed
 

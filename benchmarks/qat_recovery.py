@@ -47,7 +47,7 @@ class Row:
 
 def top1(path: Path, x: np.ndarray, y: np.ndarray) -> float:
     """Top-1 accuracy through the LiteRT interpreter, with edgequant's own evaluation."""
-    from edgequant.evaluate import evaluate
+    from edgequant.measure.evaluate import evaluate
 
     batches = [(x[i : i + 1000], y[i : i + 1000]) for i in range(0, len(x), 1000)]
     return evaluate({"model": path}, batches, reference="model")["model"].top1
@@ -75,7 +75,7 @@ def measure(recipe_path: Path, x, y, out_dir: Path) -> list[Row]:
 
 def _row(recipe: str, name: str, mode: str, path: Path, x, y) -> Row:
     from edgequant.qat import float_operators
-    from edgequant.tflite_file import read_tflite
+    from edgequant.model.tflite_file import read_tflite
 
     model = read_tflite(path)
     integer = (mode.startswith(("int8", "qat")) and not float_operators(model)

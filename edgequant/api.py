@@ -19,9 +19,9 @@ from pydantic import TypeAdapter, ValidationError
 
 from edgequant.data.stream import check_sample, iter_samples
 from edgequant.errors import DataError, InputError
-from edgequant.native_log import native_log_to_file
+from edgequant.process.native_log import native_log_to_file
 from edgequant.recipe.schema import CALIBRATED_MODES, LOWBIT_MODES, TRAINED_MODES, DataSpec, Recipe, Variant
-from edgequant.scratch import scratch_prefix
+from edgequant.process.scratch import scratch_prefix
 
 Calibration = DataSpec | np.ndarray | Iterable[np.ndarray] | Callable[[], Iterable[np.ndarray]]
 
@@ -70,7 +70,7 @@ def _custom_object_scope(custom_objects, trust_code: bool):
     if not custom_objects:
         yield
         return
-    from edgequant.source_model import custom_object_classes
+    from edgequant.model.source_model import custom_object_classes
 
     objects = custom_object_classes(custom_objects, trust_code=trust_code)
     import keras
@@ -82,8 +82,8 @@ def _custom_object_scope(custom_objects, trust_code: bool):
 
 def _quantize(model, mode, *, calibration, input_shape, devices, evaluation, report, output_dir, trust_code,
               **options):
-    from edgequant.convert import convert_variant
-    from edgequant.source_model import export_keras_model, export_model
+    from edgequant.quantization.convert import convert_variant
+    from edgequant.model.source_model import export_keras_model, export_model
 
     if mode in TRAINED_MODES:
         raise InputError(f"mode {mode!r} trains the model: use edgequant.qat.prepare / export (qat) or "
@@ -111,7 +111,7 @@ def _quantize(model, mode, *, calibration, input_shape, devices, evaluation, rep
         representative = _representative(calibration, exported.data_inputs) if variant.mode in CALIBRATED_MODES else None
         if variant.mode in LOWBIT_MODES:  # int4: the float32 conversion, packed by Google's quantizer
             from edgequant.lowbit import build_lowbit_variant
-            from edgequant.progress import NullProgress
+            from edgequant.process.progress import NullProgress
             from edgequant.recipe.schema import Float32Variant
 
             float32 = convert_variant(exported.saved_model_dir, Float32Variant(name="float32"))
@@ -167,7 +167,7 @@ def build(recipe: Recipe | str | Path, **kwargs: Any):
 def fetch(model: str | Path, dest: str | Path | None = None, *, registry: str | None = None) -> Path:
     """A built .tflite: a path as it is, or a registry reference (models:/NAME@ALIAS, models:/NAME/VERSION)
     downloaded from the MLflow store `registry` (default $MLFLOW_TRACKING_URI, else sqlite:///mlruns.db) into `dest`."""
-    from edgequant.registry import is_reference, resolve
+    from edgequant.output.registry import is_reference, resolve
 
     if not is_reference(model):
         return Path(model)

@@ -15,21 +15,21 @@ from pathlib import Path
 
 import numpy as np
 
-from edgequant import fault_points
-from edgequant.convert_worker import ConversionWorker
+from edgequant.process import fault_points
+from edgequant.quantization.convert_worker import ConversionWorker
 from edgequant.data.stream import InputSpec, iter_samples
 from edgequant.errors import BuildError, DataError, InputError
-from edgequant.interrupts import CheckingProgress, stop_on_signals, temporary_dir
-from edgequant.output_dir import Staging
-from edgequant.parallel import default_jobs
-from edgequant.progress import NullProgress, Progress
-from edgequant.recipe.check import check_recipe
+from edgequant.process.interrupts import CheckingProgress, stop_on_signals, temporary_dir
+from edgequant.output.output_dir import Staging
+from edgequant.process.parallel import default_jobs
+from edgequant.process.progress import NullProgress, Progress
+from edgequant.recipe_check import check_recipe
 from edgequant.recipe.loader import load_recipe
 from edgequant.recipe.schema import CALIBRATED_MODES, Recipe
 from edgequant.report.render import plural, render_report
 from edgequant.report.schema import NotBuiltReport, Report
 from edgequant.shared_work import SharedWork
-from edgequant.source_model import export_model
+from edgequant.model.source_model import export_model
 from edgequant.stages.assemble import assemble_report
 from edgequant.stages.context import INTERNAL_REFERENCE, BuildContext, calibration_count, field_context
 from edgequant.stages.devices import estimate_on_devices
@@ -94,7 +94,7 @@ def build_recipe(
     `jobs`: how many emulated device runs run at once; default the number of cores. The result does not
     depend on it.
     `shared`: the work several builds in one call share (edgequant.shared_work): each model exported once.
-    `ray`: run the emulated device runs as tasks on this Ray cluster (an address, or "auto"); edgequant.ray_backend.
+    `ray`: run the emulated device runs as tasks on this Ray cluster (an address, or "auto"); edgequant.process.ray_backend.
     """
     progress = CheckingProgress(progress or NullProgress())  # a swallowed Ctrl-C still stops the build
     recipe_path = None
@@ -106,7 +106,7 @@ def build_recipe(
     trust_code = trusted(trust_code)
     declared = check_recipe(recipe, recipe_path=recipe_path, trust_code=trust_code, output_dir=out)
     if registry or recipe.registry:  # a registry that cannot take the build is said before the build, not after
-        from edgequant.registry import check_registry
+        from edgequant.output.registry import check_registry
 
         check_registry(registry or recipe.registry)
     calibrated = recipe.calibration is not None and any(v.mode in CALIBRATED_MODES for v in variants)
@@ -137,7 +137,7 @@ def build_recipe(
         ctx = BuildContext(recipe, recipe_path, exported, progress, work, _reference_name(variants),
                            devices=devices, host_benchmark=host_benchmark, jobs=jobs or default_jobs(), ray=ray,
                            split_evaluation=any(_is_auto(v) for v in variants), worker=worker)
-        # Conversions stay one after another: see edgequant.parallel for what running them side by side measured.
+        # Conversions stay one after another: see edgequant.process.parallel for what running them side by side measured.
         built, not_built = [], []
         for v in variants:
             try:
@@ -165,7 +165,7 @@ def build_recipe(
         staging.commit()
     result = BuildResult(recipe=recipe, output_dir=out, artifacts=[b.artifact for b in built], report=report)
     if registry or recipe.registry:
-        from edgequant.registry import log_build  # needs the mlflow extra: imported only when asked
+        from edgequant.output.registry import log_build  # needs the mlflow extra: imported only when asked
 
         result.registered = log_build(result, registry or recipe.registry)
     return result

@@ -24,7 +24,7 @@ from edgequant.recipe.schema import (
     CALIBRATED_MODES, MODES, TRAINED_MODES, DataSpec, ImageFolderSource, IntIO, Preprocess, Recipe,
 )
 from edgequant.recipe.writer import recipe_yaml
-from edgequant.source_model import all_layers, load_keras_model, saved_model_inputs, source_kind, tensor_names
+from edgequant.model.source_model import all_layers, load_keras_model, saved_model_inputs, source_kind, tensor_names
 
 RECIPE_FILE = "recipe.yaml"
 INT8_IO_TYPES = get_args(IntIO)  # what an int8 variant's input_type and output_type accept
@@ -129,7 +129,7 @@ def check_quick_arguments(model: Path, *, calib: str | None = None, evaluation: 
     """What `quantize` and `init` can tell from their arguments alone, said before the model loads (seconds)."""
     import math
 
-    from edgequant.compare import data_spec
+    from edgequant.measure.compare import data_spec
 
     if scale is not None and not math.isfinite(scale):
         raise InputError(f"--scale {scale}: expected a finite number, e.g. 0.00392 (1/255)")
@@ -155,7 +155,7 @@ def refuse_overwrite(path: Path, force: bool, *, same_text: str | None = None) -
 def choose_data(word: str, facts: ModelFacts, *, option: str, default_split: str,
                 samples: int | None = None, scale: float | None = None) -> DataChoice:
     """A DataSpec for `word` (fashion-mnist[:split], a .npy/.npz file or an image folder) fitted to the model."""
-    from edgequant.compare import data_spec
+    from edgequant.measure.compare import data_spec
 
     if word == "fashion-mnist":
         word = f"fashion-mnist:{default_split}"
@@ -376,7 +376,7 @@ def build_variant_with_report(
     import tempfile
 
     from edgequant.pipeline import build_recipe
-    from edgequant.scratch import scratch_prefix
+    from edgequant.process.scratch import scratch_prefix
 
     with tempfile.TemporaryDirectory(prefix=scratch_prefix("quick")) as work:
         work = Path(work)
@@ -396,7 +396,7 @@ def build_variant_with_report(
 def _model_file(model, work: Path) -> Path:
     if isinstance(model, (str, Path)):
         return Path(model)
-    from edgequant.source_model import _is_keras3
+    from edgequant.model.source_model import _is_keras3
 
     path = work / ("model.keras" if _is_keras3(model) else "model.h5")
     model.save(path)

@@ -1,7 +1,7 @@
 """What several recipes built in one call (`edgequant build A.yaml B.yaml ...`) have in common.
 
 Each source model is exported once for all of them, and one child process converts for all of them
-(edgequant.convert_worker: TensorFlow is imported there once). Emulated device runs are shared through the
+(edgequant.quantization.convert_worker: TensorFlow is imported there once). Emulated device runs are shared through the
 cache of emulated results (edgequant.devices.run_cache): a model whose bytes another recipe already
 built is counted and checked once.
 """
@@ -12,9 +12,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from edgequant.convert_worker import ConversionWorker
-from edgequant.interrupts import temporary_dir
-from edgequant.source_model import ExportedModel, export_model, file_sha256
+from edgequant.quantization.convert_worker import ConversionWorker
+from edgequant.process.interrupts import temporary_dir
+from edgequant.model.source_model import ExportedModel, export_model, file_sha256
 
 
 class SharedWork:

@@ -79,7 +79,7 @@ def _fmnist_test_images(n: int) -> tuple[np.ndarray, np.ndarray]:
 def staged(fmnist_int8_tflite, tmp_path_factory) -> dict:
     """The files `edgequant push` would send for the real int8 Fashion-MNIST build, plus host LiteRT outputs."""
     from edgequant.data.sources import FASHION_MNIST_CLASSES
-    from edgequant.runtime import load_interpreter
+    from edgequant.model.runtime import load_interpreter
 
     work = tmp_path_factory.mktemp("push_stage")
     x, y = _fmnist_test_images(N_SAMPLES)
@@ -169,7 +169,7 @@ def test_app_inputs_are_what_edgequant_feeds_the_interpreter(staged):
     """The app's preprocessing + quantization equals edgequant's own (data.preprocess + runtime.quantize_input)."""
     from edgequant.data.preprocess import preprocess
     from edgequant.recipe.schema import Preprocess
-    from edgequant.runtime import quantize_input
+    from edgequant.model.runtime import quantize_input
 
     spec = Preprocess(scale=staged["preprocess"].scale)
     for i, raw in enumerate(staged["raw"]):

@@ -10,7 +10,7 @@ import pytest
 import edgequant as eq
 from edgequant.cli import main
 from edgequant.errors import DataError, InputError
-from edgequant.tflite_file import read_tflite
+from edgequant.model.tflite_file import read_tflite
 from tests.conftest import FMNIST_MODEL
 
 

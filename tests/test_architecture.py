@@ -122,10 +122,10 @@ def test_the_library_never_imports_the_cli():
 
 def test_report_imports_no_build_stage():
     """The report renders results it is given; it never reaches into the stages that produced them."""
-    stages = ["edgequant.pipeline", "edgequant.stages", "edgequant.api", "edgequant.quick", "edgequant.convert", "edgequant.evaluate",
-              "edgequant.gates", "edgequant.mixed_precision", "edgequant.layer_error", "edgequant.int8_fixes",
-              "edgequant.qat", "edgequant.source_model", "edgequant.onnx_import", "edgequant.onnx_export",
-              "edgequant.registry", "edgequant.recipe"]
+    stages = ["edgequant.pipeline", "edgequant.stages", "edgequant.api", "edgequant.quick", "edgequant.quantization.convert", "edgequant.measure.evaluate",
+              "edgequant.measure.gates", "edgequant.quantization.mixed_precision", "edgequant.quantization.layer_error", "edgequant.int8_fixes",
+              "edgequant.qat", "edgequant.model.source_model", "edgequant.model.onnx_import", "edgequant.quantization.onnx_export",
+              "edgequant.output.registry", "edgequant.recipe"]
     graph = import_graph()
     reached = {d for m, deps in graph.items() if _inside(m, "edgequant.report") for d in deps}
     assert not {d for d in reached for s in stages if _inside(d, s)}
@@ -141,7 +141,7 @@ def test_the_build_stages_are_wired_by_the_pipeline_alone():
     up into the pipeline, the entry points or the CLI, and nothing but the pipeline calls the stages."""
     graph = import_graph()
     reached = {d for m, deps in graph.items() if _inside(m, "edgequant.stages") for d in deps}
-    above = ["edgequant.pipeline", "edgequant.api", "edgequant.quick", "edgequant.cli", "edgequant.registry"]
+    above = ["edgequant.pipeline", "edgequant.api", "edgequant.quick", "edgequant.cli", "edgequant.output.registry"]
     assert not {d for d in reached for a in above if _inside(d, a)}
     assert importers(graph, "edgequant.stages") <= {"edgequant.pipeline"}
 
@@ -162,3 +162,62 @@ def test_help_loads_neither_numpy_nor_pydantic_nor_tensorflow():
                          env={"PYTHONPATH": str(PACKAGE.parent), "PATH": "/usr/bin:/bin"}, timeout=120)
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip().splitlines()[-1] == "0 []"
+
+
+# The package's layers, lowest first. A module may import its own layer and the layers below it, never one
+# above: the tree shows the architecture, and moving a module to the wrong layer fails here. Within a layer,
+# packages may use each other (low-bit weights and QAT share their training and packing); module circles are
+# still refused by test_no_import_circles.
+LAYERS = [
+    ("foundation: errors, the trust rule, optional extras", ["", "errors", "version", "lazy", "extras", "trust"]),
+    ("the edgequant process: signals, temporary folders, logs, parallel work, caches", ["process"]),
+    ("the recipe", ["recipe"]),
+    ("data", ["data"]),
+    ("models: source models, .tflite files, the LiteRT interpreter", ["model"]),
+    ("a build's output: output directory, artifacts, registry", ["output"]),
+    ("measuring: evaluation, comparison, gates", ["measure"]),
+    ("the host benchmark and the simulated devices", ["bench", "devices"]),
+    ("reports", ["report"]),
+    ("quantization: conversion and its analyses", ["quantization"]),
+    ("quantization methods", ["int8_fixes", "lowbit", "qat"]),
+    ("the stages of a build", ["stages"]),
+    ("entry points", ["pipeline", "shared_work", "recipe_check", "quick", "api"]),
+    ("the Android app's side", ["android"]),
+    ("the command line", ["cli", "__main__"]),
+]
+
+
+def _layer_of(module: str) -> int:
+    group = module.split(".")[1] if "." in module else ""
+    for i, (_, groups) in enumerate(LAYERS):
+        if group in groups:
+            return i
+    raise AssertionError(f"{module} is in no layer: add its package to LAYERS in {Path(__file__).name}")
+
+
+def test_every_module_imports_only_its_own_layer_and_the_layers_below():
+    graph = import_graph()
+    upward = sorted(f"{m} ({LAYERS[_layer_of(m)][0]}) imports {d} ({LAYERS[_layer_of(d)][0]})"
+                    for m, deps in graph.items() for d in deps if _layer_of(d) > _layer_of(m))
+    assert upward == []
+
+
+def test_the_package_root_holds_only_entry_points_and_foundation():
+    """Everything else lives in the package of its layer."""
+    root = {p.stem for p in PACKAGE.glob("*.py")}
+    allowed = {g for i, (_, groups) in enumerate(LAYERS) if i in (0, len(LAYERS) - 1) or "api" in groups for g in groups}
+    assert root - {"__init__"} <= allowed, root - allowed
+
+
+def test_the_layer_contract_catches_an_upward_import(tmp_path):
+    """The contract itself, on a package made for it: a model module importing a stage is reported."""
+    pkg = tmp_path / "edgequant"
+    for sub in ("model", "stages"):
+        (pkg / sub).mkdir(parents=True)
+        (pkg / sub / "__init__.py").write_text("")
+    (pkg / "__init__.py").write_text("")
+    (pkg / "stages" / "convert.py").write_text("from edgequant.model import runtime\n")
+    (pkg / "model" / "runtime.py").write_text("def f():\n    from edgequant.stages import convert\n")
+    graph = import_graph(pkg)
+    assert [(m, d) for m, deps in graph.items() for d in deps if _layer_of(d) > _layer_of(m)] == \
+        [("edgequant.model.runtime", "edgequant.stages.convert")]

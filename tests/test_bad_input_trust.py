@@ -6,7 +6,7 @@ import pytest
 
 import edgequant as eq
 from edgequant.errors import InputError
-from edgequant.tflite_file import read_tflite
+from edgequant.model.tflite_file import read_tflite
 from tests.test_bad_input_matrix import lambda_model, run
 
 RECIPE = """\

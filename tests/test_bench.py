@@ -163,8 +163,8 @@ def test_kernel_choices_differ_in_their_execution_plan(models):
 
 
 def test_kernel_choices_compute_the_same_outputs(models):
-    from edgequant.bench.inputs import generate_inputs
-    from edgequant.runtime import load_interpreter, set_inputs
+    from edgequant.model.inputs import generate_inputs
+    from edgequant.model.runtime import load_interpreter, set_inputs
 
     outputs = {}
     for kernels in ("xnnpack", "builtin", "reference"):
@@ -191,7 +191,7 @@ def _detail(dtype, shape=(1, 64, 64), scale=0.0, zero_point=0, name="x"):
 
 
 def test_generated_float_inputs():
-    from edgequant.bench.inputs import generate_input
+    from edgequant.model.inputs import generate_input
 
     rng = np.random.default_rng(0)
     uniform = generate_input(_detail(np.float32), rng)
@@ -204,7 +204,7 @@ def test_generated_float_inputs():
 @pytest.mark.parametrize("dtype, scale, zero_point", [(np.int8, 0.02, -5), (np.uint8, 1 / 255, 0), (np.int16, 1e-4, 0)],
                          ids=["int8", "uint8", "int16"])
 def test_generated_quantized_inputs_span_the_real_domain(dtype, scale, zero_point):
-    from edgequant.bench.inputs import generate_input, quantized_real_range
+    from edgequant.model.inputs import generate_input, quantized_real_range
 
     detail = _detail(dtype, scale=scale, zero_point=zero_point)
     values = generate_input(detail, np.random.default_rng(0))
@@ -218,7 +218,7 @@ def test_generated_quantized_inputs_span_the_real_domain(dtype, scale, zero_poin
 
 
 def test_generated_plain_integer_and_bool_inputs():
-    from edgequant.bench.inputs import UNQUANTIZED_INT_HIGH, generate_input
+    from edgequant.model.inputs import UNQUANTIZED_INT_HIGH, generate_input
 
     rng = np.random.default_rng(0)
     ids = generate_input(_detail(np.int32), rng)
@@ -229,9 +229,9 @@ def test_generated_plain_integer_and_bool_inputs():
 
 def test_real_fashion_mnist_input_is_quantized_for_an_int8_model(models, tmp_path):
     from edgequant.bench.host import benchmark
-    from edgequant.bench.inputs import read_inputs
+    from edgequant.model.inputs import read_inputs
     from edgequant.data.idx import iter_idx
-    from edgequant.runtime import load_interpreter
+    from edgequant.model.runtime import load_interpreter
 
     images = np.stack(list(itertools.islice(iter_idx(FMNIST_IMAGES), 4)))[..., None].astype(np.float32) / 255.0
     npy = tmp_path / "four_images.npy"
@@ -244,9 +244,9 @@ def test_real_fashion_mnist_input_is_quantized_for_an_int8_model(models, tmp_pat
 
 
 def test_set_inputs_quantizes_real_values_and_rejects_misfits(models, tmp_path):
-    from edgequant.bench.inputs import read_inputs
+    from edgequant.model.inputs import read_inputs
     from edgequant.errors import DataError
-    from edgequant.runtime import load_interpreter, quantize_input, set_inputs
+    from edgequant.model.runtime import load_interpreter, quantize_input, set_inputs
 
     interp = load_interpreter(models["int8"])
     (detail,) = interp.get_input_details()
@@ -345,7 +345,7 @@ def test_bad_models_get_one_line_and_exit_2(bad_models, capsys, case, message):
 
 def test_custom_op_model_is_refused_by_the_interpreter_too(bad_models):
     from edgequant.errors import ModelFileError
-    from edgequant.runtime import load_interpreter
+    from edgequant.model.runtime import load_interpreter
 
     with pytest.raises(ModelFileError, match="uses custom op 'EdgequantTestOp'"):
         load_interpreter(bad_models["custom_op"])

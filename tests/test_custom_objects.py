@@ -69,7 +69,7 @@ def test_python_quantize_takes_the_class_itself_and_converts_what_keras_computes
     import tf_keras
 
     import edgequant as eq
-    from edgequant.runtime import load_interpreter
+    from edgequant.model.runtime import load_interpreter
 
     data = eq.quantize(h5_model, "float32", custom_objects=[AttentionPooling])
     x = sequence_files(tmp_path)["eval"]

@@ -23,7 +23,7 @@ pytestmark = [needs_qemu, pytest.mark.slow]
 
 def _node_ops(model) -> dict[int, str]:
     """The model's own nodes (index -> TFLite op), read on the host without delegates."""
-    from edgequant.runtime import load_interpreter
+    from edgequant.model.runtime import load_interpreter
 
     return {o["index"]: o["op_name"] for o in load_interpreter(model, kernels="builtin")._get_ops_details()}
 

@@ -3,7 +3,7 @@
 Each case runs `python -m edgequant build` as its own process, on real Fashion-MNIST data (float32 and
 int8 from a few calibration samples; no evaluation, benchmark or devices, so a build takes seconds),
 into an output directory that already holds an earlier build. Faults come three ways:
-- EDGEQUANT_FAULT_POINT (edgequant/fault_points.py) stops the build at a named point: SIGINT, a SIGINT
+- EDGEQUANT_FAULT_POINT (edgequant/process/fault_points.py) stops the build at a named point: SIGINT, a SIGINT
   swallowed as TensorFlow's cleanup code swallows it, SIGTERM, SIGKILL, an OSError;
 - real signals from outside, at delays spread over a whole build;
 - the environment: a full disk (tmpfs), two builds into the same directory.
@@ -353,7 +353,7 @@ def test_concurrent_builds_into_one_directory(old, tmp_path):
 # --- qemu children ----------------------------------------------------------------------------------
 
 def test_sigterm_or_sigkill_while_qemu_runs_ends_qemu_too(old, tmp_path, monkeypatch):
-    from edgequant.cache import cache_dir
+    from edgequant.process.cache import cache_dir
 
     if not (cache_dir() / "arm64" / "state.json").is_file():
         pytest.skip("no ARM emulation environment: run `edgequant devices setup`")
@@ -385,7 +385,7 @@ def test_sigterm_or_sigkill_while_qemu_runs_ends_qemu_too(old, tmp_path, monkeyp
 def test_sigterm_stops_any_command_cleanly(fmnist_int8_tflite, tmp_path, monkeypatch):
     """Not only build: `devices estimate` too ends with 143 and one line, its scratch folder removed, its qemu
     gone (before, SIGTERM ended Python on the spot and left the folder for the next run to sweep)."""
-    from edgequant.cache import cache_dir
+    from edgequant.process.cache import cache_dir
 
     if not (cache_dir() / "arm64" / "state.json").is_file():
         pytest.skip("no ARM emulation environment: run `edgequant devices setup`")

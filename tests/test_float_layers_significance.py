@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from edgequant.mixed_precision import SIGNIFICANCE, quality, sign_test
+from edgequant.quantization.mixed_precision import SIGNIFICANCE, quality, sign_test
 from tests.conftest import REPO
 
 WIDE_RANGE_MODEL = REPO / "recipes" / "wide_range" / "wide_range_cnn.keras"
@@ -32,16 +32,16 @@ def test_sign_test_is_mcnemars_exact_test_on_the_samples_that_differ():
 
 @pytest.mark.slow
 def test_auto_does_not_ship_float_layers_for_a_one_sample_gain(tmp_path):
-    from edgequant.convert import convert_variant
+    from edgequant.quantization.convert import convert_variant
     from edgequant.data.idx import load_fashion_mnist
-    from edgequant.evaluate import BatchRunner, evaluate
-    from edgequant.layer_error import QuantizationAnalysis
-    from edgequant.mixed_precision import ReferenceRunner, ScoredRunner, search_float_layers
+    from edgequant.measure.evaluate import BatchRunner, evaluate
+    from edgequant.quantization.layer_error import QuantizationAnalysis
+    from edgequant.quantization.mixed_precision import ReferenceRunner, ScoredRunner, search_float_layers
     from edgequant.stages.evaluation import evaluation_report
-    from edgequant.progress import NullProgress
+    from edgequant.process.progress import NullProgress
     from edgequant.recipe.schema import Float32Variant, Int8Variant
     from edgequant.report.schema import StepPrice
-    from edgequant.source_model import export_model
+    from edgequant.model.source_model import export_model
 
     train, _ = load_fashion_mnist("train")
     test, labels = load_fashion_mnist("test")

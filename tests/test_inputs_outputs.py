@@ -58,10 +58,10 @@ def test_cosine_counts_an_all_zero_output_as_0_not_a_perfect_1(tmp_path):
     """A ReLU layer pushed below zero outputs all zeros: against a non-zero reference that is cosine 0."""
     import keras
 
-    from edgequant.convert import convert_variant
-    from edgequant.evaluate import evaluate
+    from edgequant.quantization.convert import convert_variant
+    from edgequant.measure.evaluate import evaluate
     from edgequant.recipe.schema import Float32Variant
-    from edgequant.source_model import export_keras_model
+    from edgequant.model.source_model import export_keras_model
 
     keras.utils.set_random_seed(0)
     inputs = keras.Input((784,))
@@ -80,7 +80,7 @@ def test_cosine_counts_an_all_zero_output_as_0_not_a_perfect_1(tmp_path):
 
 
 def test_cosine_rows_of_zero_vectors():
-    from edgequant.evaluate import cosine_rows
+    from edgequant.measure.evaluate import cosine_rows
 
     a = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 0.0], [1.0, 1.0]])
     b = np.array([[0.0, 0.0], [0.0, 0.0], [2.0, 0.0], [2.0, 2.0]])
@@ -164,7 +164,7 @@ def test_every_output_is_measured_by_its_kind_equal_to_an_independent_loop(two_i
 def test_evaluation_outputs_choose_the_headline_and_compare_output_names_it(two_io_build, capsys):
     from edgequant.cli import main
     from edgequant.errors import InputError
-    from edgequant.evaluate import evaluate
+    from edgequant.measure.evaluate import evaluate
 
     result, data, y, work = two_io_build
     models = {"float32": result.path("float32"), "int8": result.path("int8f")}
@@ -255,10 +255,10 @@ def test_a_model_whose_output_is_empty_at_the_shape_given_is_not_timed(tmp_path)
     import keras
 
     from edgequant.bench.host import benchmark
-    from edgequant.convert import convert_variant
+    from edgequant.quantization.convert import convert_variant
     from edgequant.errors import DataError
     from edgequant.recipe.schema import Float32Variant
-    from edgequant.source_model import export_keras_model
+    from edgequant.model.source_model import export_keras_model
 
     keras.utils.set_random_seed(0)
     inputs = keras.Input((None, 4))

@@ -27,7 +27,7 @@ def train_images() -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def fmnist_export(tmp_path_factory):
-    from edgequant.source_model import export_model
+    from edgequant.model.source_model import export_model
 
     return export_model(FMNIST_MODEL, tmp_path_factory.mktemp("export"))
 
@@ -39,8 +39,8 @@ def fmnist_export(tmp_path_factory):
 def test_layer_analysis_runs_when_the_input_zero_point_is_zero(fmnist_export, train_images):
     """Pixels mapped to [-1, 127/128] calibrate the int8 input to scale 1/128, zero point 0, which TF's
     QuantizationDebugger took for "no quantization" and fed float samples to the int8 input."""
-    from edgequant.layer_error import ROUNDING_FLOOR, QuantizationAnalysis
-    from edgequant.tflite_file import read_tflite
+    from edgequant.quantization.layer_error import ROUNDING_FLOOR, QuantizationAnalysis
+    from edgequant.model.tflite_file import read_tflite
 
     signed = train_images * (255 / 128) - 1.0  # 0..255 pixels / 128 - 1
     analysis = QuantizationAnalysis(fmnist_export.saved_model_dir, Int8Variant(name="int8"),
@@ -56,7 +56,7 @@ def test_layer_analysis_runs_when_the_input_zero_point_is_zero(fmnist_export, tr
 @pytest.mark.slow
 def test_layer_analysis_stops_taking_debug_samples_after_its_time(fmnist_export, train_images, monkeypatch):
     """A long-sequence model's instrumented invoke takes seconds: the comparison is bounded by DEBUG_SECONDS."""
-    import edgequant.layer_error as layer_error
+    import edgequant.quantization.layer_error as layer_error
 
     monkeypatch.setattr(layer_error, "DEBUG_SECONDS", 0.0)  # every sample is over time: the minimum is taken
     analysis = layer_error.QuantizationAnalysis(fmnist_export.saved_model_dir, Int8Variant(name="int8"),
@@ -112,7 +112,7 @@ def _two_head_model(path: Path, images: np.ndarray) -> Path:
 def test_keras3_fixes_build_a_model_with_two_outputs_and_report_the_layers_adaround_skipped(tmp_path, train_images):
     from edgequant.pipeline import build_recipe
     from edgequant.recipe.schema import Recipe
-    from edgequant.tflite_file import read_tflite
+    from edgequant.model.tflite_file import read_tflite
 
     model = _two_head_model(tmp_path / "two_heads.keras", train_images)
     np.save(tmp_path / "calib.npy", train_images[:60], allow_pickle=False)

@@ -10,7 +10,7 @@ import pytest
 import edgequant as eq
 from edgequant.errors import InputError
 from edgequant.recipe.schema import Int8Variant
-from edgequant.tflite_file import read_tflite
+from edgequant.model.tflite_file import read_tflite
 from tests.conftest import FMNIST_MODEL, REPO
 
 WIDE_MODEL = REPO / "recipes" / "wide_range" / "wide_range_cnn.keras"
@@ -128,8 +128,8 @@ def _calibrated(path, samples: np.ndarray) -> bytes:
     import tempfile
     from pathlib import Path
 
-    from edgequant.convert import calibrate_only
-    from edgequant.source_model import export_model
+    from edgequant.quantization.convert import calibrate_only
+    from edgequant.model.source_model import export_model
 
     with tempfile.TemporaryDirectory() as work:
         exported = export_model(path, Path(work))
@@ -137,7 +137,7 @@ def _calibrated(path, samples: np.ndarray) -> bytes:
 
 
 def _top1(data: bytes, images: np.ndarray, labels: np.ndarray) -> float:
-    from edgequant.evaluate import BatchRunner
+    from edgequant.measure.evaluate import BatchRunner
 
     runner = BatchRunner(data)
     predicted = np.concatenate([runner(images[i:i + 1000]).argmax(-1) for i in range(0, len(images), 1000)])
@@ -148,7 +148,7 @@ def _top1(data: bytes, images: np.ndarray, labels: np.ndarray) -> float:
 def test_empirical_bias_correction_moves_only_biases_and_is_never_worse(path, train_images, test_images):
     """Measured on the int8 model itself, layer after layer: the int8 weights stay exactly the converter's, only
     the int32 biases move, and on the 10,000 test images the result is never worse than plain int8."""
-    from edgequant.convert import quantize_calibrated
+    from edgequant.quantization.convert import quantize_calibrated
     from edgequant.int8_fixes.empirical_bias import correct_calibrated
 
     variant = Int8Variant(name="i")
@@ -204,9 +204,9 @@ def test_clipped_relu6_converts_to_integer_builtins(train_images):
 
 @pytest.mark.slow
 def test_ranges_only_shrink_and_keep_io(train_images):
-    from edgequant.convert import calibrate_only
+    from edgequant.quantization.convert import calibrate_only
     from edgequant.int8_fixes.ranges import set_ranges
-    from edgequant.source_model import export_model
+    from edgequant.model.source_model import export_model
 
     import tempfile
     from pathlib import Path
@@ -225,7 +225,7 @@ def test_ranges_only_shrink_and_keep_io(train_images):
 
 @pytest.mark.slow
 def test_tf_keras_model_cannot_be_equalized_but_can_get_ranges_and_empirical_bias_correction():
-    from edgequant.source_model import load_keras_model
+    from edgequant.model.source_model import load_keras_model
 
     fer = load_keras_model(FER_MODEL, "h5-tf_keras")
     faces = np.random.default_rng(0).uniform(-1, 1, (16, 64, 64, 1)).astype(np.float32)

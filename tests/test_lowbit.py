@@ -15,7 +15,7 @@ import pytest
 from edgequant.errors import BuildError, InputError, ToolMissingError
 from edgequant.lowbit.pack import Int2ConvolutionRefused, PackPlan, pack
 from edgequant.lowbit.readback import check_packed, weight_types
-from edgequant.tflite_file import read_tflite
+from edgequant.model.tflite_file import read_tflite
 from tests.conftest import FMNIST_MODEL
 
 pytest.importorskip("litert_quantizer")
@@ -43,13 +43,13 @@ def float32_cnn() -> bytes:
 
 
 def top1(tflite: bytes, x: np.ndarray, y: np.ndarray) -> float:
-    from edgequant.evaluate import evaluate
+    from edgequant.measure.evaluate import evaluate
 
     return evaluate({"m": tflite}, [(x, y)], reference="m")["m"].top1
 
 
 def outputs(tflite: bytes, x: np.ndarray) -> np.ndarray:
-    from edgequant.evaluate import BatchRunner
+    from edgequant.measure.evaluate import BatchRunner
 
     return BatchRunner(tflite)(x)
 
@@ -170,7 +170,7 @@ def test_missing_quantizer_says_what_to_install(monkeypatch, float32_cnn):
     assert info.value.exit_code == 2
     # a ternary variant fails before its fine-tune starts (no model, data or training is touched)
     from edgequant.lowbit import build_lowbit_variant
-    from edgequant.progress import NullProgress
+    from edgequant.process.progress import NullProgress
     from edgequant.recipe.schema import TernaryVariant
 
     with pytest.raises(ToolMissingError, match=r"variant 't' \(ternary\).*pip install 'edgequant\[lowbit\]'"):

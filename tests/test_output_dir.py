@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from edgequant.artifacts import MANIFEST, MANIFEST_VERSION
-from edgequant.interrupts import Terminated, stop_on_signals
-from edgequant.output_dir import OutputLockedError, Staging, current_build
+from edgequant.output.artifacts import MANIFEST, MANIFEST_VERSION
+from edgequant.process.interrupts import Terminated, stop_on_signals
+from edgequant.output.output_dir import OutputLockedError, Staging, current_build
 from tests.conftest import FMNIST_MODEL
 
 

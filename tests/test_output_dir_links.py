@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from edgequant.output_dir import STATE_DIR
+from edgequant.output.output_dir import STATE_DIR
 from tests.conftest import FMNIST_MODEL
 from tests.test_bad_input_matrix import run
 

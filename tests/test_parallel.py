@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from edgequant.parallel import _child_pids, run_all
+from edgequant.process.parallel import _child_pids, run_all
 from tests.conftest import FMNIST_MODEL, REPO
 from tests.test_fault_injection import _children, _cmdline
 
@@ -222,7 +222,7 @@ def _qemu_children(pid: int) -> list[int]:
 
 def test_ray_without_its_extra_is_one_line_and_exit_2(monkeypatch):
     from edgequant.errors import ToolMissingError
-    from edgequant.ray_backend import run_on_ray
+    from edgequant.process.ray_backend import run_on_ray
 
     monkeypatch.setitem(sys.modules, "ray", None)  # what `import ray` meets where the extra is not installed
     with pytest.raises(ToolMissingError, match=r"pip install 'edgequant\[ray\]'") as caught:

@@ -158,7 +158,7 @@ elif prog == "am":
     from edgequant.android import app_logic
     from edgequant.android.app_manifest import AppPreprocess
     from edgequant.android.samples import read_samples
-    from edgequant.runtime import load_interpreter
+    from edgequant.model.runtime import load_interpreter
     m = json.loads((folder / "app_manifest.json").read_text())
     pre = AppPreprocess.from_manifest(m["preprocess"])
     raw = read_samples(m["samples"], folder)

@@ -20,7 +20,7 @@ import pytest
 
 from edgequant.errors import BuildError, DataError, InputError
 from edgequant.recipe.schema import DataSpec, Recipe
-from edgequant.tflite_file import read_tflite
+from edgequant.model.tflite_file import read_tflite
 from tests.conftest import FMNIST_MODEL, REPO
 
 SCALE = 1 / 255
@@ -88,13 +88,13 @@ def assert_full_integer(tflite: bytes) -> None:
 
 
 def tflite_outputs(tflite: bytes, x: np.ndarray) -> np.ndarray:
-    from edgequant.evaluate import BatchRunner
+    from edgequant.measure.evaluate import BatchRunner
 
     return BatchRunner(tflite)(x)
 
 
 def tflite_top1(tflite: bytes, x: np.ndarray, y: np.ndarray) -> float:
-    from edgequant.evaluate import evaluate
+    from edgequant.measure.evaluate import evaluate
 
     return evaluate({"qat": tflite}, [(x, y)], reference="qat")["qat"].top1
 
@@ -229,7 +229,7 @@ def test_a_tf_keras_model_goes_in_as_it_is():
 @pytest.mark.parametrize("suffix", [".keras", ".h5"], ids=["keras3-dot-keras", "keras3-h5"])
 def test_keras3_model_is_rebuilt_in_tf_keras_with_equal_outputs(keras3_model, fmnist_test_set, tmp_path, suffix):
     from edgequant.qat import to_tf_keras
-    from edgequant.source_model import load_keras_model, source_kind
+    from edgequant.model.source_model import load_keras_model, source_kind
 
     path = tmp_path / f"model{suffix}"
     keras3_model.save(path)

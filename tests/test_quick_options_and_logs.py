@@ -12,12 +12,12 @@ import pytest
 
 from edgequant.cli import main
 from edgequant.report.schema import Report
-from edgequant.tflite_file import read_tflite
+from edgequant.model.tflite_file import read_tflite
 from tests.conftest import FMNIST_MODEL, REPO
 
 
 def test_log_rotation_keeps_the_log_of_every_running_process(tmp_path, monkeypatch):
-    from edgequant.native_log import KEPT_RUN_LOGS, open_run_log
+    from edgequant.process.native_log import KEPT_RUN_LOGS, open_run_log
 
     monkeypatch.setenv("EDGEQUANT_CACHE_DIR", str(tmp_path))
     logs = tmp_path / "logs"
@@ -49,7 +49,7 @@ def test_a_litert_warning_goes_to_the_run_log_not_the_terminal(tmp_path):
         "def peek():\n"
         "    from edgequant.int8_fixes.ranges import _activation_samples\n"
         f"    data = open({str(model)!r}, 'rb').read()\n"
-        "    from edgequant.tflite_file import read_tflite\n"
+        "    from edgequant.model.tflite_file import read_tflite\n"
         "    shape = read_tflite(data).inputs[0].shape[1:]\n"
         "    _activation_samples(data, lambda: iter(np.zeros((1, *shape), np.float32)), [])\n"
         "cli.app.command('peek')(peek)\nsys.exit(cli.console_main())\n"

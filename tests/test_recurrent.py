@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import yaml
 
-from edgequant.tflite_file import read_tflite
+from edgequant.model.tflite_file import read_tflite
 from tests.recurrent_models import recurrent_model, sequence_files, sequence_recipe
 
 
@@ -94,7 +94,7 @@ def test_a_converter_crash_costs_one_variant_and_the_others_ship(tmp_path, capsy
 def test_recurrent_layers_are_found_inside_bidirectional_and_nested_models():
     import keras
 
-    from edgequant.source_model import recurrent_layers
+    from edgequant.model.source_model import recurrent_layers
 
     inner = keras.Sequential([keras.Input((5, 3)), keras.layers.Bidirectional(keras.layers.GRU(2), name="bi")],
                              name="inner")

@@ -8,8 +8,8 @@ import struct
 import pytest
 
 from edgequant.cli import main
-from edgequant.evaluate import Evaluation
-from edgequant.gates import check_gates
+from edgequant.measure.evaluate import Evaluation
+from edgequant.measure.gates import check_gates
 from edgequant.recipe.schema import Gates
 from edgequant.report.schema import Report
 from tests.conftest import REPO

@@ -6,11 +6,11 @@ import subprocess
 import sys
 import tempfile
 
-from edgequant.scratch import scratch_prefix, sweep_orphans
+from edgequant.process.scratch import scratch_prefix, sweep_orphans
 
 MAKE_SCRATCH = (
     "import sys, tempfile, time\n"
-    "from edgequant.scratch import scratch_prefix\n"
+    "from edgequant.process.scratch import scratch_prefix\n"
     "print(tempfile.mkdtemp(prefix=scratch_prefix('build')), flush=True)\n"
     "time.sleep(600)\n"
 )

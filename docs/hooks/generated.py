@@ -7,6 +7,7 @@ A page asks for a generated part with a comment on a line of its own:
     <!-- generated: report -->        report.json, from docs/report.schema.json
     <!-- generated: exit-codes -->    the exit codes and the errors behind them, from edgequant/errors.py
     <!-- generated: layout -->        the package tree with each module's first docstring line
+    <!-- generated: layers -->        the layers tests/test_architecture.py enforces
 
 An unknown name fails the build.
 """
@@ -185,10 +186,22 @@ def layout() -> str:
     return "\n".join(lines)
 
 
+def layers() -> str:
+    """The layers tests/test_architecture.py enforces, read from its LAYERS (never written twice)."""
+    tree = ast.parse((REPO / "tests" / "test_architecture.py").read_text(encoding="utf-8"))
+    value = next(n.value for n in tree.body if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", "") == "LAYERS")
+    rows = ["| layer, lowest first | modules and packages |", "|---|---|"]
+    for what, groups in ast.literal_eval(value):
+        names = ", ".join(f"`{g}/`" if (REPO / "edgequant" / g).is_dir() else f"`{g}.py`" for g in groups if g)
+        rows.append(f"| {_cell(what)} | {names or '`__init__.py`'} |")
+    return "\n".join(rows)
+
+
 _GENERATORS = {
     "cli": cli_reference,
     "recipe": lambda: schema_reference(REPO / "docs" / "recipe.schema.json"),
     "report": lambda: schema_reference(REPO / "docs" / "report.schema.json"),
     "exit-codes": exit_codes,
     "layout": layout,
+    "layers": layers,
 }

@@ -4,7 +4,7 @@ The Kotlin core (android_demo/core/src/main/kotlin/dev/edgequant/core/Quantizati
 does the same operations in the same order, in float32, so both give the same bytes and the
 same ranking; tests/test_android_logic.py checks it on real Fashion-MNIST images.
 
-Rounding: quantization is `edgequant.runtime.quantize_input`, i.e.
+Rounding: quantization is `edgequant.model.runtime.quantize_input`, i.e.
 q = clip(np.round(x / scale + zero_point)): round half to even, zero point added before rounding.
 Top-k: highest score first, equal scores by lower index, NaN last (`np.argsort(-s, kind="stable")`).
 """
@@ -14,11 +14,11 @@ from __future__ import annotations
 import numpy as np
 
 from edgequant.android.app_manifest import AppPreprocess
-from edgequant.runtime import dequantize_output, quantize_input
+from edgequant.model.runtime import dequantize_output, quantize_input
 
 
 def _detail(tensor: dict) -> dict:
-    """An app-manifest tensor entry as the interpreter-style detail that `edgequant.runtime` takes."""
+    """An app-manifest tensor entry as the interpreter-style detail that `edgequant.model.runtime` takes."""
     q = tensor.get("quantization")
     scale, zero_point = (q["scale"][0], q["zero_point"][0]) if q else (0.0, 0)
     return {"dtype": np.dtype(tensor["dtype"]), "quantization": (float(scale), int(zero_point))}

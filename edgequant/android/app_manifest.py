@@ -20,7 +20,7 @@ Its JSON Schema is `app_manifest.schema.json` beside this file. Version 1:
 Tensors come from the .tflite file itself (`read_tflite`); name, mode, preprocessing and provenance
 from the build's `manifest.json` beside it when there is one. `quantization` is null for float tensors.
 Preprocessing, in float32: x = float32(raw) * scale; x = (x - mean[c]) / std[c]; then quantize with
-q = clamp(round_half_to_even(x / scale + zero_point)) as `edgequant.runtime.quantize_input`.
+q = clamp(round_half_to_even(x / scale + zero_point)) as `edgequant.model.runtime.quantize_input`.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgequant.android.device_paths import MODEL_FILE
-from edgequant.artifacts import MANIFEST, with_provenance
+from edgequant.output.artifacts import MANIFEST, with_provenance
 from edgequant.errors import InputError, ModelFileError
 
 FORMAT = "edgequant-app-manifest"

@@ -40,7 +40,7 @@ from edgequant.android.device_paths import (
 )
 from edgequant.api import fetch
 from edgequant.errors import BuildError, InputError, ModelFileError, ToolMissingError
-from edgequant.scratch import scratch_prefix
+from edgequant.process.scratch import scratch_prefix
 
 DELEGATES = ("cpu", "gpu", "nnapi")
 DEFAULT_MAX_SAMPLES = 200
@@ -83,7 +83,7 @@ def write_app_files(
     (without a build manifest the preprocessing is the identity).
     """
     from edgequant.android.samples import write_samples
-    from edgequant.tflite_file import read_tflite
+    from edgequant.model.tflite_file import read_tflite
 
     tflite = Path(tflite).resolve()  # one build's folder: a build committed meanwhile cannot mix in
     model = read_tflite(tflite)
@@ -317,7 +317,7 @@ def compare_with_host(files: AppFiles, device_result: dict) -> HostComparison | 
         return None
     from edgequant.android import app_logic
     from edgequant.android.samples import read_samples
-    from edgequant.runtime import load_interpreter
+    from edgequant.model.runtime import load_interpreter
 
     manifest = files.manifest
     preprocess = AppPreprocess.from_manifest(manifest["preprocess"])

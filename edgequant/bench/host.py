@@ -32,7 +32,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from edgequant.bench.inputs import FloatDistribution, generate_inputs, read_inputs
+from edgequant.model.inputs import FloatDistribution, generate_inputs, read_inputs
 from edgequant.errors import DataError, InputError, ModelFileError
 
 ModelSource = str | Path | bytes
@@ -181,7 +181,7 @@ class _Config:
 
 def _resize_inputs(interp, arrays: list[np.ndarray], label: str) -> None:
     """Resize the inputs whose data has another shape (a dynamic axis, such as a sequence length) and allocate."""
-    from edgequant.runtime import allocate
+    from edgequant.model.runtime import allocate
 
     for detail, array in zip(interp.get_input_details(), arrays):
         if tuple(int(d) for d in detail["shape"]) != tuple(array.shape):
@@ -225,7 +225,7 @@ class HostBenchmark:
         inputs=None,
         inputs_description: str = "",
     ):
-        from edgequant.runtime import (
+        from edgequant.model.runtime import (
             KERNEL_CHOICES,
             execution_plan,
             in_input_order,
@@ -234,7 +234,7 @@ class HostBenchmark:
             set_inputs,
         )
         from edgequant.bench.xnnpack_support import classify_operators, model_precision
-        from edgequant.tflite_file import read_tflite
+        from edgequant.model.tflite_file import read_tflite
 
         if not models:
             raise InputError("no model to benchmark")
@@ -371,7 +371,7 @@ def benchmark(
 
     models: .tflite paths or file bytes. kernels: any of "xnnpack", "builtin", "reference".
     input_data: a .npy (single input) or .npz keyed by input name; default: generated (see
-    `edgequant.bench.inputs`). inputs: the values themselves instead (batch included: an array, or a dict by
+    `edgequant.model.inputs`). inputs: the values themselves instead (batch included: an array, or a dict by
     input name), with `inputs_description` saying where they come from. A model is timed at the shape of its
     inputs (resized to it along dynamic axes), and refused if an output is then empty.
     Raises ModelFileError / InputError / DataError with one-line messages.
@@ -392,7 +392,7 @@ def _loadavg() -> float | None:
 def _warm_up_runtime(kernels: Sequence[str]) -> None:
     """Load and invoke a one-op model once per kernel choice, so the runtime's one-time costs
     (library pages, XNNPACK initialization: about 10 MB of RSS) are not charged to the first model."""
-    from edgequant.runtime import load_interpreter
+    from edgequant.model.runtime import load_interpreter
 
     tiny = one_op_model()
     for kernels_choice in kernels:

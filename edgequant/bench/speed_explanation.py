@@ -168,7 +168,7 @@ def explain_speed(
     results: BenchResults from one interleaved `benchmark()` call that includes this model and a float32
       model; the verdict then compares their medians (same kernels and threads).
     """
-    from edgequant.tflite_file import read_tflite
+    from edgequant.model.tflite_file import read_tflite
 
     host = host_features or read_host_features()
     info = read_tflite(model)
@@ -178,7 +178,7 @@ def explain_speed(
     observed_ops: set[int] | None = None
     partitions = None
     if verify and not info.custom_ops:
-        from edgequant.runtime import execution_plan, load_interpreter
+        from edgequant.model.runtime import execution_plan, load_interpreter
 
         plan = execution_plan(load_interpreter(model, kernels="xnnpack", threads=1))
         observed_ops, partitions = set(plan.delegated), len(plan.partitions)

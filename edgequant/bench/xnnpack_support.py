@@ -17,7 +17,7 @@ Tensor types ("classes") of an operator instance:
 How this table was made and verified: every entry was observed, not copied from documentation.
 `benchmarks/host_figures.py probe-xnnpack` converts a one-op model per op (TFLiteConverter, into
 fp32, fp16-weight, dynamic-range, int8 and int16x8 variants, and a TF1 fake-quant graph into uint8)
-and reads the interpreter's execution plan after delegation (`edgequant.runtime.execution_plan`):
+and reads the interpreter's execution plan after delegation (`edgequant.model.runtime.execution_plan`):
 an operator inside a DELEGATE node's partition was taken by XNNPACK. It prints any disagreement
 with this table. qu8 was probed for CONV_2D, DEPTHWISE_CONV_2D, ADD, MAX_POOL_2D, AVERAGE_POOL_2D,
 CONCATENATION, MEAN, FULLY_CONNECTED, MUL, SOFTMAX, QUANTIZE, LOGISTIC and RESHAPE; other qu8
@@ -122,7 +122,7 @@ def is_verified(op_type: str, tensor_class: str) -> bool:
 
 
 def classify_operators(model) -> list[str]:
-    """The tensor class of each operator of a `TFLiteModel` (from `edgequant.tflite_file.read_tflite`)."""
+    """The tensor class of each operator of a `TFLiteModel` (from `edgequant.model.tflite_file.read_tflite`)."""
     producer = {t: op for op in model.operators for t in op.outputs}
 
     def from_fp16_constant(index: int) -> bool:

@@ -33,7 +33,7 @@ def bench(
 
     Exit codes: 0 success, 2 bad input (not a .tflite, truncated, custom op, bad option).
     """
-    from edgequant.tflite_file import check_tflite
+    from edgequant.model.tflite_file import check_tflite
 
     for model in dict.fromkeys(models):
         check_tflite(model)  # the same check as every other command's: a corrupt file is exit 2, in the same words
@@ -73,7 +73,7 @@ def _bench_on_devices(models: list[Path], devices: list[str], threads: list[int]
                       kernels: list[str]) -> None:
     """Estimates on simulated devices. A float32 model among `models` is the base of the int8 speedup."""
     from edgequant.cli.devices import bench_on_devices
-    from edgequant.tflite_file import read_tflite
+    from edgequant.model.tflite_file import read_tflite
 
     if len(threads) != 1:
         raise InputError("--threads: with --device, give one thread count (estimates cover 1..cores anyway)")

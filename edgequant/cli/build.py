@@ -62,10 +62,10 @@ def build(
 def run_build(recipe, *, exits_after: bool = True, **options):
     """Build a recipe (file or Recipe) with a progress display, print the summary; exit 1 naming each failed gate.
 
-    SIGINT and SIGTERM stop the build before its commit and never after it (edgequant.interrupts); the
+    SIGINT and SIGTERM stop the build before its commit and never after it (edgequant.process.interrupts); the
     CLI's entry point then exits 130 or 143. `exits_after`: no other build follows in this process.
     """
-    from edgequant.interrupts import Interrupted, stop_on_signals
+    from edgequant.process.interrupts import Interrupted, stop_on_signals
 
     try:
         # a signal after the commit undoes nothing

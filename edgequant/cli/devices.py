@@ -27,7 +27,7 @@ KernelsOpt = Annotated[str, typer.Option("--kernels", "-k", help="runtime to est
 
 def _check_model_file(model: Path) -> None:
     """A corrupt .tflite is bad input (exit 2), found here rather than inside the emulated device."""
-    from edgequant.tflite_file import check_tflite
+    from edgequant.model.tflite_file import check_tflite
 
     check_tflite(model)
 
@@ -304,7 +304,7 @@ def cache(
 ) -> None:
     """The cached results of emulated runs (instruction counts, ARM parity checks): a rebuild whose models
     did not change reads them instead of emulating again. --clear removes them (the ARM environment stays)."""
-    from edgequant.cache import cache_dir
+    from edgequant.process.cache import cache_dir
     from edgequant.devices.run_cache import KINDS, clear as clear_cache, entries
 
     found = clear_cache() if clear else entries()

@@ -24,7 +24,7 @@ def inspect(
     if model.suffix.lower() in KERAS_SUFFIXES:
         _inspect_keras(model, as_json)
         return
-    from edgequant.tflite_file import check_tflite
+    from edgequant.model.tflite_file import check_tflite
 
     m = check_tflite(model)
     if as_json:
@@ -72,8 +72,8 @@ KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
 
 def keras_summary(path: Path) -> dict:
     """Shapes, size and the Rescaling layers (nested models included) of a Keras model file."""
-    from edgequant.native_log import native_log_to_file
-    from edgequant.source_model import load_keras_model, source_kind
+    from edgequant.process.native_log import native_log_to_file
+    from edgequant.model.source_model import load_keras_model, source_kind
 
     kind = source_kind(path)
     with native_log_to_file():

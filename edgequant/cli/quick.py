@@ -50,7 +50,7 @@ def quantize(
     uint8 data is scaled by 1/255, unless the model has a Rescaling layer.
     --no-bench and --no-devices skip the latency stages for a quick look; the report says so.
     """
-    from edgequant.artifacts import write_atomic
+    from edgequant.output.artifacts import write_atomic
     from edgequant.cli.build import run_build
     from edgequant.quick import RECIPE_FILE, check_quick_arguments, choose_data, parse_input_shape, quick_recipe, \
         read_model_facts, refuse_overwrite, \
@@ -85,7 +85,7 @@ def init(
     force: Annotated[bool, typer.Option("--force", help="overwrite an existing file")] = False,
 ) -> None:
     """Write a commented starter recipe for MODEL, from its input shape, dtype and preprocessing layers."""
-    from edgequant.artifacts import write_atomic
+    from edgequant.output.artifacts import write_atomic
     from edgequant.quick import check_quick_arguments, choose_data, read_model_facts, refuse_overwrite, starter_recipe
 
     refuse_overwrite(output, force)

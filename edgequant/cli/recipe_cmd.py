@@ -38,7 +38,7 @@ def check(recipe: Annotated[Path, typer.Argument(help="recipe YAML file")], trus
     Exit 0 if it is valid, 2 with every problem (file:line:col, field, what was expected), one per line.
     """
     from edgequant.errors import EXIT_BAD_INPUT
-    from edgequant.recipe.check import recipe_problems
+    from edgequant.recipe_check import recipe_problems
     from edgequant.recipe.loader import load_recipe
 
     problems = recipe_problems(recipe, trust_code=trust_code)

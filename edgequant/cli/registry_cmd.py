@@ -4,7 +4,7 @@ from typing import Annotated
 
 import typer
 
-from edgequant.registry import DEFAULT_URI
+from edgequant.output.registry import DEFAULT_URI
 
 RegistryOption = Annotated[
     str, typer.Option("--registry", envvar="MLFLOW_TRACKING_URI", help="MLflow tracking URI (needs edgequant[mlflow])")
@@ -21,7 +21,7 @@ def promote(
 
     A version whose gates failed is refused, naming them, unless --force.
     """
-    from edgequant.registry import promote as promote_version
+    from edgequant.output.registry import promote as promote_version
 
     previous = promote_version(name, version, registry, force=force)
     before = f" (was version {previous})" if previous else ""
@@ -33,7 +33,7 @@ def rollback(
     registry: RegistryOption = DEFAULT_URI,
 ) -> None:
     """Move NAME's `production` alias back to the version that was production before."""
-    from edgequant.registry import rollback as rollback_version
+    from edgequant.output.registry import rollback as rollback_version
 
     current, restored = rollback_version(name, registry)
     typer.echo(f"{name}: production rolled back from version {current} to version {restored}")

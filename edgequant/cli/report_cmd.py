@@ -29,7 +29,7 @@ def report(
         raise typer.BadParameter("give a build directory, or --schema")
     if build_dir.is_file():
         build_dir = build_dir.parent
-    from edgequant.output_dir import check_owned, current_build
+    from edgequant.output.output_dir import check_owned, current_build
 
     build_dir = _output_dir_of(build_dir)
     check_owned(build_dir)
@@ -42,7 +42,7 @@ def report(
 
 def _output_dir_of(folder: Path) -> Path:
     """The output directory a build folder (OUT/.edgequant/builds/ID) belongs to; `folder` itself otherwise."""
-    from edgequant.output_dir import BUILDS, STATE_DIR
+    from edgequant.output.output_dir import BUILDS, STATE_DIR
 
     resolved = folder.resolve()
     if resolved.parent.name == BUILDS and resolved.parent.parent.name == STATE_DIR:
@@ -54,7 +54,7 @@ def _rerender(out: Path) -> list[Path]:
     """Render the report again: as a new build in an output directory edgequant manages, else in place
     (each file through a new file renamed into place, replacing any link there)."""
     from edgequant.errors import InputError
-    from edgequant.output_dir import CURRENT, STATE_DIR, rebuild_from_current
+    from edgequant.output.output_dir import CURRENT, STATE_DIR, rebuild_from_current
     from edgequant.report.render import load_report, render_report
 
     if (out / STATE_DIR / CURRENT).is_symlink():
@@ -104,7 +104,7 @@ def compare(
 
     Two artifacts of one build use the preprocessing its manifest.json records; options override it.
     """
-    from edgequant.compare import build_preprocess, compare_models, data_spec
+    from edgequant.measure.compare import build_preprocess, compare_models, data_spec
 
     recorded = build_preprocess(reference, candidate)
     if recorded is not None:

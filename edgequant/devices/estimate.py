@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgequant.devices import latency_model
-from edgequant.cache import cache_dir
+from edgequant.process.cache import cache_dir
 from edgequant.devices.run_cache import counts_key, read_entry, write_entry
 from edgequant.devices.arm.symbols import KernelShare
 from edgequant.devices.layers import LayerEstimate, price_layers, serial_instructions
@@ -163,7 +163,7 @@ def estimate_latency(model_path: str | Path, profile: str | Path | DeviceProfile
     """Estimated latency of `model_path` on the device with `kernels` (xnnpack or builtin), for
     `threads` and for every thread count the device has. `counts` (a count_record of a run of this
     model on this profile's core) saves counting again."""
-    from edgequant.tflite_file import read_tflite
+    from edgequant.model.tflite_file import read_tflite
 
     prof = load_profile(profile)
     if not prof.emulated:

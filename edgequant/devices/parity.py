@@ -83,7 +83,7 @@ def check_parity(
     input; float data for a quantized input is quantized with the input's
     scale. None means 4 fixed pseudo-random samples.
     """
-    from edgequant.runtime import dequantize_output, load_interpreter
+    from edgequant.model.runtime import dequantize_output, load_interpreter
 
     prof = load_profile(profile)
     model_path = Path(model_path)

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgequant.cache import cache_dir
+from edgequant.process.cache import cache_dir
 
 KINDS = ("counts", "parity")
 _SEAL = "edgequant_cache"  # the entry's own field: {"key": ..., "sha256": ...}; the record's fields sit beside it

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgequant.convert import RepresentativeData, calibrate_only, convert_variant, quantize_calibrated
+from edgequant.quantization.convert import RepresentativeData, calibrate_only, convert_variant, quantize_calibrated
 from edgequant.errors import BuildError, InputError
 from edgequant.int8_fixes.budget import memory_budget
 from edgequant.report.schema import Int8FixesReport
@@ -100,7 +100,7 @@ def build_fixed_int8(exported, variant, representative: RepresentativeData, *, p
     saved_model = exported.saved_model_for(variant.mode)
     if transforms_keras3_weights(variant):
         model = _transformed(exported.keras_model, samples, variant, details)
-        from edgequant.source_model import export_keras_model
+        from edgequant.model.source_model import export_keras_model
 
         target = work_dir / "int8_fixes" / variant.name
         target.mkdir(parents=True, exist_ok=True)
@@ -215,7 +215,7 @@ def judge(plain: bytes, fixed: bytes, reference: bytes, samples: np.ndarray
           ) -> tuple[dict[str, float], dict[str, float], bool, dict[str, float]]:
     """Plain and fixed int8 against float32 on `samples`, whether the fixed one is significantly better, and its
     gains in standard errors (agreement, mse) with the threshold (sigmas)."""
-    from edgequant.evaluate import BatchRunner
+    from edgequant.measure.evaluate import BatchRunner
 
     ref = _run(BatchRunner(reference), samples)
     outputs = [_run(BatchRunner(m), samples) for m in (plain, fixed)]

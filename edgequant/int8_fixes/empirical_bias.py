@@ -66,7 +66,7 @@ def correct_calibrated(calibrated: bytes, samples: np.ndarray, quantize: Callabl
 
 def _targets(calibrated: bytes) -> list[_Target]:
     """The linear layers with a float bias, in execution order (the subgraph's op order)."""
-    from edgequant.tflite_file import read_tflite
+    from edgequant.model.tflite_file import read_tflite
 
     model = read_tflite(calibrated)
     return [
@@ -91,7 +91,7 @@ def _shift_bias(model, tensor: int, shift: np.ndarray) -> None:
 
 def _output_means(model: bytes, samples: np.ndarray, tensors: list[str]) -> dict[str, np.ndarray]:
     """Per-channel mean over `samples` (and positions) of each named tensor of `model`, dequantized."""
-    from edgequant.runtime import _interpreter_module, dequantize_output, quantize_input
+    from edgequant.model.runtime import _interpreter_module, dequantize_output, quantize_input
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # LiteRT warns that preserving every tensor is meant for debugging: it is

@@ -85,7 +85,7 @@ def _mse_range(v: np.ndarray, lo: float, hi: float) -> tuple[float, float]:
 
 def _activation_samples(model: bytes, samples: Callable[[], Iterator[np.ndarray]], tensors: list[int]
                         ) -> dict[int, np.ndarray]:
-    from edgequant.runtime import _interpreter_module
+    from edgequant.model.runtime import _interpreter_module
 
     from edgequant.int8_fixes.budget import memory_budget
 

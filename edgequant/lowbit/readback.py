@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from edgequant.errors import BuildError
 from edgequant.lowbit.pack import PackPlan
-from edgequant.tflite_file import TFLiteModel, read_tflite
+from edgequant.model.tflite_file import TFLiteModel, read_tflite
 
 _BITS = {"int2": 2, "int4": 4, "int8": 8}
 

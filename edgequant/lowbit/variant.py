@@ -21,8 +21,8 @@ import numpy as np
 from edgequant.errors import InputError
 from edgequant.lowbit.pack import PackPlan, pack, require_quantizer
 from edgequant.lowbit.readback import PackedWeights, check_packed
-from edgequant.progress import Progress
-from edgequant.scratch import scratch_prefix
+from edgequant.process.progress import Progress
+from edgequant.process.scratch import scratch_prefix
 
 
 def plan_for(variant) -> PackPlan:
@@ -50,14 +50,14 @@ def build_lowbit_variant(recipe, variant, exported, progress: Progress,
 
 def _trained_float_model(recipe, variant, exported, progress: Progress) -> bytes:
     """Fine-tune with ternary/binary weights, then the float32 .tflite of the trained (ternarized) weights."""
-    from edgequant.cache import cache_dir
-    from edgequant.convert import convert_variant
+    from edgequant.process.cache import cache_dir
+    from edgequant.quantization.convert import convert_variant
     from edgequant.lowbit.weights import CUSTOM_OBJECTS
     from edgequant.qat.checkpoint import EpochCheckpoints
     from edgequant.qat.training import compile_for_qat, fine_tune
     from edgequant.qat.variant import work_key
     from edgequant.recipe.schema import Float32Variant
-    from edgequant.source_model import export_keras_model
+    from edgequant.model.source_model import export_keras_model
 
     label = f"variant {variant.name!r} ({variant.mode})"
     if exported.keras_model is None:

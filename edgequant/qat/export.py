@@ -1,7 +1,7 @@
 """A trained QAT model into full-integer .tflite bytes, checked by reading the file back.
 
 The model goes through a SavedModel (one serving signature, input named "input" like every
-other variant) and TFLiteConverter.from_saved_model, configured by `edgequant.convert` for
+other variant) and TFLiteConverter.from_saved_model, configured by `edgequant.quantization.convert` for
 mode "qat", which leaves the converter on its default op set (see `configure`). The
 fake-quant ranges make every operator int8; whether they did is checked below on the file
 itself, and a model with float operators left is refused unless full_integer=False.
@@ -14,11 +14,11 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from edgequant.convert import configure, convert, make_converter
+from edgequant.quantization.convert import configure, convert, make_converter
 from edgequant.errors import BuildError, InputError
 from edgequant.recipe.schema import QatVariant
-from edgequant.scratch import scratch_prefix
-from edgequant.tflite_file import TFLiteModel, read_tflite
+from edgequant.process.scratch import scratch_prefix
+from edgequant.model.tflite_file import TFLiteModel, read_tflite
 
 # Tensor types an integer operator may use: int8 activations and weights (int4 weights with weight_bits 4),
 # int32 biases and shapes.

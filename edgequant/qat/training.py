@@ -16,7 +16,7 @@ import numpy as np
 from edgequant.data.sources import describe
 from edgequant.data.stream import InputSpec, iter_batches
 from edgequant.errors import DataError, InputError
-from edgequant.progress import NullProgress, Progress
+from edgequant.process.progress import NullProgress, Progress
 from edgequant.qat.checkpoint import EpochCheckpoints, load
 from edgequant.recipe.schema import DataSpec
 

@@ -11,8 +11,8 @@ import json
 
 from edgequant.version import __version__
 from edgequant.errors import InputError
-from edgequant.progress import Progress
-from edgequant.cache import cache_dir
+from edgequant.process.progress import Progress
+from edgequant.process.cache import cache_dir
 from edgequant.qat.checkpoint import EpochCheckpoints
 from edgequant.qat.export import export
 from edgequant.qat.prepare import prepare, weight_bits_scheme

@@ -15,7 +15,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from edgequant.artifacts import write_atomic
+from edgequant.output.artifacts import write_atomic
 from edgequant.report.schema import Report
 
 REPORT_HTML = "report.html"

@@ -11,7 +11,7 @@ import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgequant.artifacts import write_atomic
+from edgequant.output.artifacts import write_atomic
 from edgequant.report.schema import LayerErrorReport, Report, VariantReport
 
 ROUNDING_NOISE_STEPS = 0.2887  # RMSE of uniform rounding, in steps: 1/sqrt(12)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from edgequant.artifacts import write_atomic
+from edgequant.output.artifacts import REPORT_JSON, write_atomic
 from edgequant.errors import InputError
 from edgequant.report.formatting import kib as _kib
 from edgequant.report.formatting import plural  # noqa: F401 (also imported from here by the pipeline)
@@ -20,7 +20,6 @@ from edgequant.report.plots import output_note, quality_metric, write_plots
 from edgequant.report.onnx_section import onnx_lines
 from edgequant.report.schema import Report
 
-REPORT_JSON = "report.json"
 
 
 def load_report(build_dir: str | Path) -> Report:

@@ -52,7 +52,7 @@ def assemble_report(ctx: BuildContext, built: list, evaluations, latencies, expl
     if evaluations:
         evaluation_data = f"{describe(eval_spec.source)}, {next(iter(evaluations.values())).samples} samples"
         if ctx.reported_samples is not None:
-            from edgequant.mixed_precision import SELECTION_DESCRIPTION
+            from edgequant.quantization.mixed_precision import SELECTION_DESCRIPTION
 
             evaluation_data += f": every sample but {SELECTION_DESCRIPTION}, which chose the layers kept in float"
     host: dict[str, Any] = {}

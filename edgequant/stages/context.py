@@ -10,14 +10,14 @@ from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
 
-from edgequant.convert import convert_variant
-from edgequant.convert_worker import ConversionWorker
+from edgequant.quantization.convert import convert_variant
+from edgequant.quantization.convert_worker import ConversionWorker
 from edgequant.data.stream import iter_samples
 from edgequant.errors import DataError
-from edgequant.progress import Progress
+from edgequant.process.progress import Progress
 from edgequant.recipe.loader import dotted_path, locate
 from edgequant.recipe.schema import Float32Variant, Recipe
-from edgequant.source_model import ExportedModel
+from edgequant.model.source_model import ExportedModel
 
 INTERNAL_REFERENCE = ".float32-reference"  # variant names cannot start with '.': it never clashes with one
 
@@ -52,7 +52,7 @@ class BuildContext:
         # figure the report states comes from the other samples.
         self.reported_samples = None
         if split_evaluation and self.eval_spec is not None:
-            from edgequant.mixed_precision import in_selection
+            from edgequant.quantization.mixed_precision import in_selection
 
             self.reported_samples = lambda index: not in_selection(index)
 
@@ -80,7 +80,7 @@ class BuildContext:
         return len(self._reference) if self._reference is not None else None
 
     def convert(self, saved_model: Path, variant, representative=None) -> bytes:
-        """One conversion, in the build's child process (edgequant.convert_worker) when it has one."""
+        """One conversion, in the build's child process (edgequant.quantization.convert_worker) when it has one."""
         if self.worker is None:
             return convert_variant(saved_model, variant, representative)
         return self.worker.convert(saved_model, variant, representative)
@@ -121,8 +121,8 @@ class BuildContext:
 
     def at_timed_shape(self, data: bytes) -> bytes:
         """The model with its inputs starting at the timed shape where that differs from the file's (dynamic axes)."""
-        from edgequant.runtime import in_input_order, load_interpreter
-        from edgequant.tflite_io import with_input_shapes
+        from edgequant.model.runtime import in_input_order, load_interpreter
+        from edgequant.quantization.tflite_io import with_input_shapes
 
         timed = self.timing_sample()
         if timed is None:

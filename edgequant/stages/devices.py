@@ -11,7 +11,7 @@ from contextlib import ExitStack
 from itertools import islice
 
 from edgequant.data.stream import iter_samples
-from edgequant.parallel import ModelRun, run_here
+from edgequant.process.parallel import ModelRun, run_here
 from edgequant.recipe.schema import LOWBIT_MODES
 from edgequant.report.schema import LatencyReport
 from edgequant.stages.context import INTERNAL_REFERENCE, BuildContext, batch_of_one, field_context
@@ -85,7 +85,7 @@ def _estimate(ctx: BuildContext, built: list, latencies: dict[str, list[LatencyR
 def _emulate(ctx: BuildContext, runs: list[ModelRun]) -> list:
     if ctx.ray is None:
         return run_here(runs, ctx.jobs)
-    from edgequant.ray_backend import run_on_ray
+    from edgequant.process.ray_backend import run_on_ray
 
     return run_on_ray(runs, ctx.ray)
 
@@ -105,7 +105,7 @@ def _in_input_order(data: bytes, samples: list) -> list:
     """Samples of a model with several inputs as lists in the model's input order (what parity runs take)."""
     if not samples or not isinstance(samples[0], dict):
         return samples
-    from edgequant.runtime import in_input_order, load_interpreter
+    from edgequant.model.runtime import in_input_order, load_interpreter
 
     interp = load_interpreter(data, kernels="builtin", allocate=False)
     return [in_input_order(interp, s) for s in samples]

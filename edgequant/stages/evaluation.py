@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 from edgequant.data.stream import iter_batches
-from edgequant.evaluate import Evaluation, evaluate
+from edgequant.measure.evaluate import Evaluation, evaluate
 from edgequant.report.formatting import plural
 from edgequant.report.schema import EvaluationReport
 from edgequant.stages.context import BuildContext, field_context
@@ -22,7 +22,7 @@ def evaluate_all(ctx: BuildContext, built: list, onnx_out: list | None = None) -
         total = sum(map(ctx.reported_samples, range(total)))
     models = {b.variant.name: b.data for b in built if b.variant.name != ctx.reference}
     if onnx_out:
-        from edgequant.onnx_export import OnnxRunner
+        from edgequant.quantization.onnx_export import OnnxRunner
 
         models.update({a.file: OnnxRunner(a.data, ctx.recipe.benchmark.threads) for a in onnx_out})
     with ctx.progress.task(f"evaluate {plural(len(models) + 1, 'model')}", total=total) as task:

@@ -6,8 +6,8 @@ recipe allows that; `gate_variant(...)` gives a variant's `GateResult`s.
 
 from __future__ import annotations
 
-from edgequant.evaluate import Evaluation, reference_problems
-from edgequant.gates import GateResult, check_gates
+from edgequant.measure.evaluate import Evaluation, reference_problems
+from edgequant.measure.gates import GateResult, check_gates
 from edgequant.recipe.schema import Recipe
 from edgequant.report.schema import LatencyReport
 

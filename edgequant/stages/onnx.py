@@ -9,7 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from edgequant.data.stream import iter_samples
-from edgequant.evaluate import Evaluation
+from edgequant.measure.evaluate import Evaluation
+from edgequant.measure.onnx_parity import PARITY_SAMPLES, check_against_onnxruntime
 from edgequant.stages.context import BuildContext
 from edgequant.stages.evaluation import evaluation_report
 
@@ -18,7 +19,7 @@ def build_onnx(ctx: BuildContext, variants: list) -> list:
     """The variants that ask for `formats: [..., onnx]`, written as ONNX (int8 calibrated on the same data)."""
     if not variants:
         return []
-    from edgequant.onnx_export import build_onnx_variants
+    from edgequant.quantization.onnx_export import build_onnx_variants
 
     with ctx.progress.task(f"write {len(variants)} variants as ONNX") as task:
         written, failed = build_onnx_variants(
@@ -33,14 +34,12 @@ def onnx_report(ctx: BuildContext, onnx_out: list, evaluations: dict[str, Evalua
     """The report's ONNX fields: the ONNX source checked against onnxruntime, and the ONNX artifacts."""
     if ctx.exported.onnx is None and not onnx_out:
         return {}
-    from edgequant.onnx_export import onnx_artifact_reports
+    from edgequant.quantization.onnx_export import onnx_artifact_reports
 
     update: dict[str, Any] = {}
     spec = ctx.eval_spec or ctx.recipe.calibration
-    samples = [s.x for s in iter_samples(spec, ctx.exported.data_inputs, limit=32, role="onnx")] if spec else []
+    samples = [s.x for s in iter_samples(spec, ctx.exported.data_inputs, limit=PARITY_SAMPLES, role="onnx")] if spec else []
     if ctx.exported.onnx is not None and samples:
-        from edgequant.onnx_import import check_against_onnxruntime
-
         check = check_against_onnxruntime(ctx.exported.onnx, ctx.reference_model(), samples)
         update["onnx_source_check"] = {**ctx.exported.onnx.to_dict(), **check}
     if onnx_out:

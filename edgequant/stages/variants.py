@@ -13,13 +13,13 @@ from itertools import islice
 from typing import Any
 
 from edgequant.data.stream import iter_samples
-from edgequant.gates import accuracy_gates_pass
+from edgequant.measure.gates import accuracy_gates_pass
 from edgequant.recipe.schema import CALIBRATED_MODES, LOWBIT_MODES
 from edgequant.report.formatting import plural
 from edgequant.report.schema import Int8FixesReport, LayerErrorReport, MixedPrecisionReport, StepPrice
 from edgequant.stages.context import BuildContext, calibration_count, field_context
 from edgequant.stages.evaluation import evaluate_models, evaluation_report
-from edgequant.tflite_file import read_tflite
+from edgequant.model.tflite_file import read_tflite
 
 DEBUG_SAMPLES = 32  # samples the per-layer error analysis compares float and int8 activations on (at most)
 ANALYSIS_CALIBRATION_SECONDS = 120.0  # a variant that took longer to calibrate gets no default per-layer analysis
@@ -106,7 +106,7 @@ def build_variant(ctx: BuildContext, variant) -> Built:
 
 
 def build_auto_float(ctx: BuildContext, variant) -> Built:
-    from edgequant.mixed_precision import (
+    from edgequant.quantization.mixed_precision import (
         SELECTION_DESCRIPTION,
         SELECTION_SAMPLES,
         ReferenceRunner,
@@ -157,7 +157,7 @@ def build_auto_float(ctx: BuildContext, variant) -> Built:
 
 def _analysis(ctx: BuildContext, variant, fixed=None):
     """The per-layer analysis of `variant`, on the model its int8 fixes made when `fixed` is given."""
-    from edgequant.layer_error import DEBUG_SECONDS, QuantizationAnalysis
+    from edgequant.quantization.layer_error import DEBUG_SECONDS, QuantizationAnalysis
 
     spec = ctx.eval_spec or ctx.recipe.calibration
     samples = iter_samples(spec, ctx.exported.data_inputs, role="analysis")

@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
 
-from edgequant.cache import cache_dir
+from edgequant.process.cache import cache_dir
 from edgequant.errors import BuildError, ToolMissingError
 
 DEBIAN_SUITE = "bookworm"

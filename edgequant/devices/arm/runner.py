@@ -27,7 +27,7 @@ from edgequant.devices.core_timings import MIX_FIELDS
 from edgequant.devices.layers import LayerCount, Segment, attribute_layers
 from edgequant.devices.profiles import DeviceProfile, load_profile
 from edgequant.errors import BuildError, DataError, InputError, ModelFileError
-from edgequant.scratch import scratch_prefix
+from edgequant.process.scratch import scratch_prefix
 
 Sample = np.ndarray | Sequence[np.ndarray]
 TOP_KERNELS = 12
@@ -69,7 +69,7 @@ class ArmRun:
 
 def prepare_samples(model_inputs: list[dict], samples: Sequence[Sample] | None) -> list[list[np.ndarray]]:
     """Samples as one array per model input, in each input's dtype and shape (batch included)."""
-    from edgequant.runtime import quantize_input
+    from edgequant.model.runtime import quantize_input
 
     if samples is None:  # fixed pseudo-random data: the same instructions on every run
         rng = np.random.default_rng(0)
@@ -108,7 +108,7 @@ def random_input(rng: np.random.Generator, detail: dict) -> np.ndarray:
 
 def input_details(model: Path) -> list[dict]:
     """The model's input details, read with the host's LiteRT (no need to emulate for that)."""
-    from edgequant.runtime import load_interpreter
+    from edgequant.model.runtime import load_interpreter
 
     return load_interpreter(model, kernels="builtin").get_input_details()
 

@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from edgequant.data.stream import InputSpec
 from edgequant.errors import ModelFileError
-from edgequant.saved_model import saved_model_inputs
+from edgequant.model.saved_model import saved_model_inputs
 from edgequant.trust import trusted, untrusted
 
 SourceKind = Literal["keras", "h5-keras3", "h5-tf_keras", "saved_model", "onnx", "in-memory"]
@@ -45,7 +45,7 @@ class ExportedModel:
         Bidirectional): unrolled, they calibrate. The float modes keep the loop, which is smaller
         (a 16-unit LSTM over 28 steps: 21 KB rolled, 85 KB unrolled in float32).
         A sequence of unknown length cannot be unrolled: its calibrated modes convert the loop, in the
-        child process that a crash cannot take down (edgequant.convert_worker).
+        child process that a crash cannot take down (edgequant.quantization.convert_worker).
         """
         if mode not in ("int8", "int16x8") or not self.recurrent or self.keras_model is None:
             return self.saved_model_dir
@@ -258,7 +258,7 @@ def export_model(
             raise ModelFileError(f"{path}: input_shape cannot override a SavedModel's signature; export it again")
         return ExportedModel(path, saved_model_inputs(path), kind, sha)
     if kind == "onnx":
-        from edgequant.onnx_import import import_onnx  # needs the onnx extra: imported only for .onnx models
+        from edgequant.model.onnx_import import import_onnx  # needs the onnx extra: imported only for .onnx models
 
         saved_model, inputs, onnx_source = import_onnx(path, sha, input_shape)
         return ExportedModel(saved_model, inputs, kind, sha, onnx=onnx_source)

@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from edgequant.scratch import scratch_prefix
+from edgequant.process.scratch import scratch_prefix
 
 EXIT_TERMINATED = 128 + signal.SIGTERM  # 143, the shell's convention for "ended by SIGTERM"
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from edgequant.errors import DataError, InputError
-from edgequant.runtime import (
+from edgequant.model.runtime import (
     allocate,
     dequantize_output,
     load_interpreter,

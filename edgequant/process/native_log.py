@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from edgequant.cache import cache_dir
+from edgequant.process.cache import cache_dir
 
 KEPT_RUN_LOGS = 20
 

@@ -36,9 +36,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edgequant.convert import RepresentativeData, configure, make_converter
+from edgequant.quantization.convert import RepresentativeData, configure, make_converter
 from edgequant.errors import BuildError, InputError
-from edgequant.tflite_io import add_integer_edges
+from edgequant.quantization.tflite_io import add_integer_edges
 
 DEBUG_SECONDS = 60.0  # the per-layer comparison stops taking debug samples after this long...
 MIN_DEBUG_SAMPLES = 4  # ...once it has at least this many (a long-sequence model's instrumented invoke takes seconds)
@@ -115,8 +115,8 @@ class QuantizationAnalysis:
     def _debug_inputs(self, samples: Sequence):
         """Each debug sample as the list of one-sample batches the debugger feeds, in its model's input order (a
         several-input sample is a dict by input name), each already in the input's dtype (see the module)."""
-        from edgequant.runtime import quantize_input
-        from edgequant.tflite_file import read_tflite
+        from edgequant.model.runtime import quantize_input
+        from edgequant.model.tflite_file import read_tflite
 
         inputs = read_tflite(bytes(self._debugger.quant_model)).inputs
         details = [{"dtype": t.dtype, "quantization": (t.quantization.scale[0], t.quantization.zero_point[0])
@@ -197,7 +197,7 @@ class QuantizationAnalysis:
 
     def _plain_model(self):
         """The model the debugger quantizes with nothing in float, read (its tensors and ops)."""
-        from edgequant.tflite_file import read_tflite
+        from edgequant.model.tflite_file import read_tflite
 
         if self._plain is None:
             self._plain = read_tflite(self._twin_model((), ()))
@@ -224,7 +224,7 @@ class QuantizationAnalysis:
         """The int8 model with `float_layers` and op types `float_ops` kept in float, with the variant's I/O types.
 
         Where a layer kept in float reads the input (writes the output) that is to be an integer,
-        a DEQUANTIZE (QUANTIZE) op with the calibrated scale is added (`edgequant.tflite_io`).
+        a DEQUANTIZE (QUANTIZE) op with the calibrated scale is added (`edgequant.quantization.tflite_io`).
         Raises IoTypeConflict if calibration gave that edge no int8 scale (its first op is not
         quantized even with nothing kept in float).
         """
@@ -244,7 +244,7 @@ class QuantizationAnalysis:
         # The converter's own step for inference_input_type/inference_output_type; it has no public name.
         from tensorflow.lite.python.util import modify_model_io_type
 
-        from edgequant.tflite_file import read_tflite
+        from edgequant.model.tflite_file import read_tflite
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from edgequant.errors import EdgequantError, ToolMissingError
 from edgequant.extras import require
-from edgequant.parallel import ModelRun
+from edgequant.process.parallel import ModelRun
 
 POLL_SECONDS = 0.5  # the driver waits in slices this long, so Ctrl-C reaches it
 
@@ -67,7 +67,7 @@ def _result(ray, ref):
 
 def _on_worker(function, model_bytes: bytes, name: str, args: tuple):
     """On a Ray worker: `function(model, *args)` on a copy of the model, if this node can emulate."""
-    from edgequant.cache import cache_dir
+    from edgequant.process.cache import cache_dir
 
     if not (cache_dir() / "arm64" / "state.json").is_file():
         raise ToolMissingError(

@@ -3,7 +3,7 @@
 The manifest lists every artifact of the build in the output directory. Each entry carries its own
 provenance (the recipe, source model, preprocessing, labels and calibration data it was built from,
 and when and by which edgequant), so a partial (`-v`) rebuild never relabels an artifact it kept.
-How whole builds land in the output directory is `edgequant.output_dir`'s job.
+How whole builds land in the output directory is `edgequant.output.output_dir`'s job.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 MANIFEST = "manifest.json"
+REPORT_JSON = "report.json"  # written by edgequant.report.render
 MANIFEST_VERSION = 2  # 2: provenance per artifact; 1 recorded it once per build, at the top level
 
 

@@ -1,4 +1,4 @@
-"""ONNX in: convert an .onnx model once, offline, to a TensorFlow SavedModel, and check the result against onnxruntime.
+"""ONNX in: convert an .onnx model once, offline, to a TensorFlow SavedModel (edgequant.measure.onnx_parity checks it).
 
 The converter is onnx2tf (the `onnx` extra). It rewrites the graph from ONNX's NCHW to
 TFLite's NHWC, so the SavedModel, and every .tflite built from it, takes NHWC input:
@@ -23,16 +23,12 @@ from pathlib import Path
 
 import numpy as np
 
-from edgequant.cache import cache_dir
+from edgequant.process.cache import cache_dir
 from edgequant.errors import BuildError, ModelFileError
 from edgequant.extras import require
-from edgequant.saved_model import saved_model_inputs
+from edgequant.model.saved_model import saved_model_inputs
 
 CONVERTER = "onnx2tf"
-# float32 TFLite against onnxruntime: both run float32 kernels that sum in different orders.
-PARITY_ATOL = 1e-4
-PARITY_RTOL = 1e-3
-PARITY_SAMPLES = 32
 
 _CONVERT = (
     "import sys, onnx2tf; "
@@ -121,34 +117,3 @@ def _convert(path: Path, target: Path) -> None:
         if target.exists():  # another build finished the same conversion first
             return
         shutil.move(str(out), str(target))
-
-
-def check_against_onnxruntime(source: OnnxSource, tflite: bytes, samples: list[np.ndarray]) -> dict:
-    """Run the float32 .tflite (NHWC) and the original ONNX model (its own layout) on the same samples."""
-    from edgequant.evaluate import BatchRunner
-
-    ort = require("onnxruntime", "onnx", "checking an ONNX model")
-    session = ort.InferenceSession(source.path, providers=["CPUExecutionProvider"])
-    x = np.stack(samples).astype(np.float32)
-    batch = session.get_inputs()[0].shape[0]  # an int when the model fixes its batch size (often 1), else a name
-    if isinstance(batch, int) and batch > 0:
-        x = x[: max(batch, len(x) // batch * batch)] if len(x) >= batch else np.resize(x, (batch, *x.shape[1:]))
-        chunks = [source.to_onnx_layout(x[i : i + batch]) for i in range(0, len(x), batch)]
-    else:
-        chunks = [source.to_onnx_layout(x)]
-    expected = np.concatenate([session.run(None, {source.input_name: c})[0] for c in chunks])
-    got = BatchRunner(tflite)(x)
-    diff = np.abs(got.astype(np.float64) - expected.astype(np.float64))
-    n = len(x)
-    flat_got, flat_exp = got.reshape(n, -1), expected.reshape(n, -1)
-    close = bool(np.allclose(got, expected, atol=PARITY_ATOL, rtol=PARITY_RTOL))
-    return {
-        "runtime": f"onnxruntime {ort.__version__}",
-        "samples": n,
-        "max_abs_diff": float(diff.max()),
-        "mean_abs_diff": float(diff.mean()),
-        "top1_agreement": float((flat_got.argmax(1) == flat_exp.argmax(1)).mean()) if flat_got.shape[1] > 1 else None,
-        "atol": PARITY_ATOL,
-        "rtol": PARITY_RTOL,
-        "passed": close,
-    }

@@ -10,7 +10,7 @@ Generated values (seeded, so every run and every kernel choice sees the same inp
   index input of size 8 or more accepts; pass real data for embedding lookups;
 - bool inputs: fair coin flips.
 Real data comes from a .npy file (one input) or a .npz file keyed by input name; float data for
-a quantized input is quantized with its scale and zero point (see `edgequant.runtime.set_inputs`).
+a quantized input is quantized with its scale and zero point (see `edgequant.model.runtime.set_inputs`).
 """
 
 from __future__ import annotations

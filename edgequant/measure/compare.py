@@ -13,9 +13,9 @@ from pydantic import ValidationError
 
 from edgequant.data.stream import InputSpec, iter_batches
 from edgequant.errors import DataError, InputError
-from edgequant.evaluate import Evaluation, evaluate
+from edgequant.measure.evaluate import Evaluation, evaluate
 from edgequant.recipe.schema import DataSpec
-from edgequant.tflite_file import check_tflite
+from edgequant.model.tflite_file import check_tflite
 
 
 def build_preprocess(*models: Path) -> tuple[dict, Path] | None:
@@ -23,8 +23,8 @@ def build_preprocess(*models: Path) -> tuple[dict, Path] | None:
 
     Every model must sit beside the same manifest.json, which must list it with the same SHA-256.
     """
-    from edgequant.artifacts import MANIFEST
-    from edgequant.source_model import file_sha256
+    from edgequant.output.artifacts import MANIFEST
+    from edgequant.model.source_model import file_sha256
 
     manifests = {Path(m).resolve().parent / MANIFEST for m in models}
     if len(manifests) != 1 or not (manifest_path := manifests.pop()).is_file():
@@ -104,7 +104,7 @@ def compare_models(
     Every output is measured (`per_output`); `output` (a name or index) picks the one the headline figures
     are for, else they are the worst over all outputs.
     """
-    from edgequant.runtime import load_interpreter, named_inputs
+    from edgequant.model.runtime import load_interpreter, named_inputs
 
     inputs = {}
     for model in (reference, candidate):

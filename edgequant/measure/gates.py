@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 
 from edgequant.errors import BuildError
-from edgequant.evaluate import Evaluation
+from edgequant.measure.evaluate import Evaluation
 from edgequant.recipe.schema import Gates
 
 

@@ -115,7 +115,7 @@ class ConversionWorker:
         answer_read, answer_write = os.pipe()
         # stdout goes where stderr goes (the run log): TensorFlow prints there, and the terminal is the CLI's
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "edgequant.convert_worker", str(request_read), str(answer_write)],
+            [sys.executable, "-m", "edgequant.quantization.convert_worker", str(request_read), str(answer_write)],
             pass_fds=(request_read, answer_write), stdin=subprocess.DEVNULL, stdout=2,
         )
         os.close(request_read)
@@ -152,7 +152,7 @@ def _serve(requests: Connection, answers: Connection) -> None:
     """The child: convert each request until the parent closes the pipe."""
     from pydantic import TypeAdapter
 
-    from edgequant.convert import convert_variant
+    from edgequant.quantization.convert import convert_variant
     from edgequant.recipe.schema import Variant
 
     adapter = TypeAdapter(Variant)

@@ -2,7 +2,7 @@
 
 As NNCF's accuracy control does for OpenVINO, sensitivity is measured on the task,
 not guessed: the candidates are the layers whose int8 output differs from float at all
-(from `edgequant.layer_error`; pooling and reshapes, which add no error, never
+(from `edgequant.quantization.layer_error`; pooling and reshapes, which add no error, never
 qualify), and each candidate is ranked by how much accuracy comes back when that
 layer alone stays in float. The search then keeps one more layer in float per step,
 in that order. It ships:
@@ -40,9 +40,9 @@ from collections.abc import Callable
 
 import numpy as np
 
-from edgequant.evaluate import BatchRunner, cosine_rows
-from edgequant.layer_error import IoTypeConflict, QuantizationAnalysis
-from edgequant.progress import Progress
+from edgequant.measure.evaluate import BatchRunner, cosine_rows
+from edgequant.quantization.layer_error import IoTypeConflict, QuantizationAnalysis
+from edgequant.process.progress import Progress
 from edgequant.report.schema import EvaluationReport, FloatLayerStep, MixedPrecisionReport, StepPrice
 
 Judge = Callable[[bytes], tuple[EvaluationReport, bool, np.ndarray]]

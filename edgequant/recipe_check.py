@@ -20,7 +20,7 @@ from edgequant.data.stream import InputSpec, iter_samples
 from edgequant.errors import InputError, RecipeError
 from edgequant.recipe.loader import RecipeErrors, load_recipe, locate, parse_yaml, read_text, sorted_errors
 from edgequant.recipe.schema import CALIBRATED_MODES, TRAINED_MODES, CallableSource, DataSpec, Location, Recipe, dotted_path
-from edgequant.source_model import declared_input, refuse_unsafe_layers, source_kind
+from edgequant.model.source_model import declared_input, refuse_unsafe_layers, source_kind
 from edgequant.trust import trusted as trust_granted, untrusted
 
 _NAME_MAX = 255  # bytes in one file name on every common file system
@@ -88,7 +88,7 @@ def _check_model(recipe: Recipe, trusted: bool, problems: list) -> InputSpec | N
     try:
         kind = source_kind(path)
         if kind == "onnx":  # read and validated as the build will (no code runs), but its input is NCHW
-            from edgequant.onnx_import import onnx_input
+            from edgequant.model.onnx_import import onnx_input
 
             onnx_input(path)
             return None
@@ -126,7 +126,7 @@ def _check_device(entry: str, base: Path) -> None:
 
 
 def _check_output_dir(out: Path) -> None:
-    from edgequant.output_dir import refuse_root
+    from edgequant.output.output_dir import refuse_root
 
     refuse_root(out)
     too_long = [part for part in out.parts if len(part.encode()) > _NAME_MAX]

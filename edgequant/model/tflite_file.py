@@ -241,7 +241,7 @@ def verify_loadable(source: str | Path | bytes) -> None:
     Its flatbuffer verifier checks what this reader cannot (offsets, buffer bounds, op versions);
     a file that only lacks a custom op's kernel is valid, and passes.
     """
-    from edgequant.runtime import load_interpreter
+    from edgequant.model.runtime import load_interpreter
 
     try:
         load_interpreter(source, kernels="builtin")
@@ -265,8 +265,8 @@ def check_tflite(source: str | Path | bytes) -> TFLiteModel:
     if info.custom_ops:
         verify_loadable(source)
         return info
-    from edgequant.bench.inputs import generate_inputs
-    from edgequant.runtime import load_interpreter
+    from edgequant.model.inputs import generate_inputs
+    from edgequant.model.runtime import load_interpreter
 
     interpreter = load_interpreter(source)
     try:
