@@ -29,9 +29,9 @@ import statistics
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 from results_page import printed_results
-from pathlib import Path
 
 
 def mobilenet_v2_float32(folder: Path) -> Path:

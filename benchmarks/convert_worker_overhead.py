@@ -33,12 +33,12 @@ MODES = ("float32", "float16", "dynamic", "int8", "int16x8")
 def side(name: str) -> None:
     from pydantic import TypeAdapter
 
+    from edgequant.data.stream import iter_samples
+    from edgequant.model.source_model import export_model
     from edgequant.quantization.convert import convert_variant
     from edgequant.quantization.convert_worker import ConversionWorker
-    from edgequant.data.stream import iter_samples
     from edgequant.recipe.loader import load_recipe
     from edgequant.recipe.schema import Variant
-    from edgequant.model.source_model import export_model
 
     recipe = load_recipe(REPO / "recipes" / "fashion_mnist.yaml")
     with tempfile.TemporaryDirectory() as work:

@@ -23,9 +23,10 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from results_page import printed_results
+
 from edgequant.process.cache import cache_dir
 from edgequant.process.progress import NullProgress
-from results_page import printed_results
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPE = REPO / "recipes" / "fashion_mnist.yaml"

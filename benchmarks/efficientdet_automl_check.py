@@ -62,9 +62,8 @@ def by_type(ops: Counter) -> dict[str, int]:
 
 
 def ours(name: str, folder: Path) -> tuple[int, Counter]:
-    import tensorflow as tf
-
     import efficientdet_lite
+    import tensorflow as tf
 
     model = efficientdet_lite.build(name)
     path = folder / f"{name}.tflite"

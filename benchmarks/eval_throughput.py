@@ -17,10 +17,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+from results_page import printed_results
 
 from edgequant.data.idx import iter_idx
 from edgequant.measure.evaluate import BatchRunner
-from results_page import printed_results
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path("/usr/share/datasets/fashion-mnist")

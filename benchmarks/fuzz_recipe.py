@@ -48,8 +48,8 @@ def main() -> None:
 
     with atheris.instrument_imports(include=["edgequant", "yaml"]):
         import edgequant.cli  # noqa: F401
-        import edgequant.recipe_check  # noqa: F401
         import edgequant.recipe.loader  # noqa: F401
+        import edgequant.recipe_check  # noqa: F401
 
     folder = workspace()
     fuzz("fuzz_recipe", SEED_CORPUS, lambda data: check_one(data, folder), seconds=args.seconds, max_len=4096,

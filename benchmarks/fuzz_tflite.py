@@ -33,9 +33,9 @@ def check_one(data: bytes, folder: Path) -> int:
 
 def make_seeds() -> None:
     """Small real models in every mode edgequant writes, plus truncations of one (a few kB each)."""
+    import keras
     import numpy as np
 
-    import keras
     from edgequant.api import quantize
 
     inputs = keras.Input((8, 8, 1), name="image")
@@ -66,6 +66,7 @@ def main() -> None:
 
     with atheris.instrument_imports(include=["edgequant", "ai_edge_litert.schema_py_generated", "flatbuffers"]):
         import ai_edge_litert.schema_py_generated  # noqa: F401
+
         import edgequant.cli  # noqa: F401
         import edgequant.model.tflite_file  # noqa: F401
     import edgequant.model.runtime  # noqa: F401 - the interpreter is native code: nothing to instrument

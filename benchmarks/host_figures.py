@@ -32,8 +32,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 # ---- MobileNetV2 variants -------------------------------------------------------------------------
 
 def mobilenetv2(out_dir: Path) -> list[Path]:
-    import numpy as np
     import keras
+    import numpy as np
     import tensorflow as tf
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -296,10 +296,11 @@ def kernels(models: list[Path], runs: int, threads: int, top: int) -> int:
 
 def table(out_dir: Path, runs: int) -> int:
     """MobileNetV2's variants through `edgequant.bench`, interleaved, as a Markdown table in docs/results/."""
+    from results_page import write_results
+
     from edgequant.bench.cpu_features import read_host_features
     from edgequant.bench.host import benchmark
     from edgequant.bench.speed_explanation import explain_speed
-    from results_page import write_results
 
     paths = mobilenetv2(out_dir)
     results = benchmark(paths, kernels=["xnnpack", "builtin"], threads=[1], runs=runs, warmup=10)

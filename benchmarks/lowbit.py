@@ -142,9 +142,9 @@ def write(path: Path, text: str) -> None:
 def post_training_int2(float32: Path) -> tuple[int, float]:
     """(size, top-1 on the 10,000 test images) of the untrained float32 weights packed as INT2 dense + INT8 conv."""
     from edgequant.data.idx import load_fashion_mnist
-    from edgequant.measure.evaluate import evaluate
     from edgequant.lowbit.pack import PackPlan, pack
     from edgequant.lowbit.readback import check_packed
+    from edgequant.measure.evaluate import evaluate
 
     plan = PackPlan(dense_bits=2, conv_bits=8)
     packed = pack(float32.read_bytes(), plan, label="post-training INT2")

@@ -53,8 +53,9 @@ def rows(recipe_path: Path, out: Path, **changes) -> tuple[list[str], str]:
 
 def main() -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    import edgequant as eq
     from results_page import write_results
+
+    import edgequant as eq
 
     table = ["| recipe | artifact | size KiB | top-1 | agreement with the float32 `.tflite` | host ms (median, 1 thread) |",
              "|---|---|---:|---:|---:|---:|"]

@@ -26,9 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from results_page import write_results
 
 from edgequant.data.idx import load_fashion_mnist
-from results_page import write_results
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPES = [REPO / "recipes" / "fashion_mnist_qat.yaml", REPO / "recipes" / "wide_range_qat.yaml"]
@@ -74,8 +74,8 @@ def measure(recipe_path: Path, x, y, out_dir: Path) -> list[Row]:
 
 
 def _row(recipe: str, name: str, mode: str, path: Path, x, y) -> Row:
-    from edgequant.qat import float_operators
     from edgequant.model.tflite_file import read_tflite
+    from edgequant.qat import float_operators
 
     model = read_tflite(path)
     integer = (mode.startswith(("int8", "qat")) and not float_operators(model)

@@ -20,8 +20,8 @@ from pydantic import TypeAdapter, ValidationError
 from edgequant.data.stream import check_sample, iter_samples
 from edgequant.errors import DataError, InputError
 from edgequant.process.native_log import native_log_to_file
-from edgequant.recipe.schema import CALIBRATED_MODES, LOWBIT_MODES, TRAINED_MODES, DataSpec, Recipe, Variant
 from edgequant.process.scratch import scratch_prefix
+from edgequant.recipe.schema import CALIBRATED_MODES, LOWBIT_MODES, TRAINED_MODES, DataSpec, Recipe, Variant
 
 Calibration = DataSpec | np.ndarray | Iterable[np.ndarray] | Callable[[], Iterable[np.ndarray]]
 
@@ -82,8 +82,8 @@ def _custom_object_scope(custom_objects, trust_code: bool):
 
 def _quantize(model, mode, *, calibration, input_shape, devices, evaluation, report, output_dir, trust_code,
               **options):
-    from edgequant.quantization.convert import convert_variant
     from edgequant.model.source_model import export_keras_model, export_model
+    from edgequant.quantization.convert import convert_variant
 
     if mode in TRAINED_MODES:
         raise InputError(f"mode {mode!r} trains the model: use edgequant.qat.prepare / export (qat) or "

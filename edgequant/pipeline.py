@@ -15,21 +15,21 @@ from pathlib import Path
 
 import numpy as np
 
-from edgequant.process import fault_points
-from edgequant.quantization.convert_worker import ConversionWorker
 from edgequant.data.stream import InputSpec, iter_samples
 from edgequant.errors import BuildError, DataError, InputError
-from edgequant.process.interrupts import CheckingProgress, stop_on_signals, temporary_dir
+from edgequant.model.source_model import export_model
 from edgequant.output.output_dir import Staging
+from edgequant.process import fault_points
+from edgequant.process.interrupts import CheckingProgress, stop_on_signals, temporary_dir
 from edgequant.process.parallel import default_jobs
 from edgequant.process.progress import NullProgress, Progress
-from edgequant.recipe_check import check_recipe
+from edgequant.quantization.convert_worker import ConversionWorker
 from edgequant.recipe.loader import load_recipe
 from edgequant.recipe.schema import CALIBRATED_MODES, Recipe
+from edgequant.recipe_check import check_recipe
 from edgequant.report.render import plural, render_report
 from edgequant.report.schema import NotBuiltReport, Report
 from edgequant.shared_work import SharedWork
-from edgequant.model.source_model import export_model
 from edgequant.stages.assemble import assemble_report
 from edgequant.stages.context import INTERNAL_REFERENCE, BuildContext, calibration_count, field_context
 from edgequant.stages.devices import estimate_on_devices

@@ -9,8 +9,8 @@ From both follow the preprocess defaults, each with the reason it was chosen.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import get_args
 from pathlib import Path
+from typing import get_args
 
 import numpy as np
 import yaml
@@ -18,13 +18,20 @@ from pydantic import ValidationError
 
 from edgequant.data.sources import iter_raw
 from edgequant.errors import DataError, InputError
+from edgequant.model.source_model import all_layers, load_keras_model, saved_model_inputs, source_kind, tensor_names
 from edgequant.recipe.defaults import CALIBRATION_SAMPLES
 from edgequant.recipe.loader import _default_name
 from edgequant.recipe.schema import (
-    CALIBRATED_MODES, MODES, TRAINED_MODES, DataSpec, ImageFolderSource, IntIO, Preprocess, Recipe,
+    CALIBRATED_MODES,
+    MODES,
+    TRAINED_MODES,
+    DataSpec,
+    ImageFolderSource,
+    IntIO,
+    Preprocess,
+    Recipe,
 )
 from edgequant.recipe.writer import recipe_yaml
-from edgequant.model.source_model import all_layers, load_keras_model, saved_model_inputs, source_kind, tensor_names
 
 RECIPE_FILE = "recipe.yaml"
 INT8_IO_TYPES = get_args(IntIO)  # what an int8 variant's input_type and output_type accept

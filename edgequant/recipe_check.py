@@ -18,10 +18,19 @@ import yaml
 from edgequant.data.sources import describe
 from edgequant.data.stream import InputSpec, iter_samples
 from edgequant.errors import InputError, RecipeError
-from edgequant.recipe.loader import RecipeErrors, load_recipe, locate, parse_yaml, read_text, sorted_errors
-from edgequant.recipe.schema import CALIBRATED_MODES, TRAINED_MODES, CallableSource, DataSpec, Location, Recipe, dotted_path
 from edgequant.model.source_model import declared_input, refuse_unsafe_layers, source_kind
-from edgequant.trust import trusted as trust_granted, untrusted
+from edgequant.recipe.loader import RecipeErrors, load_recipe, locate, parse_yaml, read_text, sorted_errors
+from edgequant.recipe.schema import (
+    CALIBRATED_MODES,
+    TRAINED_MODES,
+    CallableSource,
+    DataSpec,
+    Location,
+    Recipe,
+    dotted_path,
+)
+from edgequant.trust import trusted as trust_granted
+from edgequant.trust import untrusted
 
 _NAME_MAX = 255  # bytes in one file name on every common file system
 

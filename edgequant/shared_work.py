@@ -12,9 +12,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from edgequant.quantization.convert_worker import ConversionWorker
-from edgequant.process.interrupts import temporary_dir
 from edgequant.model.source_model import ExportedModel, export_model, file_sha256
+from edgequant.process.interrupts import temporary_dir
+from edgequant.quantization.convert_worker import ConversionWorker
 
 
 class SharedWork:

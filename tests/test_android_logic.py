@@ -168,8 +168,8 @@ def test_the_app_manifest_follows_its_schema_and_the_build(staged, fmnist_int8_t
 def test_app_inputs_are_what_edgequant_feeds_the_interpreter(staged):
     """The app's preprocessing + quantization equals edgequant's own (data.preprocess + runtime.quantize_input)."""
     from edgequant.data.preprocess import preprocess
-    from edgequant.recipe.schema import Preprocess
     from edgequant.model.runtime import quantize_input
+    from edgequant.recipe.schema import Preprocess
 
     spec = Preprocess(scale=staged["preprocess"].scale)
     for i, raw in enumerate(staged["raw"]):

@@ -229,8 +229,8 @@ def test_generated_plain_integer_and_bool_inputs():
 
 def test_real_fashion_mnist_input_is_quantized_for_an_int8_model(models, tmp_path):
     from edgequant.bench.host import benchmark
-    from edgequant.model.inputs import read_inputs
     from edgequant.data.idx import iter_idx
+    from edgequant.model.inputs import read_inputs
     from edgequant.model.runtime import load_interpreter
 
     images = np.stack(list(itertools.islice(iter_idx(FMNIST_IMAGES), 4)))[..., None].astype(np.float32) / 255.0
@@ -244,8 +244,8 @@ def test_real_fashion_mnist_input_is_quantized_for_an_int8_model(models, tmp_pat
 
 
 def test_set_inputs_quantizes_real_values_and_rejects_misfits(models, tmp_path):
-    from edgequant.model.inputs import read_inputs
     from edgequant.errors import DataError
+    from edgequant.model.inputs import read_inputs
     from edgequant.model.runtime import load_interpreter, quantize_input, set_inputs
 
     interp = load_interpreter(models["int8"])

@@ -10,9 +10,9 @@ import pytest
 
 from edgequant.data.stream import InputSpec, iter_batches
 from edgequant.measure.evaluate import evaluate
-from edgequant.recipe.schema import DataSpec
 from edgequant.model.source_model import file_sha256
 from edgequant.model.tflite_file import read_tflite
+from edgequant.recipe.schema import DataSpec
 from tests.conftest import FMNIST_MODEL
 
 FMNIST_TEST = DataSpec.model_validate(

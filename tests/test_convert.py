@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 
 from edgequant.quantization.convert import calibrate_only, configure, make_converter
-from edgequant.recipe.schema import (DynamicVariant, Float16Variant, Float32Variant, Int8Variant,
-                                     Int16x8Variant)
+from edgequant.recipe.schema import DynamicVariant, Float16Variant, Float32Variant, Int8Variant, Int16x8Variant
 from tests.zoo_models import zoo, zoo_ready  # noqa: F401  (a pytest fixture)
 
 

@@ -32,16 +32,16 @@ def test_sign_test_is_mcnemars_exact_test_on_the_samples_that_differ():
 
 @pytest.mark.slow
 def test_auto_does_not_ship_float_layers_for_a_one_sample_gain(tmp_path):
-    from edgequant.quantization.convert import convert_variant
     from edgequant.data.idx import load_fashion_mnist
     from edgequant.measure.evaluate import BatchRunner, evaluate
+    from edgequant.model.source_model import export_model
+    from edgequant.process.progress import NullProgress
+    from edgequant.quantization.convert import convert_variant
     from edgequant.quantization.layer_error import QuantizationAnalysis
     from edgequant.quantization.mixed_precision import ReferenceRunner, ScoredRunner, search_float_layers
-    from edgequant.stages.evaluation import evaluation_report
-    from edgequant.process.progress import NullProgress
     from edgequant.recipe.schema import Float32Variant, Int8Variant
     from edgequant.report.schema import StepPrice
-    from edgequant.model.source_model import export_model
+    from edgequant.stages.evaluation import evaluation_report
 
     train, _ = load_fashion_mnist("train")
     test, labels = load_fashion_mnist("test")

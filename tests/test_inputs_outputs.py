@@ -58,10 +58,10 @@ def test_cosine_counts_an_all_zero_output_as_0_not_a_perfect_1(tmp_path):
     """A ReLU layer pushed below zero outputs all zeros: against a non-zero reference that is cosine 0."""
     import keras
 
-    from edgequant.quantization.convert import convert_variant
     from edgequant.measure.evaluate import evaluate
-    from edgequant.recipe.schema import Float32Variant
     from edgequant.model.source_model import export_keras_model
+    from edgequant.quantization.convert import convert_variant
+    from edgequant.recipe.schema import Float32Variant
 
     keras.utils.set_random_seed(0)
     inputs = keras.Input((784,))
@@ -255,10 +255,10 @@ def test_a_model_whose_output_is_empty_at_the_shape_given_is_not_timed(tmp_path)
     import keras
 
     from edgequant.bench.host import benchmark
-    from edgequant.quantization.convert import convert_variant
     from edgequant.errors import DataError
-    from edgequant.recipe.schema import Float32Variant
     from edgequant.model.source_model import export_keras_model
+    from edgequant.quantization.convert import convert_variant
+    from edgequant.recipe.schema import Float32Variant
 
     keras.utils.set_random_seed(0)
     inputs = keras.Input((None, 4))

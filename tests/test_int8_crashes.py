@@ -39,8 +39,8 @@ def fmnist_export(tmp_path_factory):
 def test_layer_analysis_runs_when_the_input_zero_point_is_zero(fmnist_export, train_images):
     """Pixels mapped to [-1, 127/128] calibrate the int8 input to scale 1/128, zero point 0, which TF's
     QuantizationDebugger took for "no quantization" and fed float samples to the int8 input."""
-    from edgequant.quantization.layer_error import ROUNDING_FLOOR, QuantizationAnalysis
     from edgequant.model.tflite_file import read_tflite
+    from edgequant.quantization.layer_error import ROUNDING_FLOOR, QuantizationAnalysis
 
     signed = train_images * (255 / 128) - 1.0  # 0..255 pixels / 128 - 1
     analysis = QuantizationAnalysis(fmnist_export.saved_model_dir, Int8Variant(name="int8"),
@@ -110,9 +110,9 @@ def _two_head_model(path: Path, images: np.ndarray) -> Path:
 
 @pytest.mark.slow
 def test_keras3_fixes_build_a_model_with_two_outputs_and_report_the_layers_adaround_skipped(tmp_path, train_images):
+    from edgequant.model.tflite_file import read_tflite
     from edgequant.pipeline import build_recipe
     from edgequant.recipe.schema import Recipe
-    from edgequant.model.tflite_file import read_tflite
 
     model = _two_head_model(tmp_path / "two_heads.keras", train_images)
     np.save(tmp_path / "calib.npy", train_images[:60], allow_pickle=False)

@@ -9,8 +9,8 @@ import pytest
 
 import edgequant as eq
 from edgequant.errors import InputError
-from edgequant.recipe.schema import Int8Variant
 from edgequant.model.tflite_file import read_tflite
+from edgequant.recipe.schema import Int8Variant
 from tests.conftest import FMNIST_MODEL, REPO
 
 WIDE_MODEL = REPO / "recipes" / "wide_range" / "wide_range_cnn.keras"
@@ -128,8 +128,8 @@ def _calibrated(path, samples: np.ndarray) -> bytes:
     import tempfile
     from pathlib import Path
 
-    from edgequant.quantization.convert import calibrate_only
     from edgequant.model.source_model import export_model
+    from edgequant.quantization.convert import calibrate_only
 
     with tempfile.TemporaryDirectory() as work:
         exported = export_model(path, Path(work))
@@ -148,8 +148,8 @@ def _top1(data: bytes, images: np.ndarray, labels: np.ndarray) -> float:
 def test_empirical_bias_correction_moves_only_biases_and_is_never_worse(path, train_images, test_images):
     """Measured on the int8 model itself, layer after layer: the int8 weights stay exactly the converter's, only
     the int32 biases move, and on the 10,000 test images the result is never worse than plain int8."""
-    from edgequant.quantization.convert import quantize_calibrated
     from edgequant.int8_fixes.empirical_bias import correct_calibrated
+    from edgequant.quantization.convert import quantize_calibrated
 
     variant = Int8Variant(name="i")
     calibrated = _calibrated(path, train_images[:300])
@@ -204,12 +204,12 @@ def test_clipped_relu6_converts_to_integer_builtins(train_images):
 
 @pytest.mark.slow
 def test_ranges_only_shrink_and_keep_io(train_images):
-    from edgequant.quantization.convert import calibrate_only
-    from edgequant.int8_fixes.ranges import set_ranges
-    from edgequant.model.source_model import export_model
-
     import tempfile
     from pathlib import Path
+
+    from edgequant.int8_fixes.ranges import set_ranges
+    from edgequant.model.source_model import export_model
+    from edgequant.quantization.convert import calibrate_only
 
     with tempfile.TemporaryDirectory() as work:
         exported = export_model(WIDE_MODEL, Path(work))

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from edgequant.cli import main
+from edgequant.model.tflite_file import read_tflite
 from edgequant.quantization.mixed_precision import PATIENCE, SIGNIFICANCE, in_selection, quality
 from edgequant.report.schema import Report
-from edgequant.model.tflite_file import read_tflite
 from tests.conftest import REPO
 
 WIDE_RANGE_MODEL = REPO / "recipes" / "wide_range" / "wide_range_cnn.keras"

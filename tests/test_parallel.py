@@ -177,7 +177,6 @@ def test_several_recipes_share_the_export_and_the_emulation_and_exit_with_the_wo
 
 def test_devices_cache_lists_and_clears(cold_cache, tmp_path):
     from edgequant.cli import main
-
     from edgequant.devices.run_cache import write_entry
 
     write_entry(cold_cache / "counts" / "a1.json", "a1", {"instructions": 592001, "mix": {}, "kernel_shares": []})

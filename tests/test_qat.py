@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 
 from edgequant.errors import BuildError, DataError, InputError
-from edgequant.recipe.schema import DataSpec, Recipe
 from edgequant.model.tflite_file import read_tflite
+from edgequant.recipe.schema import DataSpec, Recipe
 from tests.conftest import FMNIST_MODEL, REPO
 
 SCALE = 1 / 255
@@ -228,8 +228,8 @@ def test_a_tf_keras_model_goes_in_as_it_is():
 
 @pytest.mark.parametrize("suffix", [".keras", ".h5"], ids=["keras3-dot-keras", "keras3-h5"])
 def test_keras3_model_is_rebuilt_in_tf_keras_with_equal_outputs(keras3_model, fmnist_test_set, tmp_path, suffix):
-    from edgequant.qat import to_tf_keras
     from edgequant.model.source_model import load_keras_model, source_kind
+    from edgequant.qat import to_tf_keras
 
     path = tmp_path / f"model{suffix}"
     keras3_model.save(path)

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from edgequant.cli import main
-from edgequant.report.schema import Report
 from edgequant.model.tflite_file import read_tflite
+from edgequant.report.schema import Report
 from tests.conftest import FMNIST_MODEL, REPO
 
 

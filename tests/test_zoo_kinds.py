@@ -20,8 +20,8 @@ import pytest
 
 from edgequant.report.schema import Report
 from tests.zoo_models import (  # noqa: F401  (pytest fixtures)
-    agreement,
     ZOO_RECIPES,
+    agreement,
     build_zoo,
     independent_run,
     mean_cosine,

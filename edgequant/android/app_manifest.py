@@ -32,8 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgequant.android.device_paths import MODEL_FILE
-from edgequant.output.artifacts import MANIFEST, with_provenance
 from edgequant.errors import InputError, ModelFileError
+from edgequant.output.artifacts import MANIFEST, with_provenance
 
 FORMAT = "edgequant-app-manifest"
 VERSION = 1

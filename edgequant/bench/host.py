@@ -32,8 +32,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from edgequant.model.inputs import FloatDistribution, generate_inputs, read_inputs
 from edgequant.errors import DataError, InputError, ModelFileError
+from edgequant.model.inputs import FloatDistribution, generate_inputs, read_inputs
 
 ModelSource = str | Path | bytes
 ProgressCallback = Callable[[str, int, int], None]  # (phase, done, total)
@@ -225,6 +225,7 @@ class HostBenchmark:
         inputs=None,
         inputs_description: str = "",
     ):
+        from edgequant.bench.xnnpack_support import classify_operators, model_precision
         from edgequant.model.runtime import (
             KERNEL_CHOICES,
             execution_plan,
@@ -233,7 +234,6 @@ class HostBenchmark:
             runtime_version,
             set_inputs,
         )
-        from edgequant.bench.xnnpack_support import classify_operators, model_precision
         from edgequant.model.tflite_file import read_tflite
 
         if not models:

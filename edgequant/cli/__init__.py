@@ -10,15 +10,14 @@ from pathlib import Path
 
 import typer
 
-from edgequant.version import __version__
-from edgequant.cli import bench, build, inspect_cmd, quick, recipe_cmd, report_cmd
-from edgequant.cli import push as push_cmd
-from edgequant.cli import registry_cmd
+from edgequant.cli import bench, build, inspect_cmd, quick, recipe_cmd, registry_cmd, report_cmd
 from edgequant.cli import devices as devices_cmd
+from edgequant.cli import push as push_cmd
+from edgequant.errors import EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED, EdgequantError
 from edgequant.process.interrupts import Interrupted, Terminated, handled, sigterm_arrived, sigterm_stops_any_command
 from edgequant.process.native_log import open_run_log
 from edgequant.process.scratch import sweep_orphans
-from edgequant.errors import EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED, EdgequantError
+from edgequant.version import __version__
 
 app = typer.Typer(
     name="edgequant",

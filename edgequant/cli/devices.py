@@ -304,8 +304,9 @@ def cache(
 ) -> None:
     """The cached results of emulated runs (instruction counts, ARM parity checks): a rebuild whose models
     did not change reads them instead of emulating again. --clear removes them (the ARM environment stays)."""
+    from edgequant.devices.run_cache import KINDS, entries
+    from edgequant.devices.run_cache import clear as clear_cache
     from edgequant.process.cache import cache_dir
-    from edgequant.devices.run_cache import KINDS, clear as clear_cache, entries
 
     found = clear_cache() if clear else entries()
     if as_json:

@@ -72,8 +72,8 @@ KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
 
 def keras_summary(path: Path) -> dict:
     """Shapes, size and the Rescaling layers (nested models included) of a Keras model file."""
-    from edgequant.process.native_log import native_log_to_file
     from edgequant.model.source_model import load_keras_model, source_kind
+    from edgequant.process.native_log import native_log_to_file
 
     kind = source_kind(path)
     with native_log_to_file():

@@ -50,11 +50,18 @@ def quantize(
     uint8 data is scaled by 1/255, unless the model has a Rescaling layer.
     --no-bench and --no-devices skip the latency stages for a quick look; the report says so.
     """
-    from edgequant.output.artifacts import write_atomic
     from edgequant.cli.build import run_build
-    from edgequant.quick import RECIPE_FILE, check_quick_arguments, choose_data, parse_input_shape, quick_recipe, \
-        read_model_facts, refuse_overwrite, \
-        with_input_shape
+    from edgequant.output.artifacts import write_atomic
+    from edgequant.quick import (
+        RECIPE_FILE,
+        check_quick_arguments,
+        choose_data,
+        parse_input_shape,
+        quick_recipe,
+        read_model_facts,
+        refuse_overwrite,
+        with_input_shape,
+    )
 
     modes = [m for m, on in (("float16", float16), ("dynamic", dynamic), ("int8", int8), ("int16x8", int16x8)) if on]
     modes = modes or (["int8"] if calib else ["dynamic"])

@@ -38,8 +38,8 @@ def check(recipe: Annotated[Path, typer.Argument(help="recipe YAML file")], trus
     Exit 0 if it is valid, 2 with every problem (file:line:col, field, what was expected), one per line.
     """
     from edgequant.errors import EXIT_BAD_INPUT
-    from edgequant.recipe_check import recipe_problems
     from edgequant.recipe.loader import load_recipe
+    from edgequant.recipe_check import recipe_problems
 
     problems = recipe_problems(recipe, trust_code=trust_code)
     for problem in problems:

@@ -16,8 +16,8 @@ import tokenize
 import warnings
 import zipfile
 import zlib
-from contextlib import contextmanager
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from itertools import repeat
 from pathlib import Path
 

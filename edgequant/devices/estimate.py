@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgequant.devices import latency_model
-from edgequant.process.cache import cache_dir
-from edgequant.devices.run_cache import counts_key, read_entry, write_entry
 from edgequant.devices.arm.symbols import KernelShare
 from edgequant.devices.layers import LayerEstimate, price_layers, serial_instructions
 from edgequant.devices.profiles import DeviceProfile, load_profile
+from edgequant.devices.run_cache import counts_key, read_entry, write_entry
 from edgequant.errors import InputError
+from edgequant.process.cache import cache_dir
 
 RUNTIME_OVERHEAD_MB = 16  # interpreter, XNNPACK and allocator bookkeeping of a native app
 

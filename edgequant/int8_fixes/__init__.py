@@ -29,9 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edgequant.quantization.convert import RepresentativeData, calibrate_only, convert_variant, quantize_calibrated
 from edgequant.errors import BuildError, InputError
 from edgequant.int8_fixes.budget import memory_budget
+from edgequant.quantization.convert import RepresentativeData, calibrate_only, convert_variant, quantize_calibrated
 from edgequant.report.schema import Int8FixesReport
 
 FIT_SAMPLES = 256  # calibration samples the transforms are fitted on (held in memory)

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-
 MODEL_INPUT = ""  # the name `layer_outputs` gives a (sub)model's own input
 
 

@@ -85,9 +85,8 @@ def _mse_range(v: np.ndarray, lo: float, hi: float) -> tuple[float, float]:
 
 def _activation_samples(model: bytes, samples: Callable[[], Iterator[np.ndarray]], tensors: list[int]
                         ) -> dict[int, np.ndarray]:
-    from edgequant.model.runtime import _interpreter_module
-
     from edgequant.int8_fixes.budget import memory_budget
+    from edgequant.model.runtime import _interpreter_module
 
     interp = _interpreter_module().Interpreter(model_content=model, experimental_preserve_all_tensors=True)
     interp.allocate_tensors()

@@ -50,14 +50,14 @@ def build_lowbit_variant(recipe, variant, exported, progress: Progress,
 
 def _trained_float_model(recipe, variant, exported, progress: Progress) -> bytes:
     """Fine-tune with ternary/binary weights, then the float32 .tflite of the trained (ternarized) weights."""
-    from edgequant.process.cache import cache_dir
-    from edgequant.quantization.convert import convert_variant
     from edgequant.lowbit.weights import CUSTOM_OBJECTS
+    from edgequant.model.source_model import export_keras_model
+    from edgequant.process.cache import cache_dir
     from edgequant.qat.checkpoint import EpochCheckpoints
     from edgequant.qat.training import compile_for_qat, fine_tune
     from edgequant.qat.variant import work_key
+    from edgequant.quantization.convert import convert_variant
     from edgequant.recipe.schema import Float32Variant
-    from edgequant.model.source_model import export_keras_model
 
     label = f"variant {variant.name!r} ({variant.mode})"
     if exported.keras_model is None:

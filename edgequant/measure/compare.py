@@ -14,8 +14,8 @@ from pydantic import ValidationError
 from edgequant.data.stream import InputSpec, iter_batches
 from edgequant.errors import DataError, InputError
 from edgequant.measure.evaluate import Evaluation, evaluate
-from edgequant.recipe.schema import DataSpec
 from edgequant.model.tflite_file import check_tflite
+from edgequant.recipe.schema import DataSpec
 
 
 def build_preprocess(*models: Path) -> tuple[dict, Path] | None:
@@ -23,8 +23,8 @@ def build_preprocess(*models: Path) -> tuple[dict, Path] | None:
 
     Every model must sit beside the same manifest.json, which must list it with the same SHA-256.
     """
-    from edgequant.output.artifacts import MANIFEST
     from edgequant.model.source_model import file_sha256
+    from edgequant.output.artifacts import MANIFEST
 
     manifests = {Path(m).resolve().parent / MANIFEST for m in models}
     if len(manifests) != 1 or not (manifest_path := manifests.pop()).is_file():

@@ -23,10 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
-from edgequant.process.cache import cache_dir
 from edgequant.errors import BuildError, ModelFileError
 from edgequant.extras import require
 from edgequant.model.saved_model import saved_model_inputs
+from edgequant.process.cache import cache_dir
 
 CONVERTER = "onnx2tf"
 

@@ -33,11 +33,11 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-from edgequant.process import fault_points
-from edgequant.output.artifacts import MANIFEST, REPORT_JSON, read_manifest, with_provenance
 from edgequant.errors import BuildError, InputError
-from edgequant.process.interrupts import commit_point, shielded
 from edgequant.model.source_model import file_sha256
+from edgequant.output.artifacts import MANIFEST, REPORT_JSON, read_manifest, with_provenance
+from edgequant.process import fault_points
+from edgequant.process.interrupts import commit_point, shielded
 
 STATE_DIR = ".edgequant"
 CURRENT, PREVIOUS, BUILDS, LOCK = "current", "previous", "builds", "lock"

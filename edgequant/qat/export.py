@@ -14,11 +14,11 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from edgequant.quantization.convert import configure, convert, make_converter
 from edgequant.errors import BuildError, InputError
-from edgequant.recipe.schema import QatVariant
-from edgequant.process.scratch import scratch_prefix
 from edgequant.model.tflite_file import TFLiteModel, read_tflite
+from edgequant.process.scratch import scratch_prefix
+from edgequant.quantization.convert import configure, convert, make_converter
+from edgequant.recipe.schema import QatVariant
 
 # Tensor types an integer operator may use: int8 activations and weights (int4 weights with weight_bits 4),
 # int32 biases and shapes.

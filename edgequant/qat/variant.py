@@ -9,14 +9,14 @@ from __future__ import annotations
 import hashlib
 import json
 
-from edgequant.version import __version__
 from edgequant.errors import InputError
-from edgequant.process.progress import Progress
 from edgequant.process.cache import cache_dir
+from edgequant.process.progress import Progress
 from edgequant.qat.checkpoint import EpochCheckpoints
 from edgequant.qat.export import export
 from edgequant.qat.prepare import prepare, weight_bits_scheme
 from edgequant.qat.training import compile_for_qat, fine_tune
+from edgequant.version import __version__
 
 
 def build_qat_variant(recipe, variant, exported, progress: Progress) -> bytes:
@@ -51,8 +51,8 @@ def build_qat_variant(recipe, variant, exported, progress: Progress) -> bytes:
                         input_shape=recipe.model.input_shape, name=variant.name)
         task.advance()
     if variant.weight_bits < 8:  # the converter stores <=4-bit fake-quant as INT4: check the file says so
-        from edgequant.lowbit.readback import check_packed
         from edgequant.lowbit.pack import PackPlan
+        from edgequant.lowbit.readback import check_packed
 
         check_packed(tflite, PackPlan(dense_bits=variant.weight_bits, conv_bits=variant.weight_bits), label=label)
     checkpoints.clear()

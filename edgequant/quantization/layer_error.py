@@ -36,8 +36,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edgequant.quantization.convert import RepresentativeData, configure, make_converter
 from edgequant.errors import BuildError, InputError
+from edgequant.quantization.convert import RepresentativeData, configure, make_converter
 from edgequant.quantization.tflite_io import add_integer_edges
 
 DEBUG_SECONDS = 60.0  # the per-layer comparison stops taking debug samples after this long...
@@ -241,6 +241,7 @@ class QuantizationAnalysis:
         if not self.on_twin:
             return model
         import tensorflow as tf
+
         # The converter's own step for inference_input_type/inference_output_type; it has no public name.
         from tensorflow.lite.python.util import modify_model_io_type
 

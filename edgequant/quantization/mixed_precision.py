@@ -41,8 +41,8 @@ from collections.abc import Callable
 import numpy as np
 
 from edgequant.measure.evaluate import BatchRunner, cosine_rows
-from edgequant.quantization.layer_error import IoTypeConflict, QuantizationAnalysis
 from edgequant.process.progress import Progress
+from edgequant.quantization.layer_error import IoTypeConflict, QuantizationAnalysis
 from edgequant.report.schema import EvaluationReport, FloatLayerStep, MixedPrecisionReport, StepPrice
 
 Judge = Callable[[bytes], tuple[EvaluationReport, bool, np.ndarray]]

@@ -8,18 +8,17 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from edgequant.output.artifacts import REPORT_JSON, write_atomic
 from edgequant.errors import InputError
+from edgequant.output.artifacts import REPORT_JSON, write_atomic
 from edgequant.report.formatting import kib as _kib
-from edgequant.report.formatting import plural  # noqa: F401 (also imported from here by the pipeline)
 from edgequant.report.formatting import pct as _pct
+from edgequant.report.formatting import plural  # noqa: F401 (also imported from here by the pipeline)
 from edgequant.report.formatting import pts as _pts
 from edgequant.report.html import write_html
 from edgequant.report.mixed_precision_section import mixed_precision_lines
-from edgequant.report.plots import output_note, quality_metric, write_plots
 from edgequant.report.onnx_section import onnx_lines
+from edgequant.report.plots import output_note, quality_metric, write_plots
 from edgequant.report.schema import Report
-
 
 
 def load_report(build_dir: str | Path) -> Report:

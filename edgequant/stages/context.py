@@ -10,14 +10,14 @@ from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
 
-from edgequant.quantization.convert import convert_variant
-from edgequant.quantization.convert_worker import ConversionWorker
 from edgequant.data.stream import iter_samples
 from edgequant.errors import DataError
+from edgequant.model.source_model import ExportedModel
 from edgequant.process.progress import Progress
+from edgequant.quantization.convert import convert_variant
+from edgequant.quantization.convert_worker import ConversionWorker
 from edgequant.recipe.loader import dotted_path, locate
 from edgequant.recipe.schema import Float32Variant, Recipe
-from edgequant.model.source_model import ExportedModel
 
 INTERNAL_REFERENCE = ".float32-reference"  # variant names cannot start with '.': it never clashes with one
 

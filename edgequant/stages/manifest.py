@@ -11,8 +11,8 @@ import datetime as dt
 import json
 from typing import Any
 
-from edgequant.output.artifacts import MANIFEST, MANIFEST_VERSION
 from edgequant.data.sources import class_names, describe
+from edgequant.output.artifacts import MANIFEST, MANIFEST_VERSION
 from edgequant.output.output_dir import Staging
 from edgequant.recipe.loader import recipe_hash
 from edgequant.recipe.schema import CALIBRATED_MODES, TRAINED_MODES, Recipe

@@ -14,12 +14,12 @@ from typing import Any
 
 from edgequant.data.stream import iter_samples
 from edgequant.measure.gates import accuracy_gates_pass
+from edgequant.model.tflite_file import read_tflite
 from edgequant.recipe.schema import CALIBRATED_MODES, LOWBIT_MODES
 from edgequant.report.formatting import plural
 from edgequant.report.schema import Int8FixesReport, LayerErrorReport, MixedPrecisionReport, StepPrice
 from edgequant.stages.context import BuildContext, calibration_count, field_context
 from edgequant.stages.evaluation import evaluate_models, evaluation_report
-from edgequant.model.tflite_file import read_tflite
 
 DEBUG_SAMPLES = 32  # samples the per-layer error analysis compares float and int8 activations on (at most)
 ANALYSIS_CALIBRATION_SECONDS = 120.0  # a variant that took longer to calibrate gets no default per-layer analysis

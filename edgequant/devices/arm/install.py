@@ -33,8 +33,8 @@ from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
 
-from edgequant.process.cache import cache_dir
 from edgequant.errors import BuildError, ToolMissingError
+from edgequant.process.cache import cache_dir
 
 DEBIAN_SUITE = "bookworm"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"

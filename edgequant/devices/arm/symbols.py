@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-
 # Where the model's operators start, for the plugin's segments (insncount.c): the TFLite interpreter
 # calls each node's kernel with a `blr` inside Subgraph::InvokeImpl (OpInvoke is inlined there), and
 # XNNPACK's runtime runs each of its operators through xnn_run_operator_with_index.
