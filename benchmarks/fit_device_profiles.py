@@ -211,34 +211,31 @@ def measure(args) -> None:
         _save_counts(counts)
 
 
-# Activation tensors smaller than this are not listed in device_counts.json: no device's last-level cache is
-# that small, so they never spill to DRAM in the cost model (latency_model.dram_bytes).
-LISTED_TENSOR_BYTES = 64 * 1024
-
-
 def record_model(counts: dict, model: str, precision: str) -> None:
-    """The model's weight and activation bytes (and its activation tensors' sizes) in `counts`."""
+    """The model's weight and activation bytes, its node count and its streaming nodes' bytes in `counts`."""
     from edgequant.model.tflite_file import read_tflite
 
     info = read_tflite(build_model(model, precision))
     counts["models"][f"{model}|{precision}"] = {
         "weight_bytes": info.weight_bytes, "activation_bytes": info.activation_bytes,
         "operators": len(info.operators), "sha256": info.sha256,
-        "activation_tensors": [t for t in latency_model.activation_tensor_sizes(info) if t >= LISTED_TENSOR_BYTES],
+        "streaming_bytes": latency_model.streaming_bytes(info), "depthwise_bytes": latency_model.depthwise_bytes(info),
     }
 
 
 def sizes(args) -> None:
-    """Record the activation tensor sizes of every counted model that lacks them (builds the model; no emulation)."""
+    """Record the streaming nodes' bytes of every counted model that lacks them (builds the model; no emulation)."""
     counts = json.loads(COUNTS_FILE.read_text())
     for key, entry in list(counts["models"].items()):
         model, precision = key.split("|")
-        if "activation_tensors" not in entry and not (args.skip and re.search(args.skip, model)):
+        if "depthwise_bytes" not in entry and not (args.skip and re.search(args.skip, model)):
             record_model(counts, model, precision)
             if counts["models"][key]["sha256"] != entry["sha256"]:  # sizes come from the architecture alone
                 print(f"{key}: rebuilt with other bytes than the file counted (sha256); same architecture")
                 counts["models"][key]["sha256"] = entry["sha256"]
-            print(f"{key:30s} {len(counts['models'][key]['activation_tensors'])} tensors of 64 KiB or more", flush=True)
+            print(f"{key:30s} {counts['models'][key]['streaming_bytes'] / 1e6:.1f} MB through streaming nodes, "
+                  f"{counts['models'][key]['depthwise_bytes'] / 1e6:.1f} MB through depthwise convolutions",
+                  flush=True)
             _save_counts(counts)
 
 
@@ -323,7 +320,8 @@ def workload_for(row: dict, counts: dict) -> latency_model.Workload | None:
     return latency_model.Workload(entry["instructions"], entry["mix"], model["weight_bytes"],
                                   model["activation_bytes"], row["kernels"],
                                   serial_instructions=entry.get("serial_instructions", 0),
-                                  activation_tensors=tuple(model.get("activation_tensors", ())))
+                                  nodes=model.get("operators", 0), streaming_bytes=model.get("streaming_bytes", 0),
+                                  depthwise_bytes=model.get("depthwise_bytes", 0))
 
 
 # A cost-model variant: the structural choices the fit tries. `fixed` holds CostParams fields at a value instead
@@ -333,39 +331,65 @@ def workload_for(row: dict, counts: dict) -> latency_model.Workload | None:
 class Variant:
     label: str
     fixed: dict = dataclasses.field(default_factory=dict)
+    free: tuple = ()  # OPTIONAL parameters this variant fits (the others stay at their OPTIONAL value)
+
+    def held(self) -> dict:
+        return {**{k: v for k, v in OPTIONAL.items() if k not in self.free}, **self.fixed}
 
 
+# Parameters only some variants fit, and their value when not fitted (the term switched off).
+OPTIONAL = {"node_kcycles": 0.0, "node_sync_kcycles": 0.0, "stream_factor": 1.0}
+NODES = ("node_kcycles", "node_sync_kcycles")
+
+STREAM = {"streaming": True}
+STREAM_DW = {"streaming": True, "streaming_depthwise": True}
 VARIANTS = (
+    Variant("p 3, delegate factor, streaming and depthwise nodes' bytes added at DRAM bandwidth",
+            {"roofline_p": 3.0, **STREAM_DW}),
     Variant("smoothed roofline (p 3), XNNPACK delegate factor: before issue 26", {"roofline_p": 3.0}),
     Variant("compute and memory added (p 1), delegate factor", {"roofline_p": 1.0}),
     Variant("p fitted, delegate factor", {}),
     Variant("p fitted, no delegate factor", {"delegate_factor": 1.0}),
-    Variant("p fitted, delegate factor, activations spill past the last-level cache", {"cache_spill": True}),
-    Variant("p fitted, no delegate factor, activations spill past the last-level cache",
-            {"delegate_factor": 1.0, "cache_spill": True}),
-    Variant("added (p 1), no delegate factor, activations spill past the last-level cache",
-            {"roofline_p": 1.0, "delegate_factor": 1.0, "cache_spill": True}),
     Variant("p 3, delegate factor, weights read by every thread", {"roofline_p": 3.0, "weights_per_thread": True}),
     Variant("p fitted, delegate factor, weights read by every thread", {"weights_per_thread": True}),
+    Variant("p 3, delegate factor, a cost per node (dispatch, and thread-pool sync per extra thread)",
+            {"roofline_p": 3.0}, NODES),
+    Variant("p 3, no delegate factor, a cost per node", {"roofline_p": 3.0, "delegate_factor": 1.0}, NODES),
+    Variant("p fitted, no delegate factor, a cost per node", {"delegate_factor": 1.0}, NODES),
+    Variant("p 3, delegate factor, streaming nodes' bytes (not depthwise) added", {"roofline_p": 3.0, **STREAM}),
+    Variant("p 3, no delegate factor, streaming nodes' bytes (not depthwise) added",
+            {"roofline_p": 3.0, "delegate_factor": 1.0, **STREAM}),
+    Variant("p 3, no delegate factor, streaming and depthwise bytes added",
+            {"roofline_p": 3.0, "delegate_factor": 1.0, **STREAM_DW}),
+    Variant("p fitted, delegate factor, streaming and depthwise bytes added", STREAM_DW),
+    Variant("p 3, delegate factor, streaming and depthwise bytes added, a cost per node",
+            {"roofline_p": 3.0, **STREAM_DW}, NODES),
+    Variant("p 3, delegate factor, streaming and depthwise bytes added at their own fitted share of bandwidth",
+            {"roofline_p": 3.0, **STREAM_DW}, ("stream_factor",)),
 )
 MODEL = VARIANTS[0]
 
 # Every fitted parameter: (CostParams field, fitted in log space, start, lower, upper bound, prior mean, prior sigma)
 # in the fitted space. Log-space parameters are multipliers with their prior at 1 (as published).
 ROOFLINE_PRIOR = (2.0, 2.0)  # p between adding (1) and taking the slower (large): nothing published, a weak prior
+# Per-node costs in thousands of cycles: nothing published for these runtimes' dispatch and barrier on these boards,
+# so a weak prior at 0 (the term off) that the rows must overcome; a few kilocycles is a typical barrier.
+NODE_PRIOR = (0.0, 30.0)
 PARAMETERS = (
     [(f"price.{c}", True, 0.0, -4.0, 4.0, 0.0, PRIOR_SIGMA[c]) for c in CLASSES]
     + [(f, True, 0.0, -4.0, 4.0, 0.0, PRIOR_SIGMA[f]) for f in FACTORS]
     + [("contention", False, CONTENTION_PRIOR[0], 0.0, 0.5, *CONTENTION_PRIOR),
        ("roofline_p", False, ROOFLINE_PRIOR[0], 1.0, 8.0, *ROOFLINE_PRIOR)]
+    + [(f, False, 1.0, 0.0, 500.0, *NODE_PRIOR) for f in NODES]
+    + [("stream_factor", True, 0.0, -3.0, 3.0, 0.0, 1.0)]
 )
 
 
 def unpack(x, variant: Variant) -> latency_model.CostParams:
     import math
 
-    values = dict(variant.fixed)
-    free = [p for p in PARAMETERS if p[0] not in variant.fixed]
+    values = variant.held()
+    free = [p for p in PARAMETERS if p[0] not in values]
     for (name, log, *_), v in zip(free, x):
         values[name] = math.exp(v) if log else float(v)
     price = {c: values.pop(f"price.{c}") for c in CLASSES}
@@ -377,7 +401,7 @@ def fit_params(data: list[tuple[dict, latency_model.Workload]], ratios: list[tup
     import numpy as np
     from scipy.optimize import least_squares
 
-    free = [p for p in PARAMETERS if p[0] not in variant.fixed]
+    free = [p for p in PARAMETERS if p[0] not in variant.held()]
     x0 = np.array([p[2] for p in free])
     bounds = (np.array([p[3] for p in free]), np.array([p[4] for p in free]))
 
@@ -609,7 +633,8 @@ def fit(args) -> None:
     if args.write_docs:
         write_results(Path(args.write_docs), data, rows, params, pct, ratio_pct, result, overall, groups, ratios,
                       tried, tables.getvalue())
-        print(f"\nwrote {args.write_docs}")
+        write_readme_block(README, overall)
+        print(f"\nwrote {args.write_docs} and the device-fit block of {README.relative_to(REPO)}")
     if args.write_profiles:
         latency_model.PARAMS_FILE.write_text(json.dumps(params.to_dict(), indent=1) + "\n")
         lodo_pct = {}
@@ -663,6 +688,36 @@ def breakdown(data, pct, result) -> dict[str, dict[str, dict]]:
 
 
 RESULTS_MD = REPO / "docs" / "results" / "device_fit.md"
+README = REPO / "README.md"
+README_START, README_END = "<!-- device-fit:start -->", "<!-- device-fit:end -->"
+TARGET_TEXT = {"median_abs": "median \\|error\\| ≤ 15%", "within25": "≥ 80% within ±25%",
+               "signed": "median signed within ±10%", "coverage": "coverage ≥ 85%"}
+
+
+def write_readme_block(path: Path, overall: dict) -> None:
+    """The README's block between README_START and README_END: the three validations and the targets."""
+    ok = meets(overall["family out"])
+    missed = [TARGET_TEXT[k] for k, met in ok.items() if not met]
+    lines = [README_START,
+             "| device estimates held out by | median \\|error\\| | within ±25% | median signed | interval coverage |",
+             "|---|---:|---:|---:|---:|"]
+    for v in VALIDATIONS:
+        o = overall[v]
+        lines.append(f"| {v.removesuffix(' out')} | {o['median_abs']:.1f}% | {o['within25']:.0%} | {o['signed']:+.1f}% | "
+                     f"{o['coverage']:.0%} |")
+    lines += [f"Family-out targets ({', '.join(TARGET_TEXT.values())}; nominal coverage {NOMINAL_COVERAGE:.0%}): "
+              + ("all met" if not missed else "not met: " + ", ".join(missed))
+              + ". Written by `benchmarks/fit_device_profiles.py fit --write-docs`: [the device model's fit]"
+              "(docs/results/device_fit.md).", README_END]
+    text = path.read_text()
+    pattern = re.compile(re.escape(README_START) + ".*?" + re.escape(README_END), re.S)
+    if len(pattern.findall(text)) != 1:
+        raise SystemExit(f"{path}: no single {README_START} ... {README_END} block to replace")
+    text = pattern.sub(lambda m: "\n".join(lines), text)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
 
 
 def provenance() -> str:

@@ -270,20 +270,39 @@ def test_every_estimate_lies_inside_its_interval():
     assert checked > 100
 
 
-def test_dram_traffic_variants_the_fit_validates():
-    """The memory terms `fit --sensitivity` tries: activations past the last-level cache, weights per thread."""
+def test_cost_model_terms_the_fit_validates():
+    """The terms `fit --sensitivity` tries: weights read per thread, a cost per node, streaming nodes' bytes."""
     import dataclasses
 
-    rpi4 = load_profile("rpi4")  # 1 MB last-level cache
+    rpi4 = load_profile("rpi4")
     mib = 1 << 20
-    work = latency_model.Workload(10**8, {"fp_mac": 10**8}, 4 * mib, 6 * mib, activation_tensors=(3 * mib, 2 * mib, mib))
-    base = latency_model.shipped_params()
+    work = latency_model.Workload(10**8, {"fp_mac": 10**8}, 4 * mib, 6 * mib, nodes=100, streaming_bytes=3 * mib)
+    base = dataclasses.replace(latency_model.shipped_params(), node_kcycles=0.0, node_sync_kcycles=0.0,
+                               streaming=False)
     assert latency_model.dram_bytes(work, rpi4, base) == 4 * mib + 2 * 6 * mib  # everything, as before
-    spill = dataclasses.replace(base, cache_spill=True)
-    assert latency_model.dram_bytes(work, rpi4, spill) == 4 * mib + 2 * (2 * mib + mib)  # only the excess
     per_thread = dataclasses.replace(base, weights_per_thread=True)
     assert latency_model.dram_bytes(work, rpi4, per_thread, threads=4) == 4 * 4 * mib + 2 * 6 * mib
     assert latency_model.dram_bytes(work, rpi4, per_thread, threads=9) == 4 * 4 * mib + 2 * 6 * mib  # 4 cores
+    # a cost per node: dispatch on one thread, plus the thread pool's barrier per extra thread
+    nodes = dataclasses.replace(base, node_kcycles=3.0, node_sync_kcycles=2.0, roofline_p=1.0)
+    flat = dataclasses.replace(base, roofline_p=1.0)
+    for threads, kcycles in ((1, 3.0), (4, 3.0 + 3 * 2.0)):
+        extra = latency_model.estimate_ms(work, rpi4, threads, nodes) - latency_model.estimate_ms(work, rpi4, threads, flat)
+        assert abs(extra - 100 * kcycles / (rpi4.clock_ghz * 1e3)) < 1e-9
+    # streaming bytes: the same at every thread count, so more threads save less
+    stream = dataclasses.replace(base, streaming=True)
+    one, four = (latency_model.estimate_ms(work, rpi4, t, stream) for t in (1, 4))
+    assert latency_model.estimate_ms(work, rpi4, 1, base) < one
+    assert one / four < latency_model.estimate_ms(work, rpi4, 1, base) / latency_model.estimate_ms(work, rpi4, 4, base)
+
+
+def test_streaming_bytes_count_the_nodes_without_weights():
+    from types import SimpleNamespace as NS
+
+    t = [NS(is_constant=False, shape=(1, 8, 8, 4), dtype="float32"), NS(is_constant=True, shape=(4, 3, 3, 4), dtype="float32"),
+         NS(is_constant=False, shape=(1, 8, 8, 4), dtype="float32"), NS(is_constant=False, shape=(1, 8, 8, 4), dtype="float32")]
+    ops = [NS(op_type="CONV_2D", inputs=(0, 1), outputs=(2,)), NS(op_type="ADD", inputs=(2, 0), outputs=(3,))]
+    assert latency_model.streaming_bytes(NS(tensors=t, operators=ops)) == 3 * 8 * 8 * 4 * 4
 
 
 def test_fit_reproduces_the_shipped_parameters(capsys):

@@ -178,7 +178,9 @@ def estimate_latency(model_path: str | Path, profile: str | Path | DeviceProfile
     workload = latency_model.Workload(counts["instructions"], counts["mix"], info.weight_bytes,
                                       info.activation_bytes, kernels,
                                       serial_instructions=serial_instructions(counts.get("layers", [])),
-                                      activation_tensors=latency_model.activation_tensor_sizes(info))
+                                      nodes=len(info.operators),
+                                      streaming_bytes=latency_model.streaming_bytes(info),
+                                      depthwise_bytes=latency_model.depthwise_bytes(info))
 
     def ms(n: int) -> float:
         return round(latency_model.estimate_ms(workload, prof, n), 2)

@@ -7,9 +7,13 @@ One invoke of a model on a device is estimated as
     compute(1)   = cycles(big core) / clock   (* delegate_factor for XNNPACK through the TFLite interpreter)
     compute(n)   = compute(1) * (serial + (1 - serial) / speed(n))                                  (Amdahl)
                    speed(n) = Σ_{first n cores} relative speed / (1 + contention (n - 1))
-    memory       = DRAM bytes / (DRAM bandwidth * memory_efficiency)
-                   DRAM bytes = weight bytes + 2 * activation bytes (each tensor written and read once;
-                   with cache_spill, only each tensor's excess over the last-level cache)
+                   + streamed                    (with `streaming`; the same at every thread count)
+    streamed     = streaming bytes / (DRAM bandwidth * memory_efficiency)
+                   streaming bytes = activation bytes read and written by nodes with too little arithmetic per
+                   byte to hide them (no weights: elementwise, resize, concatenation, pooling...; and depthwise
+                   convolutions with `streaming_depthwise`), read from the .tflite file
+    memory       = DRAM bytes / (DRAM bandwidth * memory_efficiency) - streamed
+                   DRAM bytes = weight bytes + 2 * activation bytes (each tensor written and read once)
     latency(n)   = (compute(n)^p + memory^p)^(1/p)       (p = 1: added; large p: the slower one sets the pace)
 
 I[class] are the instructions of one invoke by class (dot product, FP and
@@ -32,7 +36,12 @@ With n threads, threads fill the fastest cores first (the benchmark's "big
 cores" affinity); a slower cluster adds its relative speed (its clock and its
 own timings on the same instructions). The memory term is the traffic cores
 cannot hide behind arithmetic; it does not shrink with threads, which is why
-fp32 (4x the bytes) scales worse than int8 on a narrow memory system.
+fp32 (4x the bytes) scales worse than int8 on a narrow memory system. The
+streaming nodes' part of it is added to compute rather than hidden in the
+roofline: those nodes are bound by bandwidth on every core here, and more
+threads do not add bandwidth. This is what makes a detector with large
+low-arithmetic tensors (EfficientDet's BiFPN and class head) slower per counted
+instruction than a MobileNet, and scale worse with threads.
 
 The estimate is a pure function of the counts, the profile and the parameters:
 the same model, profile and kernels give the same figure on every run.
@@ -62,9 +71,11 @@ class Workload:
     activation_bytes: int
     kernels: str = "xnnpack"
     serial_instructions: int = 0  # of `instructions`, those that run on one thread whatever the thread count
-    # bytes of each activation tensor (activation_tensor_sizes); empty: only the total is known, and all of it
-    # is taken as DRAM traffic
-    activation_tensors: tuple[int, ...] = ()
+    nodes: int = 0  # operators of the model's execution plan, each dispatched (and with threads, synchronised) once
+    # activation bytes read and written by nodes with next to no arithmetic per byte to hide their traffic behind:
+    # nodes without weights (elementwise, resize, concatenation, pooling...), and depthwise convolutions
+    streaming_bytes: int = 0
+    depthwise_bytes: int = 0
 
 
 @dataclass(frozen=True)
@@ -82,8 +93,17 @@ class CostParams:
     # How compute and DRAM traffic combine: (compute^p + memory^p)^(1/p). p = 1 adds them (the cores wait for
     # every byte), a large p takes the slower of the two (a roofline: traffic hidden behind arithmetic).
     roofline_p: float = 3.0
-    # count an activation tensor's DRAM traffic only by its excess over the device's last-level cache
-    cache_spill: bool = False
+    # Per node of the execution plan: the runtime's dispatch, in thousands of big-core cycles, and with n threads
+    # the thread pool's hand-off and barrier, per extra thread. Neither shrinks with threads.
+    node_kcycles: float = 0.0
+    node_sync_kcycles: float = 0.0
+    # Streaming nodes' bytes (Workload.streaming_bytes, and depthwise_bytes with streaming_depthwise) priced at DRAM
+    # bandwidth and added to compute: bandwidth does not grow with threads, and these nodes have too little
+    # arithmetic to hide their traffic behind.
+    streaming: bool = False
+    streaming_depthwise: bool = False
+    # the streaming nodes' share of DRAM bandwidth relative to memory_efficiency (sequential reads and writes)
+    stream_factor: float = 1.0
     # each thread streams the weights of its share of a layer's output on its own: weight traffic x threads
     weights_per_thread: bool = False
     intervals: dict[str, dict] = field(default_factory=dict)  # group -> leave-one-device-out error quantiles
@@ -154,31 +174,57 @@ def estimate_ms(workload: Workload, profile, threads: int, params: CostParams | 
         compute_ms *= params.delegate_factor
     serial = min(1.0, workload.serial_instructions / workload.instructions) if workload.instructions else 0.0
     compute_ms *= serial + (1 - serial) / thread_speed(workload, profile, params, threads)
+    n = max(1, min(threads, profile.max_threads or 1))  # the barrier waits for every thread the pool runs
+    compute_ms += workload.nodes * (params.node_kcycles + params.node_sync_kcycles * (n - 1)) / (profile.clock_ghz * 1e3)
     bandwidth = profile.memory_bandwidth_gbs * params.memory_efficiency
-    memory_ms = dram_bytes(workload, profile, params, threads) / (bandwidth * 1e6)
+    dram = dram_bytes(workload, profile, params, threads)
+    if params.streaming:
+        streamed = workload.streaming_bytes + (workload.depthwise_bytes if params.streaming_depthwise else 0)
+        compute_ms += streamed / (bandwidth * params.stream_factor * 1e6)
+        dram = max(0.0, dram - streamed)  # priced once: not hidden behind the arithmetic a second time
+    memory_ms = dram / (bandwidth * 1e6)
     p = params.roofline_p
     return (compute_ms ** p + memory_ms ** p) ** (1 / p)
 
 
 def dram_bytes(workload: Workload, profile, params: CostParams, threads: int = 1) -> float:
     """Bytes one invoke moves to and from DRAM: the weights, read once (by each thread, with
-    `params.weights_per_thread`), and each activation tensor written and read once. With `params.cache_spill` and
-    the device's last-level cache known, a tensor counts only by what of it exceeds that cache (the rest stays on
-    chip between the node writing it and the one reading it)."""
+    `params.weights_per_thread`), and each activation tensor written and read once."""
     weights = workload.weight_bytes * (min(threads, profile.max_threads) if params.weights_per_thread else 1)
-    if not params.cache_spill or not workload.activation_tensors or not profile.last_level_cache_kb:
-        return weights + 2 * workload.activation_bytes
-    cache = profile.last_level_cache_kb * 1024
-    return weights + 2 * sum(max(0, t - cache) for t in workload.activation_tensors)
+    return weights + 2 * workload.activation_bytes
 
 
-def activation_tensor_sizes(model) -> tuple[int, ...]:
-    """Bytes of each activation (non-constant, static-shaped) tensor of a tflite_file.TFLiteModel, largest first."""
+# Nodes whose multiply-accumulates reuse each loaded weight and activation many times: their arithmetic can hide
+# their tensors' traffic. A depthwise convolution does 9 or 25 multiply-accumulates per output value and reuses no
+# activation across channels: about 2 operations per byte, far below what any of these cores can do per byte of
+# DRAM bandwidth. Every other node (elementwise, activation, resize, concatenation, reshape copy, pooling, padding, a
+# detector's post-processing) streams its tensors with even fewer.
+DENSE_NODES = frozenset({"CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV", "BATCH_MATMUL", "CONV_3D"})
+DEPTHWISE_NODES = frozenset({"DEPTHWISE_CONV_2D"})
+
+
+def _tensor_bytes(tensor) -> int:
     import numpy as np
 
-    sizes = [int(np.prod(t.shape, dtype=np.int64)) * np.dtype(t.dtype).itemsize for t in model.tensors
-             if not t.is_constant and all(d > 0 for d in t.shape)]
-    return tuple(sorted(sizes, reverse=True))
+    if tensor.is_constant or not all(d > 0 for d in tensor.shape):
+        return 0
+    return int(np.prod(tensor.shape, dtype=np.int64)) * np.dtype(tensor.dtype).itemsize
+
+
+def _node_bytes(model, keep) -> int:
+    return sum(_tensor_bytes(model.tensors[i]) for op in model.operators if keep(op.op_type)
+               for i in (*op.inputs, *op.outputs) if i >= 0)
+
+
+def streaming_bytes(model) -> int:
+    """Activation bytes read and written by the nodes of a tflite_file.TFLiteModel that are neither dense
+    (DENSE_NODES) nor depthwise convolutions."""
+    return _node_bytes(model, lambda t: t not in DENSE_NODES and t not in DEPTHWISE_NODES)
+
+
+def depthwise_bytes(model) -> int:
+    """Activation bytes read and written by the depthwise convolutions of a tflite_file.TFLiteModel."""
+    return _node_bytes(model, lambda t: t in DEPTHWISE_NODES)
 
 
 def interval_group(core: str, precision: str, kernels: str) -> list[str]:

@@ -104,8 +104,6 @@ class DeviceProfile(_Strict):
     memory_mb: int | None = Field(None, gt=0, description="RAM of the device")
     memory_available_mb: int | None = Field(None, gt=0, description="RAM an app can count on; default half of RAM")
     memory_bandwidth_gbs: float | None = Field(None, gt=0, description="sustained DRAM bandwidth (STREAM-like)")
-    last_level_cache_kb: int | None = Field(
-        None, gt=0, description="last on-chip cache the benchmark's cores share (L2 or L3), from the SoC's specification")
     os_bits: Literal[32, 64] = 64
     cost: CostModel | None = None
     notes: str = ""
