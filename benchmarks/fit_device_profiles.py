@@ -662,7 +662,10 @@ def parameters_text(params) -> str:
     return ("price per class: " + ", ".join(f"{c} {v:.2f}" for c, v in params.price.items())
             + f"; in-order factor {params.in_order_factor:.2f}, builtin factor {params.builtin_factor:.2f}, "
               f"memory efficiency {params.memory_efficiency:.2f}, contention {params.contention:.3f}, "
-              f"XNNPACK delegate factor {params.delegate_factor:.2f}, roofline p {params.roofline_p:.2f}")
+              f"XNNPACK delegate factor {params.delegate_factor:.2f}, roofline p {params.roofline_p:.2f}"
+            + (f", {params.node_kcycles:.1f} + {params.node_sync_kcycles:.1f} per extra thread kilocycles per node"
+               if params.node_kcycles or params.node_sync_kcycles else "")
+            + (f", streaming share of bandwidth x{params.stream_factor:.2f}" if params.stream_factor != 1.0 else ""))
 
 
 def breakdown(data, pct, result) -> dict[str, dict[str, dict]]:
@@ -705,10 +708,11 @@ def write_readme_block(path: Path, overall: dict) -> None:
         o = overall[v]
         lines.append(f"| {v.removesuffix(' out')} | {o['median_abs']:.1f}% | {o['within25']:.0%} | {o['signed']:+.1f}% | "
                      f"{o['coverage']:.0%} |")
-    lines += [f"Family-out targets ({', '.join(TARGET_TEXT.values())}; nominal coverage {NOMINAL_COVERAGE:.0%}): "
+    # the blank line ends the table; the end marker shares the last line to keep the block to 8 lines
+    lines += ["", f"Family-out targets ({', '.join(TARGET_TEXT.values())}; nominal coverage {NOMINAL_COVERAGE:.0%}): "
               + ("all met" if not missed else "not met: " + ", ".join(missed))
               + ". Written by `benchmarks/fit_device_profiles.py fit --write-docs`: [the device model's fit]"
-              "(docs/results/device_fit.md).", README_END]
+              f"(docs/results/device_fit.md). {README_END}"]
     text = path.read_text()
     pattern = re.compile(re.escape(README_START) + ".*?" + re.escape(README_END), re.S)
     if len(pattern.findall(text)) != 1:
