@@ -17,7 +17,7 @@ import numpy as np
 from edgequant.data.preprocess import preprocess
 from edgequant.data.sources import describe, iter_raw
 from edgequant.errors import DataError
-from edgequant.recipe.schema import DataSpec
+from edgequant.recipe.schema import DataSpec, Preprocess
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,8 @@ ModelInputs = InputSpec | Sequence[InputSpec] | None
 @dataclass(frozen=True)
 class Sample:
     index: int
-    # preprocessed, float32, without batch dimension; for a model with several inputs, a dict by input name
+    # preprocessed, without batch dimension: float32, or the model's own integer dtype for an integer input
+    # (token ids, uint8 pixels); for a model with several inputs, a dict by input name
     x: np.ndarray | dict[str, np.ndarray]
     label: int | np.ndarray | None
 
@@ -84,12 +85,37 @@ def _prepared(raw, spec: DataSpec, model_input: InputSpec | None, index: int, sa
     raw = np.asarray(raw)
     if raw.dtype.kind not in "biuf":
         raise DataError(f"{sample} from {name} holds {raw.dtype} values, not integer or real numbers")
-    try:
-        x = preprocess(raw, spec.preprocess)
-    except (ValueError, TypeError) as exc:
-        raise DataError(f"{sample} from {name}: cannot preprocess ({exc})") from None
+    if model_input is not None and np.dtype(model_input.dtype).kind in "iub" and spec.preprocess == IDENTITY:
+        # ids as they are: through float32, an int64 id above 2**24 would change
+        x = np.ascontiguousarray(raw)
+    else:
+        try:
+            x = preprocess(raw, spec.preprocess)
+        except (ValueError, TypeError) as exc:
+            raise DataError(f"{sample} from {name}: cannot preprocess ({exc})") from None
     check_sample(x, index, model_input, source=name, role=role, origin=origin)
+    if model_input is not None and np.dtype(model_input.dtype).kind in "iub":
+        return _as_integers(x, model_input, f"{sample} from {name}")
     return x
+
+
+IDENTITY = Preprocess()
+
+
+def _as_integers(x: np.ndarray, model_input: InputSpec, sample: str) -> np.ndarray:
+    """A sample for an integer input (token ids, uint8 pixels) in that dtype: the converter's calibration and
+    the interpreter take no float there, and a value that is not a whole number in range would change."""
+    dtype = np.dtype(model_input.dtype)
+    if x.dtype == dtype:
+        return x
+    if x.dtype.kind == "f" and not np.array_equal(x, np.round(x)):
+        raise DataError(f"{sample}: the model's input '{model_input.name}' takes {dtype} values (ids, pixels), "
+                        f"the data holds fractions (after preprocessing: check its scale, mean and std)")
+    info = np.iinfo(dtype) if dtype.kind in "iu" else None
+    if info is not None and x.size and (x.min() < info.min or x.max() > info.max):
+        raise DataError(f"{sample}: the model's input '{model_input.name}' takes {dtype} values in "
+                        f"[{info.min}, {info.max}]; the data holds values from {x.min():g} to {x.max():g}")
+    return x.astype(dtype)
 
 
 def _checked_label(label, sample: str):

@@ -151,11 +151,18 @@ def as_converter_dataset(representative: RepresentativeData) -> Callable[[], Ite
     def gen():
         for x in representative():
             if isinstance(x, dict):
-                yield {name: np.asarray(v, dtype=np.float32)[None] for name, v in x.items()}
+                yield {name: sample_array(v)[None] for name, v in x.items()}
             else:
-                yield [np.asarray(x, dtype=np.float32)[None]]
+                yield [sample_array(x)[None]]
 
     return gen
+
+
+def sample_array(x) -> np.ndarray:
+    """A calibration sample as the converter's interpreter takes it: an integer input (token ids, uint8 pixels)
+    keeps its dtype, since TFLite refuses to set float32 data on an int32 tensor; everything else is float32."""
+    x = np.asarray(x)
+    return x if x.dtype.kind in "iub" else x.astype(np.float32, copy=False)
 
 
 def convert(converter, label: str) -> bytes:

@@ -28,6 +28,7 @@ import numpy as np
 
 from edgequant import errors
 from edgequant.errors import BuildError
+from edgequant.quantization.convert import sample_array
 
 _SAMPLE, _END = b"S", b"E"
 
@@ -134,9 +135,9 @@ class ConversionWorker:
 def _encode(sample) -> bytes:
     buffer = io.BytesIO()
     if isinstance(sample, dict):
-        np.savez(buffer, **{name: np.asarray(v, dtype=np.float32) for name, v in sample.items()})
+        np.savez(buffer, **{name: sample_array(v) for name, v in sample.items()})
     else:
-        np.save(buffer, np.asarray(sample, dtype=np.float32), allow_pickle=False)
+        np.save(buffer, sample_array(sample), allow_pickle=False)
     return buffer.getvalue()
 
 
