@@ -1,0 +1,75 @@
+"""Kinds of model edgequant had not been tried on (tests/unseen_models.py), each built for real through
+`edgequant quantize` (the real converter and LiteRT's interpreter), or refused in one line.
+
+Each test names what went wrong before its fix.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgequant.model.tflite_file import read_tflite
+from tests import unseen_models
+
+
+def _quantize(made: unseen_models.Made, out: Path, *extra: str, modes=("--int8", "--dynamic", "--float16")):
+    from edgequant.cli import main
+
+    code = main(["quantize", str(made.model), *modes, "--calib", str(made.calib), "--eval", str(made.eval),
+                 "--samples", "32", "--no-devices", "--no-bench", "-o", str(out), *extra])
+    report = json.loads((out / "report.json").read_text()) if (out / "report.json").exists() else None
+    return code, report
+
+
+def _litert(model: Path, x: np.ndarray) -> np.ndarray:
+    """The first output of `model` for each sample, one invoke per sample, in LiteRT's own interpreter."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(model))
+    interpreter.allocate_tensors()
+    detail, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    ys = []
+    for sample in x:
+        interpreter.set_tensor(detail["index"], sample[None].astype(detail["dtype"]))
+        interpreter.invoke()
+        y = interpreter.get_tensor(out["index"]).astype(np.float32)
+        scale, zero = out["quantization"]
+        ys.append((y - zero) * scale if scale else y)
+    return np.concatenate(ys)
+
+
+def test_token_ids_calibrate_evaluate_and_time_in_their_own_integer_dtype(tmp_path, capsys):
+    # Before: data was cast to float32 on its way to the model, so the int8 calibration failed ("Got value of
+    # type FLOAT32 but expected type INT32") and the host benchmark stopped the build (exit 2).
+    made = unseen_models.embed_gap(tmp_path)
+    from edgequant.cli import main
+
+    code = main(["quantize", str(made.model), "--int8", "--dynamic", "--calib", str(made.calib),
+                 "--eval", str(made.eval), "--samples", "32", "--no-devices", "-o", str(tmp_path / "out")])
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert code == 0, capsys.readouterr().err[-800:]
+    assert report["not_built"] == []
+    int8 = tmp_path / "out" / "int8.tflite"
+    assert [t.dtype for t in read_tflite(int8.read_bytes()).inputs] == ["int32"]
+    ids = np.load(made.eval)
+    reference = _litert(tmp_path / "out" / "float32.tflite", ids)
+    assert len(set(reference.argmax(1))) == unseen_models.TEXT_CLASSES  # a trained model, not a constant one
+    agreement = float((_litert(int8, ids).argmax(1) == reference.argmax(1)).mean())
+    variants = {v["name"]: v for v in report["variants"]}
+    assert variants["int8"]["evaluation"]["agreement"] == pytest.approx(agreement)
+    assert agreement >= 0.9
+    assert all(v["latency"] for v in report["variants"]), "every variant timed on the host"
+
+
+def test_fractions_for_an_integer_input_are_refused_in_one_line(tmp_path, capsys):
+    made = unseen_models.embed_gap(tmp_path)
+    np.save(made.calib, np.load(made.calib).astype(np.float32) + 0.5)
+    code, _ = _quantize(made, tmp_path / "out", modes=("--int8",))
+    err = capsys.readouterr().err
+    assert code == 2
+    line = [x for x in err.splitlines() if x.startswith("edgequant: error:")]
+    assert len(line) == 1 and "takes int32 values" in line[0] and "fractions" in line[0], err[-800:]
