@@ -33,7 +33,10 @@ def _litert(model: Path, x: np.ndarray) -> np.ndarray:
     interpreter.allocate_tensors()
     detail, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
     ys = []
+    in_scale, in_zero = detail["quantization"]
     for sample in x:
+        if in_scale:  # an int8 model's float data, quantized as its input says
+            sample = np.clip(np.round(sample / in_scale + in_zero), -128, 127)
         interpreter.set_tensor(detail["index"], sample[None].astype(detail["dtype"]))
         interpreter.invoke()
         y = interpreter.get_tensor(out["index"]).astype(np.float32)
@@ -73,3 +76,21 @@ def test_fractions_for_an_integer_input_are_refused_in_one_line(tmp_path, capsys
     assert code == 2
     line = [x for x in err.splitlines() if x.startswith("edgequant: error:")]
     assert len(line) == 1 and "takes int32 values" in line[0] and "fractions" in line[0], err[-800:]
+
+
+def test_a_regressed_scalar_has_a_cosine_that_sees_its_error(tmp_path):
+    # Before: the cosine of a one-value output was taken per sample, i.e. only its sign: 1.0 for every variant,
+    # int8 included, whatever its error. Now it is taken across the samples' values.
+    made = unseen_models.regression(tmp_path)
+    code, report = _quantize(made, tmp_path / "out", modes=("--int8",))
+    assert code == 0
+    x = np.load(made.eval)
+    reference = _litert(tmp_path / "out" / "float32.tflite", x).ravel().astype(np.float64)
+    int8 = _litert(tmp_path / "out" / "int8.tflite", x).ravel().astype(np.float64)
+    assert not np.allclose(int8, reference)  # int8 changed the values, so a cosine of 1.0 would be wrong
+    expected = reference @ int8 / np.sqrt((reference @ reference) * (int8 @ int8))
+    figures = {v["name"]: v["evaluation"] for v in report["variants"]}["int8"]
+    assert figures["cosine"] == pytest.approx(expected, abs=1e-9)
+    assert figures["cosine"] < 1.0
+    assert figures["relative_error"] == pytest.approx(np.sqrt(((int8 - reference) ** 2).mean() / (reference**2).mean()),
+                                                      rel=1e-4)

@@ -224,6 +224,10 @@ class _Accumulator:
         self.sq_err = 0.0
         self.ref_sq = 0.0
         self.cos_sum = 0.0
+        # one value per sample (a regressed scalar): a per-sample cosine is only the sign's agreement, 1.0 for
+        # any error that keeps the sign, so its cosine is taken across the samples' values (dot and norms)
+        self.scalar = True
+        self.dot = self.y_sq = self.r_sq = 0.0
         self.labelled = True
         self.ranked = True  # the last axis holds more than one value: argmax means something
         self.vector = True  # one value per class and sample ([batch, classes]): labels can score it
@@ -264,6 +268,11 @@ class _Accumulator:
         self.sq_err += float(((flat - ref_flat) ** 2).mean(axis=1).sum()) if flat.shape[1] else 0.0
         self.ref_sq += float((ref_flat**2).mean(axis=1).sum()) if flat.shape[1] else 0.0
         self.cos_sum += float(cosine_rows(flat, ref_flat).sum())
+        self.scalar &= flat.shape[1] == 1
+        if self.scalar:
+            self.dot += float((flat * ref_flat).sum())
+            self.y_sq += float((flat**2).sum())
+            self.r_sq += float((ref_flat**2).sum())
         self.ranked &= y.ndim >= 2 and y.shape[-1] > 1
         self.vector &= y.ndim == 2
         if self.ranked:
@@ -286,6 +295,12 @@ class _Accumulator:
             self.distribution = False
         self.n += n
 
+    def _scalar_cosine(self) -> float:
+        norms = np.sqrt(self.y_sq * self.r_sq)
+        if norms > 0:
+            return float(np.clip(self.dot / norms, -1.0, 1.0))
+        return 1.0 if self.y_sq == self.r_sq == 0 else 0.0  # as cosine_rows: zero against zero agrees
+
     def result(self, name: str, index: int, kind: str, judged: bool) -> OutputEvaluation:
         n = max(self.n, 1)
         classes = kind == "classes" and self.ranked
@@ -294,7 +309,7 @@ class _Accumulator:
         return OutputEvaluation(
             name=name, index=index, shape=self.shape, kind=kind, judged=judged,
             mse=self.sq_err / n,
-            cosine=self.cos_sum / n,
+            cosine=self._scalar_cosine() if self.scalar and self.n else self.cos_sum / n,
             relative_error=float(np.sqrt(self.sq_err / self.ref_sq)) if self.ref_sq > 0 else
             (0.0 if self.sq_err == 0 else float("inf")),
             agreement=self.agree / n if classes else None,
