@@ -94,3 +94,9 @@ def test_a_regressed_scalar_has_a_cosine_that_sees_its_error(tmp_path):
     assert figures["cosine"] < 1.0
     assert figures["relative_error"] == pytest.approx(np.sqrt(((int8 - reference) ** 2).mean() / (reference**2).mean()),
                                                       rel=1e-4)
+    # the float_layers search ranks samples by their fidelity: it must see int8's error on a scalar too
+    from edgequant.quantization.mixed_precision import fidelity
+
+    scores = fidelity({"y": int8[:, None]}, {"y": reference[:, None]})
+    assert (fidelity({"y": reference[:, None]}, {"y": reference[:, None]}) == 1.0).all()
+    assert scores.min() < 1.0 and np.argmin(scores) == np.argmax(np.abs(int8 - reference))

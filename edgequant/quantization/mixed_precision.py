@@ -158,7 +158,8 @@ def sign_test(new: np.ndarray, old: np.ndarray) -> float:
 
 def fidelity(outputs: dict[str, np.ndarray], reference: dict[str, np.ndarray]) -> np.ndarray:
     """Per sample: the share of top-1 classes (per position, over the class outputs) that match the reference's,
-    or, for a model without class outputs, the cosine of all its outputs to the reference's."""
+    or, for a model without class outputs, the cosine of all its outputs to the reference's (for one value per
+    sample, 1 - its error over the reference's RMS)."""
     names = [n for n in reference if n in outputs]
     n = len(reference[names[0]])
     ranked = [name for name in names if reference[name].ndim >= 2 and reference[name].shape[-1] > 1]
@@ -166,6 +167,12 @@ def fidelity(outputs: dict[str, np.ndarray], reference: dict[str, np.ndarray]) -
         return np.mean([(outputs[name].argmax(-1) == reference[name].argmax(-1)).reshape(n, -1).mean(axis=1)
                         for name in ranked], axis=0)
     flat = [np.concatenate([d[name].reshape(n, -1) for name in names], axis=1) for d in (outputs, reference)]
+    if flat[0].shape[1] == 1:
+        # one value per sample: its cosine is only its sign (1.0 for any error that keeps it), which no search
+        # could tell apart; the error against the reference's RMS ranks samples instead (1.0 when exact)
+        y, ref = (f[:, 0].astype(np.float64) for f in flat)
+        rms = float(np.sqrt((ref**2).mean()))
+        return 1.0 - np.abs(y - ref) / (rms if rms > 0 else 1.0)
     return cosine_rows(*flat)
 
 
