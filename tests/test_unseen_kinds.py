@@ -100,3 +100,21 @@ def test_a_regressed_scalar_has_a_cosine_that_sees_its_error(tmp_path):
     scores = fidelity({"y": int8[:, None]}, {"y": reference[:, None]})
     assert (fidelity({"y": reference[:, None]}, {"y": reference[:, None]}) == 1.0).all()
     assert scores.min() < 1.0 and np.argmin(scores) == np.argmax(np.abs(int8 - reference))
+
+
+def test_a_uint8_image_input_builds_every_variant_with_uint8_data(tmp_path, capsys):
+    # Before: the uint8 pixels became float32 on their way in; int8 was not built and the benchmark stopped the
+    # build ("data of dtype float32 does not fit the model's uint8", exit 2).
+    made = unseen_models.uint8_image(tmp_path)
+    code, report = _quantize(made, tmp_path / "out")
+    assert code == 0, capsys.readouterr().err[-800:]
+    assert sorted(v["name"] for v in report["variants"]) == ["dynamic", "float16", "float32", "int8"]
+    x = np.load(made.eval)
+    reference = _litert(tmp_path / "out" / "float32.tflite", x)
+    assert len(set(reference.argmax(1))) > 3
+    for name in ("dynamic", "int8"):
+        path = tmp_path / "out" / f"{name}.tflite"
+        assert [t.dtype for t in read_tflite(path.read_bytes()).inputs] == ["uint8"]
+        agreement = float((_litert(path, x).argmax(1) == reference.argmax(1)).mean())
+        figures = {v["name"]: v["evaluation"] for v in report["variants"]}[name]
+        assert figures["agreement"] == pytest.approx(agreement) and agreement >= 0.9

@@ -219,7 +219,7 @@ def uint8_image(folder: Path) -> Made:
     h = keras.layers.Conv2D(16, 3, strides=2, activation="relu")(h)
     h = keras.layers.Conv2D(32, 3, strides=2, activation="relu")(h)
     out = keras.layers.Dense(10, activation="softmax")(keras.layers.GlobalAveragePooling2D()(h))
-    model = _fit(keras.Model(inputs, out), as_u8(x), y, "sparse_categorical_crossentropy")
+    model = _fit(keras.Model(inputs, out), as_u8(x), y, "sparse_categorical_crossentropy", epochs=8)
     path = folder / "uint8_image.keras"
     model.save(path)
     xe, _ = fashion32("test", 100)
@@ -327,15 +327,23 @@ def lambda_layer(folder: Path) -> Made:
     return _classifier(folder, "lambda_layer", _keras(), body)
 
 
-def application(name: str, size: int = 32, channels: int = 3):
+def application(name: str, size: int = 32, pixels: float = 1.0):
+    """keras.applications `name` (weights=None, 10 classes) at size x size x 3, fitted for 8 steps. Batch
+    normalisation's moving statistics are taken from the last batch (momentum 0): at the default momentum,
+    8 steps leave them at their initial values, and the model's outputs would not depend on its input.
+    `pixels`: 255 for the models that rescale 0..255 pixels themselves (EfficientNet, ConvNeXt)."""
     def build(folder: Path) -> Made:
         keras = _keras()
-        x, y, calib, evaluation = _images(folder, channels)
+        x, y, _, _ = _images(folder, 3)
+        xe, _ = fashion32("test", 100, 3)
         if size != 32:
-            x = np.asarray(keras.ops.image.resize(x, (size, size)))
-            xe = np.load(evaluation)
-            calib, evaluation = _save_data(folder, x[:64], np.asarray(keras.ops.image.resize(xe, (size, size))))
-        model = getattr(keras.applications, name)(weights=None, input_shape=(size, size, channels), classes=10)
+            x, xe = (np.asarray(keras.ops.image.resize(a, (size, size))) for a in (x, xe))
+        x, xe = x * pixels, xe * pixels
+        calib, evaluation = _save_data(folder, x[:64], xe)
+        model = getattr(keras.applications, name)(weights=None, input_shape=(size, size, 3), classes=10)
+        for layer in model.layers:
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.momentum = 0.0
         model.compile("adam", "sparse_categorical_crossentropy")
         model.fit(x[:256], y[:256], epochs=1, batch_size=32, verbose=0)
         path = folder / f"{name}.keras"
@@ -363,9 +371,9 @@ BUILDERS = {
     "regression_h5": regression_h5,
     "tf_module": tf_module,
     "lambda_layer": lambda_layer,
-    "efficientnetb0": application("EfficientNetB0"),
+    "efficientnetb0": application("EfficientNetB0", pixels=255.0),
     "resnet50v2": application("ResNet50V2"),
     "densenet121": application("DenseNet121"),
     "nasnetmobile": application("NASNetMobile"),
-    "convnexttiny": application("ConvNeXtTiny"),
+    "convnexttiny": application("ConvNeXtTiny", pixels=255.0),
 }
