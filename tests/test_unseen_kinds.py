@@ -102,6 +102,7 @@ def test_a_regressed_scalar_has_a_cosine_that_sees_its_error(tmp_path):
     assert scores.min() < 1.0 and np.argmin(scores) == np.argmax(np.abs(int8 - reference))
 
 
+@pytest.mark.slow
 def test_a_uint8_image_input_builds_every_variant_with_uint8_data(tmp_path, capsys):
     # Before: the uint8 pixels became float32 on their way in; int8 was not built and the benchmark stopped the
     # build ("data of dtype float32 does not fit the model's uint8", exit 2).
