@@ -85,7 +85,8 @@ def _prepared(raw, spec: DataSpec, model_input: InputSpec | None, index: int, sa
     raw = np.asarray(raw)
     if raw.dtype.kind not in "biuf":
         raise DataError(f"{sample} from {name} holds {raw.dtype} values, not integer or real numbers")
-    if model_input is not None and np.dtype(model_input.dtype).kind in "iub" and spec.preprocess == IDENTITY:
+    integer = _integer_dtype(model_input)
+    if integer is not None and spec.preprocess == IDENTITY:
         # ids as they are: through float32, an int64 id above 2**24 would change
         x = np.ascontiguousarray(raw)
     else:
@@ -94,7 +95,7 @@ def _prepared(raw, spec: DataSpec, model_input: InputSpec | None, index: int, sa
         except (ValueError, TypeError) as exc:
             raise DataError(f"{sample} from {name}: cannot preprocess ({exc})") from None
     check_sample(x, index, model_input, source=name, role=role, origin=origin)
-    if model_input is not None and np.dtype(model_input.dtype).kind in "iub":
+    if integer is not None:
         return _as_integers(x, model_input, f"{sample} from {name}")
     return x
 
@@ -102,10 +103,22 @@ def _prepared(raw, spec: DataSpec, model_input: InputSpec | None, index: int, sa
 IDENTITY = Preprocess()
 
 
+def _integer_dtype(model_input: InputSpec | None) -> np.dtype | None:
+    """The input's dtype if it is integer or bool; None for float inputs, and for names numpy does not know
+    (TensorFlow's bfloat16, say), which keep the float32 data as before."""
+    if model_input is None:
+        return None
+    try:
+        dtype = np.dtype(model_input.dtype)
+    except TypeError:
+        return None
+    return dtype if dtype.kind in "iub" else None
+
+
 def _as_integers(x: np.ndarray, model_input: InputSpec, sample: str) -> np.ndarray:
     """A sample for an integer input (token ids, uint8 pixels) in that dtype: the converter's calibration and
     the interpreter take no float there, and a value that is not a whole number in range would change."""
-    dtype = np.dtype(model_input.dtype)
+    dtype = _integer_dtype(model_input)
     if x.dtype == dtype:
         return x
     if x.dtype.kind == "f" and not np.array_equal(x, np.round(x)):
