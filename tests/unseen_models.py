@@ -231,7 +231,10 @@ def time_distributed(folder: Path) -> Made:
     """Four 16x16 crops of an image as frames: TimeDistributed(Conv2D) per frame, then pooled over frames."""
     keras = _keras()
     x, y = fashion32("train", TRAIN)
-    frames = lambda a: a.reshape(len(a), 2, 16, 2, 16, 1).transpose(0, 1, 3, 2, 4, 5).reshape(len(a), 4, 16, 16, 1)  # noqa: E731
+
+    def frames(a):
+        return a.reshape(len(a), 2, 16, 2, 16, 1).transpose(0, 1, 3, 2, 4, 5).reshape(len(a), 4, 16, 16, 1)
+
     inputs = keras.Input((4, 16, 16, 1))
     h = keras.layers.TimeDistributed(keras.layers.Conv2D(8, 3, strides=2, activation="relu"))(inputs)
     h = keras.layers.TimeDistributed(keras.layers.GlobalAveragePooling2D())(h)
@@ -286,7 +289,6 @@ def tf_module(folder: Path) -> Made:
 
     tf.random.set_seed(0)
     x, y = fashion32("train", TRAIN)
-    flat = x.reshape(len(x), -1)
 
     class Mlp(tf.Module):
         def __init__(self):
@@ -312,7 +314,6 @@ def tf_module(folder: Path) -> Made:
             loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
                 y[batch], module.logits(x[batch])))
         optimizer.apply_gradients(zip(tape.gradient(loss, module.trainable_variables), module.trainable_variables))
-    del flat
     path = folder / "tf_module"
     tf.saved_model.save(module, str(path), signatures={"serving_default": module.serve})
     xe, _ = fashion32("test", 100)
