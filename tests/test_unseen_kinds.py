@@ -45,6 +45,7 @@ def _litert(model: Path, x: np.ndarray) -> np.ndarray:
     return np.concatenate(ys)
 
 
+@pytest.mark.slow
 def test_token_ids_calibrate_evaluate_and_time_in_their_own_integer_dtype(tmp_path, capsys):
     # Before: data was cast to float32 on its way to the model, so the int8 calibration failed ("Got value of
     # type FLOAT32 but expected type INT32") and the host benchmark stopped the build (exit 2).
@@ -78,6 +79,7 @@ def test_fractions_for_an_integer_input_are_refused_in_one_line(tmp_path, capsys
     assert len(line) == 1 and "takes int32 values" in line[0] and "fractions" in line[0], err[-800:]
 
 
+@pytest.mark.slow
 def test_a_regressed_scalar_has_a_cosine_that_sees_its_error(tmp_path):
     # Before: the cosine of a one-value output was taken per sample, i.e. only its sign: 1.0 for every variant,
     # int8 included, whatever its error. Now it is taken across the samples' values.
