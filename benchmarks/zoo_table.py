@@ -120,8 +120,8 @@ def main() -> int:
         "runs, single-threaded unless the recipe says otherwise, at the input shape given.",
         "Agreement: top-1 matches with the float32 reference on the evaluation data (outputs of class "
         "probabilities); cos: mean cosine similarity to the float32 reference, and rel. error: RMS error / RMS of the "
-        "reference (every other output). The cosine of an output of one value per sample is 1, 0 or -1: it only "
-        "says whether the sign survived, so read the relative error there.",
+        "reference (every other output); for an output of one value per sample, the cosine is taken across the "
+        "samples' values (per sample it would only say whether the sign survived).",
         "",
         "| model | kind | source | licence | variants built | each output against float32 | size | host ms |",
         "|---|---|---|---|---|---|---|---|",

@@ -118,8 +118,11 @@ def agreement(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def mean_cosine(a: np.ndarray, b: np.ndarray) -> float:
-    """Mean over samples of each sample's cosine; a zero output counts 1 against a zero reference, else 0."""
+    """Mean over samples of each sample's cosine; a zero output counts 1 against a zero reference, else 0.
+    An output of one value per sample is taken across the samples instead (one number's cosine is its sign)."""
     a, b = a.reshape(len(a), -1).astype(np.float64), b.reshape(len(b), -1).astype(np.float64)
+    if a.shape[1] == 1:
+        a, b = a.T, b.T
     na, nb = np.linalg.norm(a, axis=1), np.linalg.norm(b, axis=1)
     zero = (na == 0) | (nb == 0)
     cos = np.where(zero, ((na == 0) & (nb == 0)).astype(np.float64), (a * b).sum(axis=1) / np.where(zero, 1, na * nb))
