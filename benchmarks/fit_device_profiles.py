@@ -697,19 +697,26 @@ TARGET_TEXT = {"median_abs": "median \\|error\\| ≤ 15%", "within25": "≥ 80% 
                "signed": "median signed within ±10%", "coverage": "coverage ≥ 85%"}
 
 
+def summary_cells(s: dict) -> str:
+    """One validation's four figures as table cells: median |error|, within ±25%, median signed, coverage."""
+    return f"{s['median_abs']:.1f}% | {s['within25']:.0%} | {s['signed']:+.1f}% | {s['coverage']:.0%}"
+
+
+def targets_text(overall: dict) -> str:
+    """Each family-out target, and whether the fit meets it."""
+    return "Family-out targets: " + ", ".join(
+        f"{TARGET_TEXT[k]} ({'met' if met else 'not met'})" for k, met in meets(overall["family out"]).items())
+
+
 def write_readme_block(path: Path, overall: dict) -> None:
     """The README's block between README_START and README_END: the three validations and the targets."""
-    ok = meets(overall["family out"])
     lines = [README_START,
              "| device estimates held out by | median \\|error\\| | within ±25% | median signed | interval coverage |",
              "|---|---:|---:|---:|---:|"]
     for v in VALIDATIONS:
-        o = overall[v]
-        lines.append(f"| {v.removesuffix(' out')} | {o['median_abs']:.1f}% | {o['within25']:.0%} | {o['signed']:+.1f}% | "
-                     f"{o['coverage']:.0%} |")
+        lines.append(f"| {v.removesuffix(' out')} | {summary_cells(overall[v])} |")
     # the blank line ends the table; the end marker shares the last line to keep the block to 8 lines
-    lines += ["", "Family-out targets: " + ", ".join(f"{TARGET_TEXT[k]} ({'met' if met else 'not met'})" for k, met in ok.items())
-              + f"; nominal coverage {NOMINAL_COVERAGE:.0%}. Written by `benchmarks/fit_device_profiles.py fit --write-docs`: [the device model's fit]"
+    lines += ["", targets_text(overall) + f"; nominal coverage {NOMINAL_COVERAGE:.0%}. Written by `benchmarks/fit_device_profiles.py fit --write-docs`: [the device model's fit]"
               f"(docs/results/device_fit.md). {README_END}"]
     text = path.read_text()
     pattern = re.compile(re.escape(README_START) + ".*?" + re.escape(README_END), re.S)
@@ -762,20 +769,13 @@ def write_results(path: Path, data, rows, params, pct, ratio_pct, result, overal
              "| validation | rows | median \\|error\\| | within ±25% | median signed | interval coverage |",
              "|---|---:|---:|---:|---:|---:|"]
     for v in vs:
-        s = overall[v]
-        lines.append(f"| {v} | {s['rows']} | {s['median_abs']:.1f}% | {s['within25']:.0%} | {s['signed']:+.1f}% | "
-                     f"{s['coverage']:.0%} |")
+        lines.append(f"| {v} | {overall[v]['rows']} | {summary_cells(overall[v])} |")
     other = ("the asymmetric 5th–95th percentile band around the median error (before issue 26)"
              if latency_model.SYMMETRIC_INTERVALS else "the symmetric band")
     lines += ["", f"Intervals are {'± the 90th percentile of |error| around the estimate' if latency_model.SYMMETRIC_INTERVALS else 'the 5th–95th percentile band of the errors'} "
               f"(latency_model.interval_from_errors). Coverage with {other} instead: "
               + ", ".join(f"{v} {sum(result[v]['covered_other']) / len(data):.0%}" for v in vs) + "."]
-    ok = meets(overall["family out"])
-    lines += ["", "Targets for family out: median |error| ≤ 15% ("
-              + ("met" if ok["median_abs"] else "not met") + "), at least 80% within ±25% ("
-              + ("met" if ok["within25"] else "not met") + "), median signed within ±10% ("
-              + ("met" if ok["signed"] else "not met") + "), coverage at least 85% ("
-              + ("met" if ok["coverage"] else "not met") + ").", "<!-- --8<-- [end:validation] -->"]
+    lines += ["", targets_text(overall) + ".", "<!-- --8<-- [end:validation] -->"]
     if ratios:
         lines += ["", "int8/fp32 ratio pairs (" + ", ".join(f"{f['profile']} {f['model']}" for f, *_ in ratios)
                   + "), " + "; ".join(f"{v}: {summary_text(summary(ratio_pct[v]))}" for v in vs)
