@@ -96,7 +96,7 @@ def _prepared(raw, spec: DataSpec, model_input: InputSpec | None, index: int, sa
             raise DataError(f"{sample} from {name}: cannot preprocess ({exc})") from None
     check_sample(x, index, model_input, source=name, role=role, origin=origin)
     if integer is not None:
-        return _as_integers(x, model_input, f"{sample} from {name}")
+        return _as_integers(x, integer, model_input.name, f"{sample} from {name}")
     return x
 
 
@@ -115,18 +115,17 @@ def _integer_dtype(model_input: InputSpec | None) -> np.dtype | None:
     return dtype if dtype.kind in "iub" else None
 
 
-def _as_integers(x: np.ndarray, model_input: InputSpec, sample: str) -> np.ndarray:
+def _as_integers(x: np.ndarray, dtype: np.dtype, input_name: str, sample: str) -> np.ndarray:
     """A sample for an integer input (token ids, uint8 pixels) in that dtype: the converter's calibration and
     the interpreter take no float there, and a value that is not a whole number in range would change."""
-    dtype = _integer_dtype(model_input)
     if x.dtype == dtype:
         return x
     if x.dtype.kind == "f" and not np.array_equal(x, np.round(x)):
-        raise DataError(f"{sample}: the model's input '{model_input.name}' takes {dtype} values (ids, pixels), "
+        raise DataError(f"{sample}: the model's input '{input_name}' takes {dtype} values (ids, pixels), "
                         f"the data holds fractions (after preprocessing: check its scale, mean and std)")
     info = np.iinfo(dtype) if dtype.kind in "iu" else None
     if info is not None and x.size and (x.min() < info.min or x.max() > info.max):
-        raise DataError(f"{sample}: the model's input '{model_input.name}' takes {dtype} values in "
+        raise DataError(f"{sample}: the model's input '{input_name}' takes {dtype} values in "
                         f"[{info.min}, {info.max}]; the data holds values from {x.min():g} to {x.max():g}")
     return x.astype(dtype)
 
