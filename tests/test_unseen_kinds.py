@@ -121,3 +121,83 @@ def test_a_uint8_image_input_builds_every_variant_with_uint8_data(tmp_path, caps
         agreement = float((_litert(path, x).argmax(1) == reference.argmax(1)).mean())
         figures = {v["name"]: v["evaluation"] for v in report["variants"]}[name]
         assert figures["agreement"] == pytest.approx(agreement) and agreement >= 0.9
+
+
+def _near_tie_build(made: unseen_models.Made, out: Path, capsys) -> tuple[dict, str, np.ndarray, np.ndarray]:
+    """int8 of `made` on its 100 evaluation samples: (the int8 output's figures, what report.md, report.html and
+    the command line say, LiteRT's float32 and int8 outputs)."""
+    from edgequant.cli import main
+
+    code = main(["quantize", str(made.model), "--int8", "--calib", str(made.calib), "--eval", str(made.eval),
+                 "--samples", "100", "--no-devices", "--no-bench", "-o", str(out)])
+    said = capsys.readouterr().out + (out / "report.md").read_text() + (out / "report.html").read_text()
+    assert code == 0, said[-800:]
+    report = json.loads((out / "report.json").read_text())
+    figures = {v["name"]: v["evaluation"] for v in report["variants"]}["int8"]["per_output"][0]
+    x = np.load(made.eval)
+    return figures, said, _litert(out / "float32.tflite", x), _litert(out / "int8.tflite", x)
+
+
+@pytest.mark.slow
+def test_low_agreement_beside_a_cosine_of_one_is_explained_by_near_ties(tmp_path, capsys):
+    # Before: int8 of a barely trained classifier showed 76% agreement beside a cosine above 0.9999, and nothing
+    # said that its top-1 flips where the float model's two best classes are nearly tied.
+    figures, said, reference, int8 = _near_tie_build(unseen_models.near_tied(tmp_path), tmp_path / "out", capsys)
+    assert len(set(reference.argmax(1))) > 1  # its top-1 depends on the image: not a degenerate model
+    flipped = reference.argmax(1) != int8.argmax(1)
+    top2 = np.sort(reference.astype(np.float64), axis=1)[:, -2:]
+    rms = np.sqrt(((int8.astype(np.float64) - reference) ** 2).mean())
+    near = int(((top2[:, 1] - top2[:, 0])[flipped] < 2 * rms).sum())
+    assert figures["agreement"] < 0.98 and figures["cosine"] > 0.999
+    assert figures["disagreements"] == flipped.sum() and figures["near_ties"] == near
+    assert figures["near_tie_margin"] == pytest.approx(2 * rms, rel=1e-4)
+    # most of int8's flips are near-ties, so the explanation holds; not all: the margin separates them
+    assert flipped.sum() / 2 < near < flipped.sum()
+    words = f"{near} of {flipped.sum()} disagreements are near-ties in the float32 model (its top-2 margin "
+    assert said.count(words) == 3, said  # the command line, report.md, report.html
+
+
+@pytest.mark.slow
+def test_a_well_separated_classifier_gets_no_near_tie_explanation(tmp_path, capsys):
+    figures, said, reference, int8 = _near_tie_build(unseen_models.well_separated(tmp_path), tmp_path / "out",
+                                                     capsys)
+    top2 = np.sort(reference, axis=1)[:, -2:]
+    assert np.median(top2[:, 1] - top2[:, 0]) > 0.3  # confident: its best class far ahead of the next
+    assert figures["disagreements"] == int((reference.argmax(1) != int8.argmax(1)).sum())
+    assert figures["agreement"] >= 0.98
+    assert "near-ties" not in said
+
+
+@pytest.mark.slow
+def test_compare_feeds_token_ids_in_the_models_own_integer_dtype(tmp_path, capsys):
+    # Before: compare described each input by its shape alone, so the ids went through float32: fractional ids
+    # were cut to whole ones without a word, and a float model of the same input shape passed as comparable.
+    import tensorflow as tf
+
+    from edgequant.cli import main
+
+    made = unseen_models.embed_int64(tmp_path)
+    code, _ = _quantize(made, tmp_path / "out", modes=("--int8",))
+    assert code == 0, capsys.readouterr().err[-800:]
+    float32, int8 = tmp_path / "out" / "float32.tflite", tmp_path / "out" / "int8.tflite"
+    capsys.readouterr()
+    assert main(["compare", str(float32), str(int8), "--data", str(made.eval), "--json"]) == 0
+    compared = list(json.loads(capsys.readouterr().out).values())[1]
+    ids = np.load(made.eval)
+    assert ids.dtype == np.int64
+    reference = _litert(float32, ids)
+    assert compared["agreement"] == pytest.approx(float((_litert(int8, ids).argmax(1) == reference.argmax(1)).mean()))
+
+    np.save(tmp_path / "fractions.npy", ids.astype(np.float32) + 0.5)
+    assert main(["compare", str(float32), str(int8), "--data", str(tmp_path / "fractions.npy")]) == 2
+    line = [x for x in capsys.readouterr().err.splitlines() if x.startswith("edgequant: error:")]
+    assert len(line) == 1 and "takes int64 values" in line[0] and "fractions" in line[0], line
+
+    keras = unseen_models._keras()
+    inputs = keras.Input((unseen_models.STEPS,))
+    floats = tmp_path / "floats.tflite"
+    floats.write_bytes(tf.lite.TFLiteConverter.from_keras_model(
+        keras.Model(inputs, keras.layers.Dense(unseen_models.TEXT_CLASSES, activation="softmax")(inputs))).convert())
+    assert main(["compare", str(float32), str(floats), "--data", str(made.eval)]) == 2
+    err = capsys.readouterr().err
+    assert f"take different inputs: [{unseen_models.STEPS}] int64 against [{unseen_models.STEPS}] float32" in err, err

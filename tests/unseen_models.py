@@ -164,6 +164,34 @@ def _classifier(folder: Path, name: str, lib, body, channels: int = 1, suffix: s
     return Made(path, calib, evaluation)
 
 
+def near_tied(folder: Path) -> Made:
+    """Eight filters, pooled, fitted for 6 epochs: its class probabilities stay close to one another (the top two
+    often within a few thousandths) while its top-1 depends on the image."""
+    keras = _keras()
+    x, y, calib, evaluation = _images(folder)
+    inputs = keras.Input((32, 32, 1))
+    h = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(8, 3, strides=2, activation="relu")(inputs))
+    model = _fit(keras.Model(inputs, keras.layers.Dense(10, activation="softmax")(h)), x, y,
+                 "sparse_categorical_crossentropy", epochs=6)
+    path = folder / "near_tied.keras"
+    model.save(path)
+    return Made(path, calib, evaluation)
+
+
+def well_separated(folder: Path) -> Made:
+    """A one-hidden-layer perceptron on the pixels, fitted for 30 epochs: confident, its best class far ahead
+    of the next."""
+    keras = _keras()
+    x, y, calib, evaluation = _images(folder)
+    inputs = keras.Input((32, 32, 1))
+    h = keras.layers.Dense(64, activation="relu")(keras.layers.Flatten()(inputs))
+    model = _fit(keras.Model(inputs, keras.layers.Dense(10, activation="softmax")(h)), x, y,
+                 "sparse_categorical_crossentropy", epochs=30)
+    path = folder / "well_separated.keras"
+    model.save(path)
+    return Made(path, calib, evaluation)
+
+
 def separable(folder: Path) -> Made:
     def body(lib, h):
         h = lib.layers.Conv2D(8, 3, strides=2, activation="relu")(h)
@@ -361,6 +389,8 @@ BUILDERS = {
     "embed_int64": embed_int64,
     "transformer": transformer,
     "unet": unet,
+    "near_tied": near_tied,
+    "well_separated": well_separated,
     "separable": separable,
     "separable_h5": separable_h5,
     "groupnorm": groupnorm,

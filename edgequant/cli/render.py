@@ -41,6 +41,11 @@ def print_build_summary(result, console: Console | None = None) -> None:
         row.append("-" if not v.gates else ("[red]FAIL[/]" if failed else "[green]pass[/]"))
         table.add_row(*row)
     console.print(table)
+    from edgequant.report.html import near_tie_notes
+
+    for v in report.variants:
+        for note in near_tie_notes(v.name, v.evaluation.model_dump() if v.evaluation else None):
+            console.print(note, highlight=False, markup=False, soft_wrap=True)
     mixed = [v for v in report.variants if v.mixed_precision and v.mixed_precision.float_layers]
     for v in mixed:
         console.print(f"{v.name}: kept in float: {', '.join(v.mixed_precision.float_layers)}")

@@ -133,6 +133,10 @@ def compare(
             f"{r.throughput:,.0f}",
         )
     wide_console().print(table)
+    from edgequant.report.html import near_tie_notes
+
+    for note in near_tie_notes(candidate.name, list(results.values())[-1].to_dict(), reference.name):
+        typer.echo(note)
     if several:
         per = Table(title=f"every output of {candidate.name} against {reference.name}'s")
         for col in ("output", "kind", "agreement", "top-1", "cosine", "rel. error", "MSE"):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 from pydantic import ValidationError
 
 from edgequant.data.stream import InputSpec, iter_batches
@@ -95,6 +96,13 @@ def data_spec(
         raise InputError(f"{option} {data}: {'.'.join(map(str, err['loc']))}: {err['msg']}") from None
 
 
+def _data_dtype(detail: dict) -> str:
+    """The dtype the data must have for an input: its own for ids and pixels, which the stream keeps exact and
+    checks (see edgequant.data.stream), float32 for a quantized input (the interpreter runner quantizes it)."""
+    dtype = np.dtype(detail["dtype"])
+    return "float32" if dtype.kind == "f" or detail["quantization"][0] != 0 else dtype.name
+
+
 def compare_models(
     reference: Path, candidate: Path, spec: DataSpec, *, batch_size: int = 256, top_k: int = 5,
     output: str | int | None = None,
@@ -112,10 +120,11 @@ def compare_models(
         interp = load_interpreter(model, kernels="builtin", allocate=False)
         inputs[model] = [InputSpec(name, tuple(int(d) for d in (
             d["shape_signature"] if d.get("shape_signature") is not None and len(d["shape_signature"]) else d["shape"]
-        )[1:])) for name, d in named_inputs(interp)]
-    if len({tuple(i.shape for i in v) for v in inputs.values()}) != 1:
+        )[1:]), _data_dtype(d)) for name, d in named_inputs(interp)]
+    described = {model: ", ".join(f"{list(i.shape)} {i.dtype}" for i in v) for model, v in inputs.items()}
+    if len(set(described.values())) != 1:
         raise InputError(f"{reference} and {candidate} take different inputs: "
-                         f"{sorted(str([i.shape for i in v]) for v in inputs.values())}")
+                         + " against ".join(described[m] for m in (reference, candidate)))
     model_inputs = inputs[reference]
     batches = iter_batches(spec, model_inputs if len(model_inputs) > 1 else model_inputs[0], batch_size,
                            role="comparison")

@@ -18,6 +18,15 @@ The headline figures of an evaluation (what gates and the verdict read) are the 
 judged outputs (`evaluation.outputs`, default all): lowest agreement, accuracy and cosine, largest
 MSE and relative error. Each output's own figures are in `per_output`.
 
+Near-ties. A weakly trained classifier can give its top classes nearly equal scores; a variant whose outputs are
+almost the reference's (cosine ~1) then still flips the top-1 between them, and agreement is low. So for each
+`classes` output: `disagreements` counts the samples (positions, for a dense output) whose top-1 differs from the
+reference's, and `near_ties` those of them where the reference's own top-2 margin (its largest score minus its
+second, in the output's units) is below `near_tie_margin`: twice the variant's RMS output error on that output,
+the gap that two scores each off by a typical error in opposite directions can close. A flip at a larger margin
+is an error above the variant's typical one. The report says "N of M disagreements are near-ties" where that
+explains a low agreement (edgequant.report.html.near_tie_notes).
+
 Also per variant: throughput (samples per second of interpreter time, invoke plus I/O copies);
 how much the outputs vary across samples, and how many distinct top-1 classes occur: a reference
 whose outputs do not depend on its input is degenerate, and agreeing with it proves nothing
@@ -85,6 +94,9 @@ class OutputEvaluation:
     output_spread: float | None = None
     distinct_top1: int | None = None
     chance_top1: float | None = None
+    disagreements: int | None = None  # classes: top-1 differs from the reference's (see the module's docstring)
+    near_ties: int | None = None  # of those, where the reference's top-2 margin is below near_tie_margin
+    near_tie_margin: float | None = None
 
 
 @dataclass
@@ -235,6 +247,8 @@ class _Accumulator:
         self.shape: list[int] = []
         self.shift = self.sum = self.sum_sq = None  # per output element, across samples
         self.top1_counts = self.label_counts = None
+        # kept to the end: the near-tie threshold is the RMS error over every sample, known only then
+        self.flip_margins: list[np.ndarray] = []
 
     def _count_spread(self, flat: np.ndarray) -> None:
         if self.shift is None:  # sums of (x - first sample): no cancellation when outputs hardly vary
@@ -280,6 +294,10 @@ class _Accumulator:
                 (np.abs(ref.astype(np.float64).sum(axis=-1) - 1) <= DISTRIBUTION_TOLERANCE).all())
             top1, ref_top1 = y.argmax(axis=-1), ref.argmax(axis=-1)
             self.agree += float((top1 == ref_top1).reshape(n, -1).mean(axis=1).sum())
+            flipped = top1 != ref_top1
+            if flipped.any():
+                top2 = np.partition(ref[flipped].astype(np.float64), -2, axis=-1)[:, -2:]
+                self.flip_margins.append(top2[:, 1] - top2[:, 0])
             if self.vector:
                 self.top1_counts = _add_counts(self.top1_counts, top1)
             if self.vector and labels is not None and labels.ndim == 1:
@@ -306,6 +324,8 @@ class _Accumulator:
         classes = kind == "classes" and self.ranked
         accuracy = classes and self.vector and self.labelled
         labels = self.label_counts if accuracy and self.label_counts is not None else None
+        margins = np.concatenate(self.flip_margins) if self.flip_margins else np.zeros(0)
+        tie_margin = 2 * float(np.sqrt(self.sq_err / n))
         return OutputEvaluation(
             name=name, index=index, shape=self.shape, kind=kind, judged=judged,
             mse=self.sq_err / n,
@@ -318,6 +338,9 @@ class _Accumulator:
             output_spread=self._spread(),
             distinct_top1=int((self.top1_counts > 0).sum()) if classes and self.top1_counts is not None else None,
             chance_top1=float(labels.max() / n) if labels is not None else None,
+            disagreements=len(margins) if classes else None,
+            near_ties=int((margins < tie_margin).sum()) if classes else None,
+            near_tie_margin=tie_margin if classes else None,
         )
 
 

@@ -14,7 +14,7 @@ from edgequant.report.formatting import kib as _kib
 from edgequant.report.formatting import pct as _pct
 from edgequant.report.formatting import plural  # noqa: F401 (also imported from here by the pipeline)
 from edgequant.report.formatting import pts as _pts
-from edgequant.report.html import write_html
+from edgequant.report.html import near_tie_notes, write_html
 from edgequant.report.mixed_precision_section import mixed_precision_lines
 from edgequant.report.onnx_section import onnx_lines
 from edgequant.report.plots import output_note, quality_metric, write_plots
@@ -84,6 +84,8 @@ def markdown(report: Report, plot_names: list[str]) -> str:
         cells.append("-" if not v.gates else ("FAIL: " + ", ".join(failed_here) if failed_here else "pass"))
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
+    lines += [line for v in evaluated for note in near_tie_notes(v.name, v.evaluation.model_dump())
+              for line in (note, "")]
     lines += [f"- {n.name} ({n.mode}): not built: {n.reason}" for n in report.not_built] + (
         [""] if report.not_built else [])
     if evaluated:

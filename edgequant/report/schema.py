@@ -61,6 +61,11 @@ class OutputEvaluationReport(_Model):
     output_spread: float | None = None
     distinct_top1: int | None = None
     chance_top1: float | None = None
+    disagreements: int | None = Field(None, description="classes: samples (positions) whose top-1 differs from the "
+                                      "reference's")
+    near_ties: int | None = Field(None, description="classes: disagreements where the reference's top-2 margin is "
+                                  "below near_tie_margin")
+    near_tie_margin: float | None = Field(None, description="twice this output's RMS error against the reference")
 
 
 class LatencyReport(_Model):
