@@ -219,7 +219,9 @@ def record_model(counts: dict, model: str, precision: str) -> None:
     counts["models"][f"{model}|{precision}"] = {
         "weight_bytes": info.weight_bytes, "activation_bytes": info.activation_bytes,
         "operators": len(info.operators), "sha256": info.sha256,
-        "streaming_bytes": latency_model.streaming_bytes(info), "depthwise_bytes": latency_model.depthwise_bytes(info),
+        # the bytes each streaming node reads and writes, by kind (node order does not matter to the cost model)
+        "streaming_nodes": {kind: sorted(b for k, b in latency_model.streaming_nodes(info) if k == kind)
+                            for kind in ("stream", "depthwise")},
     }
 
 
@@ -228,14 +230,14 @@ def sizes(args) -> None:
     counts = json.loads(COUNTS_FILE.read_text())
     for key, entry in list(counts["models"].items()):
         model, precision = key.split("|")
-        if "depthwise_bytes" not in entry and not (args.skip and re.search(args.skip, model)):
+        if "streaming_nodes" not in entry and not (args.skip and re.search(args.skip, model)):
             record_model(counts, model, precision)
             if counts["models"][key]["sha256"] != entry["sha256"]:  # sizes come from the architecture alone
                 print(f"{key}: rebuilt with other bytes than the file counted (sha256); same architecture")
                 counts["models"][key]["sha256"] = entry["sha256"]
-            print(f"{key:30s} {counts['models'][key]['streaming_bytes'] / 1e6:.1f} MB through streaming nodes, "
-                  f"{counts['models'][key]['depthwise_bytes'] / 1e6:.1f} MB through depthwise convolutions",
-                  flush=True)
+            nodes = counts["models"][key]["streaming_nodes"]
+            print(f"{key:30s} {sum(nodes['stream']) / 1e6:.1f} MB through streaming nodes, "
+                  f"{sum(nodes['depthwise']) / 1e6:.1f} MB through depthwise convolutions", flush=True)
             _save_counts(counts)
 
 
@@ -320,8 +322,9 @@ def workload_for(row: dict, counts: dict) -> latency_model.Workload | None:
     return latency_model.Workload(entry["instructions"], entry["mix"], model["weight_bytes"],
                                   model["activation_bytes"], row["kernels"],
                                   serial_instructions=entry.get("serial_instructions", 0),
-                                  nodes=model.get("operators", 0), streaming_bytes=model.get("streaming_bytes", 0),
-                                  depthwise_bytes=model.get("depthwise_bytes", 0))
+                                  nodes=model.get("operators", 0),
+                                  streaming_nodes=tuple((kind, b) for kind, node_bytes in
+                                                        model.get("streaming_nodes", {}).items() for b in node_bytes))
 
 
 # A cost-model variant: the structural choices the fit tries. `fixed` holds CostParams fields at a value instead
@@ -343,10 +346,23 @@ NODES = ("node_kcycles", "node_sync_kcycles")
 
 STREAM = {"streaming": True}
 STREAM_DW = {"streaming": True, "streaming_depthwise": True}
+# On-chip capacity: 1 MiB, the middle of the caches the Linux device trees give for the Raspberry Pi boards (0.5 MiB
+# bcm2837 L2, 1 MiB bcm2711 L2, 0.5 + 2 MiB bcm2712 L2 and L3; linux 6.12 arch/arm*/boot/dts/broadcom); 0.5 and 2 MiB
+# are validated beside it.
+ON_CHIP = {"on_chip_kb": 1024.0}
 VARIANTS = (
-    Variant("p 3, delegate factor, streaming and depthwise nodes' bytes added at DRAM bandwidth",
-            {"roofline_p": 3.0, **STREAM_DW}),
-    Variant("smoothed roofline (p 3), XNNPACK delegate factor: before issue 26", {"roofline_p": 3.0}),
+    Variant("p 3, delegate factor, streaming and depthwise nodes past 1 MiB on chip, at their own fitted share of "
+            "bandwidth", {"roofline_p": 3.0, **STREAM_DW, **ON_CHIP}, ("stream_factor",)),
+    Variant("the same, past 0.5 MiB on chip", {"roofline_p": 3.0, **STREAM_DW, "on_chip_kb": 512.0},
+            ("stream_factor",)),
+    Variant("the same, past 2 MiB on chip", {"roofline_p": 3.0, **STREAM_DW, "on_chip_kb": 2048.0},
+            ("stream_factor",)),
+    Variant("the same, past 1 MiB on chip, at DRAM bandwidth", {"roofline_p": 3.0, **STREAM_DW, **ON_CHIP}),
+    Variant("the same, past 1 MiB on chip, no delegate factor",
+            {"roofline_p": 3.0, "delegate_factor": 1.0, **STREAM_DW, **ON_CHIP}),
+    Variant("p 3, delegate factor, every streaming and depthwise node's bytes at DRAM bandwidth (before: nothing on "
+            "chip)", {"roofline_p": 3.0, **STREAM_DW}),
+    Variant("smoothed roofline (p 3), XNNPACK delegate factor: no streaming term", {"roofline_p": 3.0}),
     Variant("compute and memory added (p 1), delegate factor", {"roofline_p": 1.0}),
     Variant("p fitted, delegate factor", {}),
     Variant("p fitted, no delegate factor", {"delegate_factor": 1.0}),
@@ -355,10 +371,7 @@ VARIANTS = (
     Variant("p 3, delegate factor, a cost per node (dispatch, and thread-pool sync per extra thread)",
             {"roofline_p": 3.0}, NODES),
     Variant("p 3, no delegate factor, a cost per node", {"roofline_p": 3.0, "delegate_factor": 1.0}, NODES),
-    Variant("p fitted, no delegate factor, a cost per node", {"delegate_factor": 1.0}, NODES),
     Variant("p 3, delegate factor, streaming nodes' bytes (not depthwise) added", {"roofline_p": 3.0, **STREAM}),
-    Variant("p 3, no delegate factor, streaming nodes' bytes (not depthwise) added",
-            {"roofline_p": 3.0, "delegate_factor": 1.0, **STREAM}),
     Variant("p 3, no delegate factor, streaming and depthwise bytes added",
             {"roofline_p": 3.0, "delegate_factor": 1.0, **STREAM_DW}),
     Variant("p fitted, delegate factor, streaming and depthwise bytes added", STREAM_DW),
@@ -665,7 +678,8 @@ def parameters_text(params) -> str:
               f"XNNPACK delegate factor {params.delegate_factor:.2f}, roofline p {params.roofline_p:.2f}"
             + (f", {params.node_kcycles:.1f} + {params.node_sync_kcycles:.1f} per extra thread kilocycles per node"
                if params.node_kcycles or params.node_sync_kcycles else "")
-            + (f", streaming share of bandwidth x{params.stream_factor:.2f}" if params.stream_factor != 1.0 else ""))
+            + (f", streaming share of bandwidth x{params.stream_factor:.2f}" if params.stream_factor != 1.0 else "")
+            + (f", {params.on_chip_kb / 1024:g} MiB on chip" if params.on_chip_kb else ""))
 
 
 def breakdown(data, pct, result) -> dict[str, dict[str, dict]]:

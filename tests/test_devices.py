@@ -276,9 +276,10 @@ def test_cost_model_terms_the_fit_validates():
 
     rpi4 = load_profile("rpi4")
     mib = 1 << 20
-    work = latency_model.Workload(10**8, {"fp_mac": 10**8}, 4 * mib, 6 * mib, nodes=100, streaming_bytes=3 * mib)
+    work = latency_model.Workload(10**8, {"fp_mac": 10**8}, 4 * mib, 6 * mib, nodes=100,
+                                  streaming_nodes=(("stream", 3 * mib),))
     base = dataclasses.replace(latency_model.shipped_params(), node_kcycles=0.0, node_sync_kcycles=0.0,
-                               streaming=False)
+                               streaming=False, on_chip_kb=0.0, stream_factor=1.0)
     assert latency_model.dram_bytes(work, rpi4, base) == 4 * mib + 2 * 6 * mib  # everything, as before
     per_thread = dataclasses.replace(base, weights_per_thread=True)
     assert latency_model.dram_bytes(work, rpi4, per_thread, threads=4) == 4 * 4 * mib + 2 * 6 * mib
@@ -296,13 +297,39 @@ def test_cost_model_terms_the_fit_validates():
     assert one / four < latency_model.estimate_ms(work, rpi4, 1, base) / latency_model.estimate_ms(work, rpi4, 4, base)
 
 
-def test_streaming_bytes_count_the_nodes_without_weights():
+def test_streaming_nodes_are_the_nodes_without_weights_and_depthwise_convolutions():
     from types import SimpleNamespace as NS
 
     t = [NS(is_constant=False, shape=(1, 8, 8, 4), dtype="float32"), NS(is_constant=True, shape=(4, 3, 3, 4), dtype="float32"),
-         NS(is_constant=False, shape=(1, 8, 8, 4), dtype="float32"), NS(is_constant=False, shape=(1, 8, 8, 4), dtype="float32")]
-    ops = [NS(op_type="CONV_2D", inputs=(0, 1), outputs=(2,)), NS(op_type="ADD", inputs=(2, 0), outputs=(3,))]
-    assert latency_model.streaming_bytes(NS(tensors=t, operators=ops)) == 3 * 8 * 8 * 4 * 4
+         NS(is_constant=False, shape=(1, 8, 8, 4), dtype="float32"), NS(is_constant=False, shape=(1, 8, 8, 4), dtype="float32"),
+         NS(is_constant=True, shape=(1, 3, 3, 4), dtype="float32"), NS(is_constant=False, shape=(1, 8, 8, 4), dtype="float32")]
+    ops = [NS(op_type="CONV_2D", inputs=(0, 1), outputs=(2,)), NS(op_type="ADD", inputs=(2, 0), outputs=(3,)),
+           NS(op_type="DEPTHWISE_CONV_2D", inputs=(3, 4, -1), outputs=(5,))]
+    tensor = 8 * 8 * 4 * 4  # the weights (constant) and the missing bias (-1) are not activation bytes
+    assert latency_model.streaming_nodes(NS(tensors=t, operators=ops)) == (("stream", 3 * tensor), ("depthwise", 2 * tensor))
+
+
+def test_only_streaming_nodes_too_large_for_the_chip_reach_dram():
+    """A node whose tensors fit on chip adds nothing; a larger one adds its bytes at the device's bandwidth, and the
+    depthwise ones only with streaming_depthwise."""
+    import dataclasses
+
+    rpi4 = load_profile("rpi4")
+    kib = 1024
+    nodes = (("stream", 512 * kib), ("stream", 4096 * kib), ("depthwise", 2048 * kib))
+    work = latency_model.Workload(10**8, {"fp_mac": 10**8}, 0, 0, streaming_nodes=nodes)
+    params = dataclasses.replace(latency_model.shipped_params(), streaming=True, streaming_depthwise=True,
+                                 on_chip_kb=1024.0)
+    assert latency_model.streamed_bytes(work, params) == (4096 + 2048) * kib
+    assert latency_model.streamed_bytes(work, dataclasses.replace(params, streaming_depthwise=False)) == 4096 * kib
+    assert latency_model.streamed_bytes(work, dataclasses.replace(params, on_chip_kb=0.0)) == (512 + 4096 + 2048) * kib
+    fits = dataclasses.replace(work, streaming_nodes=(("stream", 512 * kib),))
+    off = dataclasses.replace(params, streaming=False)
+    assert latency_model.estimate_ms(fits, rpi4, 1, params) == latency_model.estimate_ms(fits, rpi4, 1, off)
+    big = dataclasses.replace(work, streaming_nodes=(("stream", 4096 * kib),))
+    bandwidth = rpi4.memory_bandwidth_gbs * params.memory_efficiency * params.stream_factor
+    added = latency_model.estimate_ms(big, rpi4, 1, params) - latency_model.estimate_ms(big, rpi4, 1, off)
+    assert added == pytest.approx(4096 * kib / (bandwidth * 1e6))  # no weights or other tensors: nothing else moves
 
 
 def test_fit_reproduces_the_shipped_parameters(capsys):

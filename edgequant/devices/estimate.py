@@ -179,8 +179,7 @@ def estimate_latency(model_path: str | Path, profile: str | Path | DeviceProfile
                                       info.activation_bytes, kernels,
                                       serial_instructions=serial_instructions(counts.get("layers", [])),
                                       nodes=len(info.operators),
-                                      streaming_bytes=latency_model.streaming_bytes(info),
-                                      depthwise_bytes=latency_model.depthwise_bytes(info))
+                                      streaming_nodes=latency_model.streaming_nodes(info))
 
     def ms(n: int) -> float:
         return round(latency_model.estimate_ms(workload, prof, n), 2)

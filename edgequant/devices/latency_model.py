@@ -8,10 +8,12 @@ One invoke of a model on a device is estimated as
     compute(n)   = compute(1) * (serial + (1 - serial) / speed(n))                                  (Amdahl)
                    speed(n) = Σ_{first n cores} relative speed / (1 + contention (n - 1))
                    + streamed                    (with `streaming`; the same at every thread count)
-    streamed     = streaming bytes / (DRAM bandwidth * memory_efficiency)
+    streamed     = streaming bytes / (DRAM bandwidth * memory_efficiency * stream_factor)
                    streaming bytes = activation bytes read and written by nodes with too little arithmetic per
                    byte to hide them (no weights: elementwise, resize, concatenation, pooling...; and depthwise
-                   convolutions with `streaming_depthwise`), read from the .tflite file
+                   convolutions with `streaming_depthwise`), read from the .tflite file, of the nodes whose
+                   tensors exceed `on_chip_kb` (smaller ones stay in cache between the node writing them and the
+                   node reading them)
     memory       = DRAM bytes / (DRAM bandwidth * memory_efficiency) - streamed
                    DRAM bytes = weight bytes + 2 * activation bytes (each tensor written and read once)
     latency(n)   = (compute(n)^p + memory^p)^(1/p)       (p = 1: added; large p: the slower one sets the pace)
@@ -41,7 +43,13 @@ streaming nodes' part of it is added to compute rather than hidden in the
 roofline: those nodes are bound by bandwidth on every core here, and more
 threads do not add bandwidth. This is what makes a detector with large
 low-arithmetic tensors (EfficientDet's BiFPN and class head) slower per counted
-instruction than a MobileNet, and scale worse with threads.
+instruction than a MobileNet, and scale worse with threads. Only nodes whose
+tensors overflow the on-chip caches pay it: a MobileNet at 224x224 keeps most of
+its streaming nodes on chip, a detector at 320 to 640 pixels few. `on_chip_kb` is
+one shared figure, not each device's cache: the Linux device trees give 0.5 to
+2.5 MiB for the Raspberry Pi boards (bcm2837/bcm2711 L2, bcm2712 L2 + L3) and
+none for the phones' SoCs; a per-device figure (the phones' caches from vendor
+descriptions, uncited) validated no better than one shared figure.
 
 The estimate is a pure function of the counts, the profile and the parameters:
 the same model, profile and kernels give the same figure on every run.
@@ -72,10 +80,10 @@ class Workload:
     kernels: str = "xnnpack"
     serial_instructions: int = 0  # of `instructions`, those that run on one thread whatever the thread count
     nodes: int = 0  # operators of the model's execution plan, each dispatched (and with threads, synchronised) once
-    # activation bytes read and written by nodes with next to no arithmetic per byte to hide their traffic behind:
-    # nodes without weights (elementwise, resize, concatenation, pooling...), and depthwise convolutions
-    streaming_bytes: int = 0
-    depthwise_bytes: int = 0
+    # The nodes with next to no arithmetic per byte to hide their traffic behind (streaming_nodes): each one's kind
+    # ("stream": no weights, such as elementwise, resize, concatenation, pooling; "depthwise": a depthwise
+    # convolution) and the activation bytes it reads and writes.
+    streaming_nodes: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -97,11 +105,14 @@ class CostParams:
     # the thread pool's hand-off and barrier, per extra thread. Neither shrinks with threads.
     node_kcycles: float = 0.0
     node_sync_kcycles: float = 0.0
-    # Streaming nodes' bytes (Workload.streaming_bytes, and depthwise_bytes with streaming_depthwise) priced at DRAM
-    # bandwidth and added to compute: bandwidth does not grow with threads, and these nodes have too little
-    # arithmetic to hide their traffic behind.
+    # Streaming nodes' bytes (Workload.streaming_nodes: those without weights, and depthwise convolutions with
+    # streaming_depthwise) priced at DRAM bandwidth and added to compute: bandwidth does not grow with threads, and
+    # these nodes have too little arithmetic to hide their traffic behind.
     streaming: bool = False
     streaming_depthwise: bool = False
+    # A streaming node whose tensors fit in this many KiB stays on chip: its producer left them in cache, so it
+    # does not wait for DRAM (0: every streaming node reaches DRAM).
+    on_chip_kb: float = 0.0
     # the streaming nodes' share of DRAM bandwidth relative to memory_efficiency (sequential reads and writes)
     stream_factor: float = 1.0
     # each thread streams the weights of its share of a layer's output on its own: weight traffic x threads
@@ -179,12 +190,18 @@ def estimate_ms(workload: Workload, profile, threads: int, params: CostParams | 
     bandwidth = profile.memory_bandwidth_gbs * params.memory_efficiency
     dram = dram_bytes(workload, profile, params, threads)
     if params.streaming:
-        streamed = workload.streaming_bytes + (workload.depthwise_bytes if params.streaming_depthwise else 0)
+        streamed = streamed_bytes(workload, params)
         compute_ms += streamed / (bandwidth * params.stream_factor * 1e6)
         dram = max(0.0, dram - streamed)  # priced once: not hidden behind the arithmetic a second time
     memory_ms = dram / (bandwidth * 1e6)
     p = params.roofline_p
     return (compute_ms ** p + memory_ms ** p) ** (1 / p)
+
+
+def streamed_bytes(workload: Workload, params: CostParams) -> int:
+    """Bytes of the streaming nodes whose tensors do not fit on chip (CostParams.on_chip_kb)."""
+    kinds = ("stream", "depthwise") if params.streaming_depthwise else ("stream",)
+    return sum(b for kind, b in workload.streaming_nodes if kind in kinds and b > params.on_chip_kb * 1024)
 
 
 def dram_bytes(workload: Workload, profile, params: CostParams, threads: int = 1) -> float:
@@ -211,20 +228,18 @@ def _tensor_bytes(tensor) -> int:
     return int(np.prod(tensor.shape, dtype=np.int64)) * np.dtype(tensor.dtype).itemsize
 
 
-def _node_bytes(model, keep) -> int:
-    return sum(_tensor_bytes(model.tensors[i]) for op in model.operators if keep(op.op_type)
-               for i in (*op.inputs, *op.outputs) if i >= 0)
-
-
-def streaming_bytes(model) -> int:
-    """Activation bytes read and written by the nodes of a tflite_file.TFLiteModel that are neither dense
-    (DENSE_NODES) nor depthwise convolutions."""
-    return _node_bytes(model, lambda t: t not in DENSE_NODES and t not in DEPTHWISE_NODES)
-
-
-def depthwise_bytes(model) -> int:
-    """Activation bytes read and written by the depthwise convolutions of a tflite_file.TFLiteModel."""
-    return _node_bytes(model, lambda t: t in DEPTHWISE_NODES)
+def streaming_nodes(model) -> tuple[tuple[str, int], ...]:
+    """(kind, activation bytes read and written) of each node of a tflite_file.TFLiteModel that is not dense
+    (DENSE_NODES): "depthwise" for a depthwise convolution, "stream" for the others; nodes without activation
+    bytes are left out."""
+    out = []
+    for op in model.operators:
+        if op.op_type in DENSE_NODES:
+            continue
+        size = sum(_tensor_bytes(model.tensors[i]) for i in (*op.inputs, *op.outputs) if i >= 0)
+        if size:
+            out.append(("depthwise" if op.op_type in DEPTHWISE_NODES else "stream", size))
+    return tuple(out)
 
 
 def interval_group(core: str, precision: str, kernels: str) -> list[str]:
