@@ -17,7 +17,6 @@ import numpy as np
 
 from edgequant.data.stream import InputSpec, iter_samples
 from edgequant.errors import BuildError, DataError, InputError
-from edgequant.model.source_model import export_model
 from edgequant.output.output_dir import Staging
 from edgequant.process import fault_points
 from edgequant.process.interrupts import CheckingProgress, stop_on_signals, temporary_dir
@@ -113,16 +112,16 @@ def build_recipe(
 
     with stop_on_signals(), temporary_dir("build") as work, Staging(out, wait=wait) as staging, \
             ExitStack() as stack:
-        # the conversions' child process: the build's own, started now (its import overlaps the export), or
-        # the one the builds of this call share
+        # the child process that exports and converts: the build's own, started now (its TensorFlow import
+        # overlaps the calibration check), or the one the builds of this call share
         worker = shared.worker if shared is not None else stack.enter_context(ConversionWorker())
         if calibrated and declared is not None:  # the model file declares its input: check before the export
             with field_context(recipe_path, ["calibration"]):
                 _check_calibration(recipe, declared, progress)
         with progress.task(f"export {recipe.model.path.name}") as task:
             if shared is None:
-                exported = export_model(recipe.model.path, Path(work), recipe.model.input_shape, trust_code=trust_code,
-                                        custom_objects=recipe.model.custom_objects)
+                exported = worker.export(recipe.model.path, Path(work), recipe.model.input_shape, trust_code=trust_code,
+                                         custom_objects=recipe.model.custom_objects)
             else:
                 exported, reused = shared.export(recipe.model.path, recipe.model.input_shape, trust_code=trust_code,
                                                  custom_objects=recipe.model.custom_objects)

@@ -1,7 +1,7 @@
 """What several recipes built in one call (`edgequant build A.yaml B.yaml ...`) have in common.
 
-Each source model is exported once for all of them, and one child process converts for all of them
-(edgequant.quantization.convert_worker: TensorFlow is imported there once). Emulated device runs are shared through the
+Each source model is exported once for all of them, and one child process exports and converts for all of
+them (edgequant.quantization.convert_worker: TensorFlow is imported there once). Emulated device runs are shared through the
 cache of emulated results (edgequant.devices.run_cache): a model whose bytes another recipe already
 built is counted and checked once.
 """
@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from edgequant.model.source_model import ExportedModel, export_model, file_sha256
+from edgequant.model.source_model import ExportedModel, file_sha256
 from edgequant.process.interrupts import temporary_dir
 from edgequant.quantization.convert_worker import ConversionWorker
 
@@ -32,8 +32,8 @@ class SharedWork:
             return self._exports[key], True
         folder = self.work_dir / f"export-{len(self._exports)}"
         folder.mkdir()
-        self._exports[key] = export_model(path, folder, input_shape, trust_code=trust_code,
-                                          custom_objects=custom_objects)
+        self._exports[key] = self.worker.export(path, folder, input_shape, trust_code=trust_code,
+                                                custom_objects=custom_objects)
         return self._exports[key], False
 
 

@@ -11,6 +11,7 @@ import hashlib
 import json
 import re
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -31,10 +32,20 @@ class ExportedModel:
     inputs: tuple[InputSpec, ...]
     source_kind: SourceKind
     source_sha256: str
-    keras_model: Any = None  # the loaded Keras model, for QAT and per-layer analysis; None for SavedModels
+    _keras_model: Any = None  # the loaded Keras model (see keras_model)
     onnx: Any = None  # an onnx_import.OnnxSource when the source is an .onnx file converted to this SavedModel
     recurrent: tuple[str, ...] = ()  # the Keras model's recurrent layers (exported with a batch of 1)
+    # Loads the Keras model on first use, when another process exported it (convert_worker): a build that only
+    # converts then never imports TensorFlow in this one.
+    load_keras: Callable[[], Any] | None = field(default=None, compare=False, repr=False)
     _unrolled: dict = field(default_factory=dict, compare=False, repr=False)  # saved_model_for's export, once
+
+    @property
+    def keras_model(self):
+        """The Keras model, for QAT, low-bit modes, the int8 fixes and unrolling; None for SavedModels and ONNX."""
+        if self._keras_model is None and self.load_keras is not None:
+            object.__setattr__(self, "_keras_model", self.load_keras())  # frozen: a cache, as _unrolled is
+        return self._keras_model
 
     def saved_model_for(self, mode: str) -> Path:
         """The SavedModel to convert `mode` from: the export, or for a calibrated mode of a Keras model with

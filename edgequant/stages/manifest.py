@@ -8,6 +8,7 @@ variants that could not be built, and the ONNX artifacts.
 from __future__ import annotations
 
 import datetime as dt
+import importlib.metadata
 import json
 from typing import Any
 
@@ -72,6 +73,11 @@ def data_provenance(recipe: Recipe, variant, calibration_used: int | None = None
 
 
 def _tf_version() -> str:
-    import tensorflow as tf
+    # what the installed distribution says: this process may not have imported TensorFlow (a child process
+    # exports and converts), and importing it for its version would cost seconds
+    try:
+        return importlib.metadata.version("tensorflow")
+    except importlib.metadata.PackageNotFoundError:  # installed under another name (tensorflow-cpu, tf-nightly)
+        import tensorflow as tf
 
-    return tf.__version__
+        return tf.__version__
