@@ -153,12 +153,13 @@ def test_several_recipes_share_the_export_and_the_emulation_and_exit_with_the_wo
     cold_cache, emulations, tmp_path, monkeypatch, capsys
 ):
     """The second recipe differs from the first only by a gate: nothing is emulated again for it."""
-    from edgequant import shared_work
     from edgequant.cli import main
+    from edgequant.quantization.convert_worker import ConversionWorker
 
-    exports = []
-    real_export = shared_work.export_model
-    monkeypatch.setattr(shared_work, "export_model", lambda *a, **k: exports.append(a[0]) or real_export(*a, **k))
+    exports = []  # every export the builds ask for (the conversions' child exports Keras files)
+    real_export = ConversionWorker.export
+    monkeypatch.setattr(ConversionWorker, "export",
+                        lambda self, *a, **k: exports.append(a[0]) or real_export(self, *a, **k))
     first = write_recipe(tmp_path, "first")
     strict = write_recipe(tmp_path, "strict", max_latency_ms=0.001)
     broken = tmp_path / "broken.yaml"
