@@ -48,8 +48,9 @@ tensors overflow the on-chip caches pay it: a MobileNet at 224x224 keeps most of
 its streaming nodes on chip, a detector at 320 to 640 pixels few. `on_chip_kb` is
 one shared figure, not each device's cache: the Linux device trees give 0.5 to
 2.5 MiB for the Raspberry Pi boards (bcm2837/bcm2711 L2, bcm2712 L2 + L3) and
-none for the phones' SoCs; a per-device figure (the phones' caches from vendor
-descriptions, uncited) validated no better than one shared figure.
+none for the phones' SoCs. A per-device figure needs the phones' caches, which
+no reachable source gives (validated with figures from vendor descriptions: a
+higher median |error|, a few more rows within ±25%; not shipped).
 
 The estimate is a pure function of the counts, the profile and the parameters:
 the same model, profile and kernels give the same figure on every run.
