@@ -730,7 +730,8 @@ def write_readme_block(path: Path, overall: dict) -> None:
     for v in VALIDATIONS:
         lines.append(f"| {v.removesuffix(' out')} | {summary_cells(overall[v])} |")
     # the blank line ends the table; the end marker shares the last line to keep the block to 8 lines
-    lines += ["", targets_text(overall) + f"; nominal coverage {NOMINAL_COVERAGE:.0%}. Written by `benchmarks/fit_device_profiles.py fit --write-docs`: [the device model's fit]"
+    lines += ["", targets_text(overall) + f"; nominal coverage {NOMINAL_COVERAGE:.0%}. Written by "
+              "`benchmarks/fit_device_profiles.py fit --write-docs`: [the device model's fit]"
               f"(docs/results/device_fit.md). {README_END}"]
     text = path.read_text()
     pattern = re.compile(re.escape(README_START) + ".*?" + re.escape(README_END), re.S)

@@ -1,9 +1,9 @@
 """What several recipes built in one call (`edgequant build A.yaml B.yaml ...`) have in common.
 
 Each source model is exported once for all of them, and one child process exports and converts for all of
-them (edgequant.quantization.convert_worker: TensorFlow is imported there once). Emulated device runs are shared through the
-cache of emulated results (edgequant.devices.run_cache): a model whose bytes another recipe already
-built is counted and checked once.
+them (edgequant.quantization.convert_worker: TensorFlow is imported there once). Emulated device runs are
+shared through the cache of emulated results (edgequant.devices.run_cache): a model whose bytes another
+recipe already built is counted and checked once.
 """
 
 from __future__ import annotations

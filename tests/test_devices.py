@@ -300,13 +300,16 @@ def test_cost_model_terms_the_fit_validates():
 def test_streaming_nodes_are_the_nodes_without_weights_and_depthwise_convolutions():
     from types import SimpleNamespace as NS
 
-    t = [NS(is_constant=False, shape=(1, 8, 8, 4), dtype="float32"), NS(is_constant=True, shape=(4, 3, 3, 4), dtype="float32"),
-         NS(is_constant=False, shape=(1, 8, 8, 4), dtype="float32"), NS(is_constant=False, shape=(1, 8, 8, 4), dtype="float32"),
-         NS(is_constant=True, shape=(1, 3, 3, 4), dtype="float32"), NS(is_constant=False, shape=(1, 8, 8, 4), dtype="float32")]
+    def tensor(shape, constant=False):
+        return NS(is_constant=constant, shape=shape, dtype="float32")
+
+    t = [tensor((1, 8, 8, 4)), tensor((4, 3, 3, 4), constant=True), tensor((1, 8, 8, 4)), tensor((1, 8, 8, 4)),
+         tensor((1, 3, 3, 4), constant=True), tensor((1, 8, 8, 4))]
     ops = [NS(op_type="CONV_2D", inputs=(0, 1), outputs=(2,)), NS(op_type="ADD", inputs=(2, 0), outputs=(3,)),
            NS(op_type="DEPTHWISE_CONV_2D", inputs=(3, 4, -1), outputs=(5,))]
-    tensor = 8 * 8 * 4 * 4  # the weights (constant) and the missing bias (-1) are not activation bytes
-    assert latency_model.streaming_nodes(NS(tensors=t, operators=ops)) == (("stream", 3 * tensor), ("depthwise", 2 * tensor))
+    size = 8 * 8 * 4 * 4  # the weights (constant) and the missing bias (-1) are not activation bytes
+    nodes = latency_model.streaming_nodes(NS(tensors=t, operators=ops))
+    assert nodes == (("stream", 3 * size), ("depthwise", 2 * size))
 
 
 def test_only_streaming_nodes_too_large_for_the_chip_reach_dram():

@@ -225,7 +225,8 @@ def _serve(requests: Connection, answers: Connection) -> None:
 def _export(path: str, workdir: str, input_shape: list[int] | None, trust_code: bool) -> dict:
     exported = export_model(Path(path), Path(workdir), input_shape, trust_code=trust_code)
     return {"saved_model_dir": str(exported.saved_model_dir), "sha256": exported.source_sha256,
-            "inputs": [[i.name, list(i.shape), i.dtype] for i in exported.inputs], "recurrent": list(exported.recurrent)}
+            "inputs": [[i.name, list(i.shape), i.dtype] for i in exported.inputs],
+            "recurrent": list(exported.recurrent)}
 
 
 def _failure(exc: Exception, label: str) -> dict:
