@@ -154,11 +154,16 @@ def unet(folder: Path) -> Made:
     return Made(path, calib, evaluation)
 
 
-def _classifier(folder: Path, name: str, lib, body, channels: int = 1, suffix: str = ".keras") -> Made:
+def _classifier(folder: Path, name: str, lib, body, channels: int = 1, suffix: str = ".keras", epochs: int = 2,
+                pool: bool = True) -> Made:
+    """A 10-class softmax on `body`'s features (global-average-pooled when `pool`), fitted on Fashion-MNIST."""
     x, y, calib, evaluation = _images(folder, channels)
     inputs = lib.Input((32, 32, channels))
-    out = lib.layers.Dense(10, activation="softmax")(lib.layers.GlobalAveragePooling2D()(body(lib, inputs)))
-    model = _fit(lib.Model(inputs, out), x, y, "sparse_categorical_crossentropy")
+    features = body(lib, inputs)
+    if pool:
+        features = lib.layers.GlobalAveragePooling2D()(features)
+    out = lib.layers.Dense(10, activation="softmax")(features)
+    model = _fit(lib.Model(inputs, out), x, y, "sparse_categorical_crossentropy", epochs=epochs)
     path = folder / f"{name}{suffix}"
     model.save(path)
     return Made(path, calib, evaluation)
@@ -167,29 +172,16 @@ def _classifier(folder: Path, name: str, lib, body, channels: int = 1, suffix: s
 def near_tied(folder: Path) -> Made:
     """Eight filters, pooled, fitted for 6 epochs: its class probabilities stay close to one another (the top two
     often within a few thousandths) while its top-1 depends on the image."""
-    keras = _keras()
-    x, y, calib, evaluation = _images(folder)
-    inputs = keras.Input((32, 32, 1))
-    h = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(8, 3, strides=2, activation="relu")(inputs))
-    model = _fit(keras.Model(inputs, keras.layers.Dense(10, activation="softmax")(h)), x, y,
-                 "sparse_categorical_crossentropy", epochs=6)
-    path = folder / "near_tied.keras"
-    model.save(path)
-    return Made(path, calib, evaluation)
+    return _classifier(folder, "near_tied", _keras(),
+                       lambda lib, h: lib.layers.Conv2D(8, 3, strides=2, activation="relu")(h), epochs=6)
 
 
 def well_separated(folder: Path) -> Made:
     """A one-hidden-layer perceptron on the pixels, fitted for 30 epochs: confident, its best class far ahead
     of the next."""
-    keras = _keras()
-    x, y, calib, evaluation = _images(folder)
-    inputs = keras.Input((32, 32, 1))
-    h = keras.layers.Dense(64, activation="relu")(keras.layers.Flatten()(inputs))
-    model = _fit(keras.Model(inputs, keras.layers.Dense(10, activation="softmax")(h)), x, y,
-                 "sparse_categorical_crossentropy", epochs=30)
-    path = folder / "well_separated.keras"
-    model.save(path)
-    return Made(path, calib, evaluation)
+    return _classifier(folder, "well_separated", _keras(),
+                       lambda lib, h: lib.layers.Dense(64, activation="relu")(lib.layers.Flatten()(h)), epochs=30,
+                       pool=False)
 
 
 def separable(folder: Path) -> Made:
