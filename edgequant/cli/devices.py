@@ -162,8 +162,8 @@ def render_estimate(r) -> str:
     lines = [
         f"[bold]{r.profile}[/] ({r.device}, {r.core}, emulated as {r.qemu_cpu}): "
         f"[bold]{r.latency_ms:.1f} ms ({r.calibration})[/] at {plural(r.threads, 'thread')} — estimate for {r.runtime}",
-        f"  interval: 5th-95th percentile of the errors on devices left out of the fit "
-        f"({r.interval_group} rows, widened where few); {r.calibration_source}",
+        f"  interval: ± the 90th percentile of the errors of fits that never saw the model's family, around the "
+        f"estimate ({r.interval_group} rows, widened where few); {r.calibration_source}",
         f"  by threads (ms, estimates): {by_threads}",
         f"  {r.instructions_per_invoke:,} ARM instructions per invoke; memory: {mem}",
     ]

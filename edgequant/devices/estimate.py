@@ -3,8 +3,9 @@
 The instructions one invoke executes are counted on the profile's emulated
 core (once per model, core and kernel family: cached by the model's sha256),
 then the calibrated cost model turns them into milliseconds. Every figure here
-is an estimate and says so, with the runtime it is for and an interval that
-spans the 5th-95th percentile of the errors on devices left out of the fit.
+is an estimate and says so, with the runtime it is for and an interval around
+it: ± the 90th percentile of the errors of fits that never saw the model's
+family (latency_model.interval_ms).
 """
 
 from __future__ import annotations

@@ -75,7 +75,8 @@ class LatencyReport(_Model):
     calibration_error_percent: float | None = Field(
         None, description="estimates: the larger side of the interval, in percent of the estimate")
     interval_ms: list[float] | None = Field(
-        None, description="estimates: the band of published/estimate ratios of devices left out of the fit")
+        None, description="estimates: ± the 90th percentile of the errors of fits that never saw the model's "
+                     "family, around the estimate (nominal coverage 90%)")
     speedup_vs_reference: float | None = Field(None, description="reference latency / this latency")
     details: dict[str, Any] = Field({}, description="the benchmark's or estimator's own figures")
     layers: list[DeviceLayerReport] = Field(
